@@ -1,0 +1,54 @@
+# The project's commands. `make run` serves; `make test` runs every test. Both work from a clean clone:
+# they install what they need (system packages, ONNX Runtime from PyPI, Python test tools) and build the models.
+# One build profile (release) is used for everything so nothing is compiled twice.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+PROFILE := --release
+ORT_FLAVOR ?= cpu
+ORT_LIB := $(CURDIR)/.cache/ort/$(ORT_FLAVOR)/libonnxruntime.so.1.31.1
+export ORT_DYLIB_PATH ?= $(ORT_LIB)
+MODELS_DIR ?= models
+SEED ?= 20180908
+DEVICE ?= cpu
+
+.PHONY: all setup ort ort-gpu build models run test test-rust test-python bench clean help
+
+all: build
+
+help:
+	@echo "make run        serve both models on 127.0.0.1:8080 (builds the models first)"
+	@echo "make test       run every test (Rust + Python model checks)"
+	@echo "make models     export the seeded color and gray Inception-V3 to $(MODELS_DIR)/"
+	@echo "make ort-gpu    fetch onnxruntime-gpu for DEVICE=cuda"
+
+setup:
+	@scripts/setup-system.sh
+
+ort: setup
+	@scripts/setup-ort.sh $(ORT_FLAVOR) >/dev/null
+
+ort-gpu:
+	@scripts/setup-ort.sh gpu
+
+build: setup
+	$(CARGO) build $(PROFILE) --workspace --bins
+
+# Deterministic: the same seed writes byte-identical files. Cheap, so it always runs.
+models: setup
+	$(CARGO) run $(PROFILE) -p cxr-train -- export --variant both --seed $(SEED) --out $(MODELS_DIR)
+
+run: ort models
+	$(CARGO) run $(PROFILE) -p cxr-serve -- --models $(MODELS_DIR) --device $(DEVICE)
+
+test: test-rust test-python
+
+test-rust: ort models
+	$(CARGO) test $(PROFILE) --workspace --no-fail-fast
+
+test-python: models
+	@py=$$(scripts/setup-python.sh) && $$py tests/python/check_models.py $(MODELS_DIR)
+
+clean:
+	$(CARGO) clean
+	rm -f $(MODELS_DIR)/*.onnx $(MODELS_DIR)/*.json

@@ -1,0 +1,247 @@
+//! Model cards and model variants.
+//!
+//! A [`ModelCard`] travels with every exported classifier twice: embedded in the ONNX `metadata_props` under the
+//! key [`CARD_METADATA_KEY`] and as a sidecar JSON file next to the `.onnx`. The training crate writes it; the
+//! server reads it and refuses a model whose card contradicts the graph (wrong channel count, wrong labels).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::labels::LABELS;
+
+/// ONNX `metadata_props` key under which the JSON model card is stored.
+pub const CARD_METADATA_KEY: &str = "cxr.model_card";
+/// Version of the card schema; bump when a field changes meaning.
+pub const CARD_SCHEMA_VERSION: u32 = 1;
+/// Name of the ONNX graph input: `[N, C, H, W]` float32.
+pub const INPUT_NAME: &str = "image";
+/// Name of the ONNX graph output holding sigmoid probabilities `[N, 14]`.
+pub const PROBABILITIES_NAME: &str = "probabilities";
+/// Name of the ONNX graph output holding raw logits `[N, 14]`.
+pub const LOGITS_NAME: &str = "logits";
+
+/// The two classifiers the project compares. They differ only in the first convolution's input channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelVariant {
+    /// ImageNet color pretraining; the gray X-ray is stacked to 3 identical channels ("pseudo-color").
+    Color,
+    /// Luma-grayscale ImageNet pretraining; the X-ray is fed as 1 channel.
+    Gray,
+}
+
+impl ModelVariant {
+    /// Both variants, in the order used for A/B responses (color first, then gray).
+    pub const ALL: [ModelVariant; 2] = [ModelVariant::Color, ModelVariant::Gray];
+
+    /// Input channels of the first convolution.
+    pub const fn channels(self) -> usize {
+        match self {
+            ModelVariant::Color => 3,
+            ModelVariant::Gray => 1,
+        }
+    }
+
+    /// The variant's name as used in queries, responses, metrics labels and routes.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ModelVariant::Color => "color",
+            ModelVariant::Gray => "gray",
+        }
+    }
+
+    /// File stem of the exported model in `models/`.
+    pub fn file_stem(self) -> String {
+        format!("cxr-inception-v3-{}", self.as_str())
+    }
+}
+
+impl fmt::Display for ModelVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for a variant name that is neither `color` nor `gray`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown model variant {0:?} (expected \"color\" or \"gray\")")]
+pub struct UnknownVariant(pub String);
+
+impl FromStr for ModelVariant {
+    type Err = UnknownVariant;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "color" => Ok(ModelVariant::Color),
+            "gray" => Ok(ModelVariant::Gray),
+            other => Err(UnknownVariant(other.to_string())),
+        }
+    }
+}
+
+/// Per-channel input normalisation applied after resizing: `x' = (x - mean) / std` with `x` in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl Normalization {
+    /// Inception's convention: [0, 1] mapped to [-1, 1].
+    pub const INCEPTION: Normalization = Normalization { mean: 0.5, std: 0.5 };
+}
+
+/// Where the weights came from, so nobody mistakes a seeded initialisation for a trained model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// `true` only when the weights were fitted on data; `false` for a seeded initialisation.
+    pub trained: bool,
+    /// Human-readable account of how the weights were produced.
+    pub description: String,
+    /// Seed of the initialisation (and of training, when trained).
+    pub seed: u64,
+    /// Datasets the weights were fitted on (empty when untrained).
+    pub datasets: Vec<String>,
+    /// The tool and version that produced the file.
+    pub producer: String,
+}
+
+/// Everything a consumer needs to run an exported classifier correctly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub schema_version: u32,
+    /// Model name, e.g. `cxr-inception-v3-gray`.
+    pub name: String,
+    /// Model version string, unique per produced file (name + semver + seed).
+    pub version: String,
+    pub variant: ModelVariant,
+    pub architecture: String,
+    /// Input channels: 3 for color, 1 for gray.
+    pub channels: usize,
+    /// Input height and width in pixels.
+    pub input_size: usize,
+    pub normalization: Normalization,
+    /// How a gray X-ray becomes the input tensor (resize method, padding, channel stacking).
+    pub preprocessing: String,
+    /// Output labels, in output order.
+    pub labels: Vec<String>,
+    pub input_name: String,
+    pub outputs: Vec<String>,
+    pub trained: bool,
+    pub provenance: Provenance,
+    /// Trainable parameter count (BatchNorm running statistics excluded).
+    pub parameters: u64,
+}
+
+/// A card that contradicts itself or the project's invariants.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CardError {
+    #[error("model card is not valid JSON: {0}")]
+    Json(String),
+    #[error("model card schema version {found} is not supported (expected {expected})")]
+    Schema { found: u32, expected: u32 },
+    #[error("model card for variant {variant} declares {channels} channels (expected {expected})")]
+    Channels { variant: ModelVariant, channels: usize, expected: usize },
+    #[error("model card labels differ from the 14 NIH labels in project order")]
+    Labels,
+    #[error("model card `trained` ({trained}) disagrees with its provenance ({provenance})")]
+    Trained { trained: bool, provenance: bool },
+}
+
+impl ModelCard {
+    /// Parses and validates a card from JSON.
+    pub fn from_json(json: &str) -> Result<ModelCard, CardError> {
+        let card: ModelCard = serde_json::from_str(json).map_err(|e| CardError::Json(e.to_string()))?;
+        card.validate()?;
+        Ok(card)
+    }
+
+    /// Serialises the card as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a ModelCard always serialises")
+    }
+
+    /// Checks the invariants every card must satisfy.
+    pub fn validate(&self) -> Result<(), CardError> {
+        if self.schema_version != CARD_SCHEMA_VERSION {
+            return Err(CardError::Schema { found: self.schema_version, expected: CARD_SCHEMA_VERSION });
+        }
+        if self.channels != self.variant.channels() {
+            return Err(CardError::Channels {
+                variant: self.variant,
+                channels: self.channels,
+                expected: self.variant.channels(),
+            });
+        }
+        if self.labels.len() != LABELS.len() || self.labels.iter().zip(LABELS).any(|(a, b)| a != b) {
+            return Err(CardError::Labels);
+        }
+        if self.trained != self.provenance.trained {
+            return Err(CardError::Trained { trained: self.trained, provenance: self.provenance.trained });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(variant: ModelVariant) -> ModelCard {
+        ModelCard {
+            schema_version: CARD_SCHEMA_VERSION,
+            name: variant.file_stem(),
+            version: "0.1.0+seed.7".into(),
+            variant,
+            architecture: "inception_v3".into(),
+            channels: variant.channels(),
+            input_size: 299,
+            normalization: Normalization::INCEPTION,
+            preprocessing: "test".into(),
+            labels: LABELS.iter().map(|s| s.to_string()).collect(),
+            input_name: INPUT_NAME.into(),
+            outputs: vec![PROBABILITIES_NAME.into(), LOGITS_NAME.into()],
+            trained: false,
+            provenance: Provenance {
+                trained: false,
+                description: "seeded initialisation".into(),
+                seed: 7,
+                datasets: vec![],
+                producer: "test".into(),
+            },
+            parameters: 1,
+        }
+    }
+
+    #[test]
+    fn card_round_trips_through_json() {
+        for variant in ModelVariant::ALL {
+            let c = card(variant);
+            assert_eq!(ModelCard::from_json(&c.to_json()).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn card_rejects_contradictions() {
+        let mut c = card(ModelVariant::Gray);
+        c.channels = 3;
+        assert!(matches!(c.validate(), Err(CardError::Channels { .. })));
+        let mut c = card(ModelVariant::Color);
+        c.labels.swap(0, 1);
+        assert_eq!(c.validate(), Err(CardError::Labels));
+        let mut c = card(ModelVariant::Color);
+        c.trained = true;
+        assert!(matches!(c.validate(), Err(CardError::Trained { .. })));
+    }
+
+    #[test]
+    fn variant_names_parse() {
+        assert_eq!("gray".parse::<ModelVariant>().unwrap(), ModelVariant::Gray);
+        assert_eq!("color".parse::<ModelVariant>().unwrap(), ModelVariant::Color);
+        assert!("grey".parse::<ModelVariant>().is_err());
+        assert_eq!(ModelVariant::Gray.channels(), 1);
+        assert_eq!(ModelVariant::Color.channels(), 3);
+    }
+}
