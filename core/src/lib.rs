@@ -1,0 +1,15 @@
+//! `cxr-core`: the domain shared by the server and the training pipeline.
+//!
+//! - [`labels`]: the 14 NIH findings in output order.
+//! - [`card`]: model variants (`color` / `gray`) and the model card embedded in every export.
+//! - [`image`]: the decoded gray image type every decoder produces.
+//! - [`decode`]: DICOM, PNG and JPEG bytes → [`image::GrayImage`] in [0, 1].
+//! - [`preprocess`]: [`image::GrayImage`] → the normalised `[C, 299, 299]` model input.
+//!
+//! Architecture invariant: this crate knows nothing about HTTP, ONNX Runtime or Burn.
+
+pub mod card;
+pub mod decode;
+pub mod image;
+pub mod labels;
+pub mod preprocess;

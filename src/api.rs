@@ -1,0 +1,298 @@
+//! The HTTP surface: shared state, the route table and the router with its middleware.
+//!
+//! [`Endpoint::ALL`] is the single list of routes: [`app`] builds the router from it and the test suite checks
+//! that `openapi.yaml` documents exactly these routes, so a route cannot be added without its documentation.
+//! The prediction handler lives in [`crate::predict`].
+//!
+//! Architecture invariant: handlers know nothing about DICOM (decoding is `cxr_core::decode`'s job) and nothing
+//! about ONNX Runtime (that is [`crate::engine`]'s).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use cxr_core::card::{ModelCard, ModelVariant};
+use cxr_core::decode::DecodeLimits;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::{Config, ModelSelection};
+use crate::engine::{CardSource, Engine, EngineError, TensorInfo};
+use crate::error::ApiError;
+use crate::middleware::{self, RequestId};
+use crate::predict;
+
+/// The OpenAPI description served at `/openapi.yaml`.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+/// Every route of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /predict`: classify one image.
+    Predict,
+    /// `GET /v1/models`: the loaded models and their cards.
+    Models,
+    /// `GET /healthz`: liveness.
+    Healthz,
+    /// `GET /readyz`: readiness (models loaded and warmed up).
+    Readyz,
+    /// `GET /openapi.yaml`: this API's description.
+    OpenApi,
+}
+
+impl Endpoint {
+    /// The route table; [`app`] serves exactly these.
+    pub const ALL: [Endpoint; 5] =
+        [Endpoint::Predict, Endpoint::Models, Endpoint::Healthz, Endpoint::Readyz, Endpoint::OpenApi];
+
+    /// The HTTP method, upper case.
+    pub const fn method(self) -> &'static str {
+        match self {
+            Endpoint::Predict => "POST",
+            Endpoint::Models | Endpoint::Healthz | Endpoint::Readyz | Endpoint::OpenApi => "GET",
+        }
+    }
+
+    /// The path.
+    pub const fn path(self) -> &'static str {
+        match self {
+            Endpoint::Predict => "/predict",
+            Endpoint::Models => "/v1/models",
+            Endpoint::Healthz => "/healthz",
+            Endpoint::Readyz => "/readyz",
+            Endpoint::OpenApi => "/openapi.yaml",
+        }
+    }
+
+    fn handler(self, state: &AppState) -> MethodRouter<AppState> {
+        match self {
+            Endpoint::Predict => post(predict::predict)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_concurrency)),
+            Endpoint::Models => get(models),
+            Endpoint::Healthz => get(healthz),
+            Endpoint::Readyz => get(readyz),
+            Endpoint::OpenApi => get(openapi),
+        }
+    }
+}
+
+/// State shared by every handler: the engine once loaded, and the request limits.
+#[derive(Clone)]
+pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    engine: OnceLock<Arc<Engine>>,
+    draining: AtomicBool,
+    permits: Arc<Semaphore>,
+    max_concurrent_requests: usize,
+    max_body_bytes: usize,
+    decode_limits: DecodeLimits,
+    default_model: ModelSelection,
+}
+
+impl AppState {
+    /// State without models: `/healthz` answers, `/readyz` and `/predict` say 503 until [`AppState::set_engine`].
+    pub fn new(config: &Config) -> AppState {
+        AppState {
+            shared: Arc::new(Shared {
+                engine: OnceLock::new(),
+                draining: AtomicBool::new(false),
+                permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+                max_concurrent_requests: config.max_concurrent_requests,
+                max_body_bytes: config.max_body_bytes,
+                decode_limits: DecodeLimits::new(config.max_pixels),
+                default_model: config.default_model,
+            }),
+        }
+    }
+
+    /// State with the engine loaded and warmed up (loading runs on the blocking pool).
+    pub async fn load(config: &Config) -> Result<AppState, EngineError> {
+        let state = AppState::new(config);
+        let settings = config.engine_settings();
+        let engine = match tokio::task::spawn_blocking(move || Engine::load(&settings)).await {
+            Ok(loaded) => loaded?,
+            // A panic while loading is a bug: let it surface as one.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        state.set_engine(engine);
+        Ok(state)
+    }
+
+    /// Makes the server ready; a second call is ignored.
+    pub fn set_engine(&self, engine: Engine) {
+        if self.shared.engine.set(Arc::new(engine)).is_err() {
+            tracing::warn!("engine already set; ignoring the second one");
+        }
+    }
+
+    /// The engine, once loaded.
+    pub fn engine(&self) -> Option<&Arc<Engine>> {
+        self.shared.engine.get()
+    }
+
+    /// Takes the engine out of a state that is no longer served, so that it can be dropped (joining the workers)
+    /// off the async runtime. `None` when other clones of the state still hold it.
+    pub fn into_engine(self) -> Option<Engine> {
+        let shared = Arc::try_unwrap(self.shared).ok()?;
+        Arc::into_inner(shared.engine.into_inner()?)
+    }
+
+    /// Marks the server as shutting down: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Models loaded and warmed up, and not shutting down.
+    pub fn is_ready(&self) -> bool {
+        self.engine().is_some() && !self.shared.draining.load(Ordering::SeqCst)
+    }
+
+    /// The engine, or 503 `not-ready`.
+    pub fn ready_engine(&self) -> Result<&Arc<Engine>, ApiError> {
+        self.engine().ok_or_else(|| ApiError::NotReady("the models are still loading".into()))
+    }
+
+    pub(crate) fn permits(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.shared.permits)
+    }
+
+    pub fn max_concurrent_requests(&self) -> usize {
+        self.shared.max_concurrent_requests
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        self.shared.max_body_bytes
+    }
+
+    pub fn decode_limits(&self) -> DecodeLimits {
+        self.shared.decode_limits
+    }
+
+    pub fn default_model(&self) -> ModelSelection {
+        self.shared.default_model
+    }
+}
+
+/// The application: every [`Endpoint`], problem-details fallbacks and the middleware stack.
+///
+/// Layers, outermost first: request id (and problem `instance`), tracing, panic catching, body limit; `/predict`
+/// additionally holds a concurrency permit.
+pub fn app(state: AppState) -> Router {
+    let routes = Endpoint::ALL
+        .into_iter()
+        .fold(Router::new(), |router, endpoint| router.route(endpoint.path(), endpoint.handler(&state)));
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let id = request.extensions().get::<RequestId>().map_or("", RequestId::as_str);
+            tracing::info_span!("request", id, method = %request.method(), path = request.uri().path())
+        })
+        .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+        .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Millis))
+        // Error responses are logged where they are made (`ApiError`); this only adds the classification.
+        .on_failure(DefaultOnFailure::new().level(Level::DEBUG));
+    routes
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes()))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(trace)
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(request.uri().path().to_string())
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed { method: request.method().to_string(), path: request.uri().path().to_string() }
+}
+
+/// `GET /healthz`: the process is up and serving HTTP.
+async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok", models: None })
+}
+
+/// `GET /readyz`: 200 once both models are loaded and warmed up, until shutdown starts.
+async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    if !state.is_ready() {
+        let reason =
+            if state.engine().is_some() { "the server is shutting down" } else { "the models are still loading" };
+        return Err(ApiError::NotReady(reason.into()));
+    }
+    let engine = state.ready_engine()?;
+    Ok(Json(Status { status: "ready", models: Some(engine.models().map(|m| m.info().variant).collect()) }))
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    models: Option<Vec<ModelVariant>>,
+}
+
+/// `GET /v1/models`: the loaded models.
+async fn models(State(state): State<AppState>) -> Result<Json<ModelsResponse>, ApiError> {
+    let engine = state.ready_engine()?;
+    let models = engine
+        .models()
+        .map(|model| {
+            let info = model.info();
+            ModelDescription {
+                model: info.variant,
+                file: info.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                provider: info.provider,
+                card_source: info.card_source,
+                input: info.input.clone(),
+                outputs: info.outputs.clone(),
+                warm_up_ms: millis(info.warm_up),
+                card: info.card.clone(),
+            }
+        })
+        .collect();
+    Ok(Json(ModelsResponse { default_model: state.default_model().as_str(), models }))
+}
+
+/// Body of `GET /v1/models`.
+#[derive(Debug, Serialize)]
+pub struct ModelsResponse {
+    /// What `POST /predict` runs without `?model=`.
+    pub default_model: &'static str,
+    pub models: Vec<ModelDescription>,
+}
+
+/// One loaded model.
+#[derive(Debug, Serialize)]
+pub struct ModelDescription {
+    pub model: ModelVariant,
+    /// File name inside the models directory.
+    pub file: String,
+    pub provider: &'static str,
+    pub card_source: CardSource,
+    pub input: TensorInfo,
+    pub outputs: Vec<TensorInfo>,
+    pub warm_up_ms: f64,
+    pub card: ModelCard,
+}
+
+/// `GET /openapi.yaml`.
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))], OPENAPI_YAML).into_response()
+}
+
+/// A duration in milliseconds with microsecond resolution, for JSON.
+pub(crate) fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}

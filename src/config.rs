@@ -1,0 +1,243 @@
+//! The server's configuration: one [`Config`] parsed from command-line flags and `CXR_*` environment variables.
+//!
+//! Every field is documented here once; the doc comments double as `--help` text. [`Config`] is plain data: the
+//! engine gets its own [`EngineSettings`](crate::engine::EngineSettings) derived from it, so the inference layer does
+//! not depend on the command line.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use cxr_core::card::ModelVariant;
+
+use crate::engine::{Device, EngineSettings};
+
+/// Where ONNX Runtime is looked for when neither `--ort-dylib` nor `ORT_DYLIB_PATH` is given; made by
+/// `scripts/setup-ort.sh`.
+pub const DEFAULT_ORT_DYLIB: &str = ".cache/ort/cpu/libonnxruntime.so.1.31.1";
+
+/// Command-line and environment configuration of `cxr-serve`.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "cxr-serve",
+    version,
+    about = "HTTP inference server for color- vs grayscale-pretrained chest X-ray classifiers"
+)]
+pub struct Config {
+    /// Socket address to listen on; port 0 picks a free port (the chosen address is printed as `listening on ADDR`).
+    #[arg(long, env = "CXR_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Directory holding `cxr-inception-v3-{color,gray}.onnx` and their sidecar model cards (made by `make models`).
+    #[arg(long, env = "CXR_MODELS", default_value = "models")]
+    pub models: PathBuf,
+
+    /// Execution device: `cpu`, `cuda` (fail at startup if CUDA cannot be used) or `auto` (CUDA, else CPU).
+    #[arg(long, env = "CXR_DEVICE", default_value = "cpu")]
+    pub device: Device,
+
+    /// Threads ONNX Runtime uses inside one operator, per model.
+    #[arg(long, env = "CXR_INTRA_THREADS", default_value_t = default_intra_threads(), value_parser = parse_positive)]
+    pub intra_threads: usize,
+
+    /// Model(s) used by `POST /predict` when the request has no `model` parameter: `gray`, `color` or `both`.
+    #[arg(long, env = "CXR_DEFAULT_MODEL", default_value = "gray")]
+    pub default_model: ModelSelection,
+
+    /// Largest accepted request body in bytes (raw or multipart); larger bodies get 413.
+    #[arg(long, env = "CXR_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = parse_positive)]
+    pub max_body_bytes: usize,
+
+    /// Largest accepted image in pixels (width × height), checked from the header before any pixel is allocated.
+    #[arg(long, env = "CXR_MAX_PIXELS", default_value_t = 100_000_000)]
+    pub max_pixels: u64,
+
+    /// Most images one model runs in a single ONNX Runtime call.
+    #[arg(long, env = "CXR_MAX_BATCH", default_value_t = 8, value_parser = parse_positive)]
+    pub max_batch: usize,
+
+    /// Longest a model worker waits for more requests to fill a batch, in milliseconds (0: never wait).
+    #[arg(long, env = "CXR_MAX_BATCH_DELAY_MS", default_value_t = 2)]
+    pub max_batch_delay_ms: u64,
+
+    /// Requests that may wait for each model beyond the batch being run; a full queue answers 503.
+    #[arg(long, env = "CXR_QUEUE_CAPACITY", default_value_t = 64, value_parser = parse_positive)]
+    pub queue_capacity: usize,
+
+    /// Prediction requests handled at once (from body upload to response); more get 503 at once.
+    #[arg(long, env = "CXR_MAX_CONCURRENT_REQUESTS", default_value_t = 128, value_parser = parse_positive)]
+    pub max_concurrent_requests: usize,
+
+    /// Seconds to wait for in-flight requests after SIGTERM/SIGINT before exiting anyway.
+    #[arg(long, env = "CXR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
+    /// Path of the ONNX Runtime shared library; a relative path is looked up from the working directory, then from
+    /// the executable's directory and its ancestors (so `target/release/cxr-serve` finds the repository's `.cache`).
+    #[arg(long, env = "ORT_DYLIB_PATH", default_value = DEFAULT_ORT_DYLIB)]
+    pub ort_dylib: PathBuf,
+
+    /// Log format: `text` (human-readable) or `json` (one object per line).
+    #[arg(long, env = "CXR_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// The configuration with every default, as if no flag or variable were set (for tests and embedding).
+    pub fn defaults() -> Config {
+        <Config as clap::Parser>::parse_from(["cxr-serve"])
+    }
+
+    /// Longest a worker waits to fill a batch.
+    pub fn max_batch_delay(&self) -> Duration {
+        Duration::from_millis(self.max_batch_delay_ms)
+    }
+
+    /// Settings of the inference engine derived from this configuration.
+    pub fn engine_settings(&self) -> EngineSettings {
+        EngineSettings {
+            models_dir: self.models.clone(),
+            device: self.device,
+            intra_threads: self.intra_threads,
+            max_batch: self.max_batch,
+            max_batch_delay: self.max_batch_delay(),
+            queue_capacity: self.queue_capacity,
+            ort_dylib: resolve_relative(&self.ort_dylib),
+        }
+    }
+}
+
+/// Which model(s) answer a prediction request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelSelection {
+    /// One model variant.
+    One(ModelVariant),
+    /// Both variants on the same decoded image, results in [`ModelVariant::ALL`] order (color, then gray).
+    Both,
+}
+
+impl ModelSelection {
+    /// The variants to run, in response order.
+    pub fn variants(self) -> &'static [ModelVariant] {
+        match self {
+            ModelSelection::One(ModelVariant::Color) => &ModelVariant::ALL[..1],
+            ModelSelection::One(ModelVariant::Gray) => &ModelVariant::ALL[1..],
+            ModelSelection::Both => &ModelVariant::ALL,
+        }
+    }
+
+    /// The selection's name as used in the `model` query parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelSelection::One(variant) => variant.as_str(),
+            ModelSelection::Both => "both",
+        }
+    }
+}
+
+impl fmt::Display for ModelSelection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error for a model name that is none of `color`, `gray` and `both`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown model {0:?} (expected \"color\", \"gray\" or \"both\")")]
+pub struct UnknownModel(pub String);
+
+impl FromStr for ModelSelection {
+    type Err = UnknownModel;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "both" => Ok(ModelSelection::Both),
+            other => {
+                other.parse::<ModelVariant>().map(ModelSelection::One).map_err(|_| UnknownModel(other.to_string()))
+            }
+        }
+    }
+}
+
+/// Format of the log lines written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?} (expected \"text\" or \"json\")")),
+        }
+    }
+}
+
+fn default_intra_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Resolves a relative path against the working directory first, then against the executable's directory and each
+/// of its ancestors; returns the path unchanged when no candidate exists (the caller reports the error).
+fn resolve_relative(path: &Path) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        return path.to_path_buf();
+    }
+    let exe = std::env::current_exe().ok();
+    let candidates = exe.iter().flat_map(|exe| exe.ancestors().skip(1)).map(|dir| dir.join(path));
+    for candidate in candidates {
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    path.to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let config = Config::defaults();
+        assert_eq!(config.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.models, PathBuf::from("models"));
+        assert_eq!(config.device, Device::Cpu);
+        assert_eq!(config.default_model, ModelSelection::One(ModelVariant::Gray));
+        assert_eq!(config.max_body_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.max_pixels, 100_000_000);
+        assert_eq!(config.max_batch, 8);
+        assert_eq!(config.max_batch_delay(), Duration::from_millis(2));
+        assert_eq!(config.queue_capacity, 64);
+        assert!(config.intra_threads >= 1);
+    }
+
+    #[test]
+    fn selections_parse_and_order_color_first() {
+        assert_eq!("both".parse::<ModelSelection>().unwrap().variants(), &[ModelVariant::Color, ModelVariant::Gray]);
+        assert_eq!("gray".parse::<ModelSelection>().unwrap().variants(), &[ModelVariant::Gray]);
+        assert_eq!("color".parse::<ModelSelection>().unwrap().variants(), &[ModelVariant::Color]);
+        assert_eq!("nope".parse::<ModelSelection>(), Err(UnknownModel("nope".into())));
+    }
+
+    #[test]
+    fn zero_is_rejected_where_a_count_is_expected() {
+        let parsed = <Config as clap::Parser>::try_parse_from(["cxr-serve", "--max-batch", "0"]);
+        assert!(parsed.is_err());
+    }
+}

@@ -1,0 +1,241 @@
+//! Opening a model: the process-wide ONNX Runtime environment, the session with the requested execution provider,
+//! the model card (embedded or sidecar) and the checks that the graph matches the card.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use cxr_core::card::{CARD_METADATA_KEY, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, PROBABILITIES_NAME};
+use cxr_core::labels::NUM_LABELS;
+use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{Outlet, TensorElementType, ValueType};
+
+use super::{CPU_PROVIDER, CUDA_PROVIDER, CardSource, Device, EngineError, EngineSettings, TensorInfo};
+
+/// The one ONNX Runtime environment of the process (ONNX Runtime allows a single one, and the shared library can be
+/// loaded only once).
+static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
+
+/// Loads ONNX Runtime from `dylib` and creates the process's environment, or returns the existing one (a later call
+/// with another path gets the library loaded first).
+pub fn ort_environment(dylib: &Path) -> Result<Environment, EngineError> {
+    let mut slot = ENVIRONMENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(environment) = slot.as_ref() {
+        return Ok(environment.clone());
+    }
+    let runtime_error = |reason: String| EngineError::Runtime { path: dylib.to_path_buf(), reason };
+    if !dylib.is_file() {
+        return Err(runtime_error("no such file".into()));
+    }
+    let environment = ort::init_from(dylib)
+        .map_err(|e| runtime_error(e.to_string()))?
+        .with_name("cxr-serve")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| runtime_error(e.to_string()))?;
+    tracing::info!(dylib = %dylib.display(), "ONNX Runtime loaded");
+    *slot = Some(environment.clone());
+    Ok(environment)
+}
+
+/// Creates the session of one model on the requested device; returns it with the active provider's name.
+pub(super) fn open_session(
+    environment: &Environment,
+    path: &Path,
+    settings: &EngineSettings,
+) -> Result<(Session, &'static str), EngineError> {
+    match settings.device {
+        Device::Cpu => Ok((commit(environment, path, settings, cpu())?, CPU_PROVIDER)),
+        Device::Cuda => match commit(environment, path, settings, cuda(path)?) {
+            Ok(session) => Ok((session, CUDA_PROVIDER)),
+            Err(EngineError::Session { path, reason }) => Err(EngineError::Cuda { path, reason }),
+            Err(other) => Err(other),
+        },
+        Device::Auto => {
+            let attempt = cuda(path).and_then(|eps| commit(environment, path, settings, eps));
+            match attempt {
+                Ok(session) => Ok((session, CUDA_PROVIDER)),
+                Err(error) => {
+                    tracing::warn!(model = %path.display(), %error, "device auto: CUDA unavailable, falling back to CPU");
+                    Ok((commit(environment, path, settings, cpu())?, CPU_PROVIDER))
+                }
+            }
+        }
+    }
+}
+
+fn cpu() -> ExecutionProviderDispatch {
+    ep::CPU::default().build().error_on_failure()
+}
+
+/// The CUDA provider, registered so that a failure is an error instead of ONNX Runtime's silent CPU fallback.
+fn cuda(path: &Path) -> Result<ExecutionProviderDispatch, EngineError> {
+    let unavailable = |reason: String| EngineError::Cuda { path: path.to_path_buf(), reason };
+    match ep::CUDA::is_available() {
+        Ok(true) => Ok(ep::CUDA::default().build().error_on_failure()),
+        Ok(false) => Err(unavailable(
+            "this ONNX Runtime build has no CUDA execution provider (install the GPU build: scripts/setup-ort.sh gpu)"
+                .into(),
+        )),
+        Err(e) => Err(unavailable(e.to_string())),
+    }
+}
+
+fn commit(
+    environment: &Environment,
+    path: &Path,
+    settings: &EngineSettings,
+    provider: ExecutionProviderDispatch,
+) -> Result<Session, EngineError> {
+    let session_error = |e: ort::Error| EngineError::Session { path: path.to_path_buf(), reason: e.to_string() };
+    let log_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    Session::builder(environment)
+        .map_err(session_error)?
+        .with_execution_providers([provider])
+        .map_err(|e| session_error(e.into()))?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(|e| session_error(e.into()))?
+        .with_intra_threads(settings.intra_threads)
+        .map_err(|e| session_error(e.into()))?
+        .with_inter_threads(1)
+        .map_err(|e| session_error(e.into()))?
+        // Two sessions share the cores; spinning idle threads would steal them from the busy one.
+        .with_intra_op_spinning(false)
+        .map_err(|e| session_error(e.into()))?
+        .with_log_id(log_id)
+        .map_err(|e| session_error(e.into()))?
+        .commit_from_file(path)
+        .map_err(session_error)
+}
+
+/// Reads the model card: the embedded one when present (it travels with the weights), else the sidecar JSON. When
+/// both exist they must agree.
+pub(super) fn read_card(
+    session: &Session,
+    path: &Path,
+    settings: &EngineSettings,
+    variant: ModelVariant,
+) -> Result<(ModelCard, CardSource), EngineError> {
+    let sidecar_path = settings.card_path(variant);
+    let embedded = session
+        .metadata()
+        .map_err(|e| EngineError::Card { path: path.to_path_buf(), reason: format!("cannot read metadata: {e}") })?
+        .custom(CARD_METADATA_KEY);
+    let embedded = embedded
+        .map(|json| {
+            ModelCard::from_json(&json).map_err(|e| EngineError::Card {
+                path: path.to_path_buf(),
+                reason: format!("embedded card ({CARD_METADATA_KEY}): {e}"),
+            })
+        })
+        .transpose()?;
+    let sidecar = match std::fs::read_to_string(&sidecar_path) {
+        Ok(json) => Some(
+            ModelCard::from_json(&json)
+                .map_err(|e| EngineError::Card { path: sidecar_path.clone(), reason: e.to_string() })?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(EngineError::Card { path: sidecar_path, reason: e.to_string() }),
+    };
+    let (card, source) = match (embedded, sidecar) {
+        (Some(embedded), Some(sidecar)) if embedded != sidecar => {
+            return Err(EngineError::Card {
+                path: sidecar_path,
+                reason: format!("sidecar card differs from the card embedded in {}", path.display()),
+            });
+        }
+        (Some(embedded), _) => (embedded, CardSource::Embedded),
+        (None, Some(sidecar)) => (sidecar, CardSource::Sidecar),
+        (None, None) => {
+            return Err(EngineError::Card {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "no model card: neither metadata_props[{CARD_METADATA_KEY}] nor {}",
+                    sidecar_path.display()
+                ),
+            });
+        }
+    };
+    if card.variant != variant {
+        return Err(EngineError::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!("the card describes the {} model, the file name the {variant} model", card.variant),
+        });
+    }
+    Ok((card, source))
+}
+
+/// Checks the session's inputs and outputs against the card; returns their descriptions.
+pub(super) fn check_signature(
+    session: &Session,
+    path: &Path,
+    card: &ModelCard,
+) -> Result<(TensorInfo, Vec<TensorInfo>), EngineError> {
+    let mismatch = |reason: String| EngineError::Mismatch { path: path.to_path_buf(), reason };
+    if card.input_name != INPUT_NAME {
+        return Err(mismatch(format!("card input_name is {:?}, expected {INPUT_NAME:?}", card.input_name)));
+    }
+    for required in [PROBABILITIES_NAME, LOGITS_NAME] {
+        if !card.outputs.iter().any(|o| o == required) {
+            return Err(mismatch(format!("card outputs {:?} lack {required:?}", card.outputs)));
+        }
+    }
+
+    let [input] = session.inputs() else {
+        return Err(mismatch(format!(
+            "graph has {} inputs, expected exactly one ({INPUT_NAME:?})",
+            session.inputs().len()
+        )));
+    };
+    let input_info = tensor_info(input).map_err(&mismatch)?;
+    if input_info.name != INPUT_NAME {
+        return Err(mismatch(format!("graph input is named {:?}, expected {INPUT_NAME:?}", input_info.name)));
+    }
+    let size = card.input_size as i64;
+    match input_info.shape.as_slice() {
+        [n, c, h, w] if *n < 0 && *c == card.channels as i64 && fits(*h, size) && fits(*w, size) => {}
+        [n, ..] if *n >= 0 => {
+            return Err(mismatch(format!(
+                "input {:?} has a fixed batch dimension {n}; it must be dynamic",
+                input_info.name
+            )));
+        }
+        shape => {
+            return Err(mismatch(format!(
+                "input {:?} has shape {shape:?}, the card expects [N, {}, {size}, {size}] ({} channels for the {} model)",
+                input_info.name, card.channels, card.channels, card.variant
+            )));
+        }
+    }
+
+    let outputs = session.outputs().iter().map(tensor_info).collect::<Result<Vec<_>, _>>().map_err(&mismatch)?;
+    for required in [PROBABILITIES_NAME, LOGITS_NAME] {
+        let Some(output) = outputs.iter().find(|o| o.name == required) else {
+            let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+            return Err(mismatch(format!("graph has no output {required:?} (outputs: {names:?})")));
+        };
+        match output.shape.as_slice() {
+            [n, k] if *n < 0 && fits(*k, NUM_LABELS as i64) => {}
+            shape => {
+                return Err(mismatch(format!("output {required:?} has shape {shape:?}, expected [N, {NUM_LABELS}]")));
+            }
+        }
+    }
+    Ok((input_info, outputs))
+}
+
+/// A graph dimension matches `expected` when equal or dynamic.
+fn fits(dim: i64, expected: i64) -> bool {
+    dim == expected || dim < 0
+}
+
+fn tensor_info(outlet: &Outlet) -> Result<TensorInfo, String> {
+    match outlet.dtype() {
+        ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } => {
+            Ok(TensorInfo { name: outlet.name().to_string(), dtype: "float32".into(), shape: shape.to_vec() })
+        }
+        other => Err(format!("{:?} is {other}, expected a float32 tensor", outlet.name())),
+    }
+}

@@ -1,0 +1,369 @@
+//! API errors as RFC 9457 problem details (`application/problem+json`).
+//!
+//! [`ApiError`] is the one error type of the HTTP layer; every cause has a [`ProblemKind`] with a stable `type` URI
+//! (`https://cxr.example/problems/<slug>`, each documented in `openapi.yaml`). [`ProblemKind::status`] is the single
+//! place that maps a cause to an HTTP status. Axum's extractor rejections convert into [`ApiError`] too, so no
+//! error leaves the server as plain text. The `instance` member is the request id; the request-id middleware fills
+//! it in (see [`crate::middleware`]).
+//!
+//! 5xx bodies never carry internals: the full error is logged with the request id, the client gets a generic
+//! detail.
+
+use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cxr_core::decode::DecodeError;
+use serde::{Deserialize, Serialize};
+
+use crate::config::UnknownModel;
+use crate::engine::InferError;
+
+/// Prefix of every problem `type` URI.
+pub const PROBLEM_BASE: &str = "https://cxr.example/problems/";
+/// Media type of problem responses.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+/// Seconds a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// The causes a client can tell apart, each with a stable problem `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemKind {
+    /// The body is not a DICOM Part 10, PNG or JPEG file (judged from its magic bytes).
+    UnsupportedMediaType,
+    /// The body claims a supported format but is truncated or malformed.
+    CorruptImage,
+    /// A DICOM transfer syntax the decoder does not handle.
+    UnsupportedTransferSyntax,
+    /// A DICOM photometric interpretation without a gray rendering (e.g. PALETTE COLOR).
+    UnsupportedPhotometric,
+    /// DICOM pixel data the decoder does not handle (float data, unusual bit layouts, no Pixel Data).
+    UnsupportedPixelData,
+    /// The image has more pixels than `--max-pixels`.
+    TooManyPixels,
+    /// The image has zero rows or columns.
+    EmptyImage,
+    /// The body is larger than `--max-body-bytes`.
+    PayloadTooLarge,
+    /// `?model=` names no model.
+    UnknownModel,
+    /// A multipart body that cannot be parsed or has no `file` field.
+    InvalidMultipart,
+    /// Any other malformed request (bad query string, empty body).
+    BadRequest,
+    /// A queue or the concurrency limit is full; retry after `Retry-After` seconds.
+    Overloaded,
+    /// The models are still loading (or the server is shutting down).
+    NotReady,
+    /// No route has this path.
+    NotFound,
+    /// The route exists but not with this method.
+    MethodNotAllowed,
+    /// A bug; details are in the server log under the request id.
+    Internal,
+}
+
+impl ProblemKind {
+    /// Every kind, for documentation checks.
+    pub const ALL: [ProblemKind; 16] = [
+        ProblemKind::UnsupportedMediaType,
+        ProblemKind::CorruptImage,
+        ProblemKind::UnsupportedTransferSyntax,
+        ProblemKind::UnsupportedPhotometric,
+        ProblemKind::UnsupportedPixelData,
+        ProblemKind::TooManyPixels,
+        ProblemKind::EmptyImage,
+        ProblemKind::PayloadTooLarge,
+        ProblemKind::UnknownModel,
+        ProblemKind::InvalidMultipart,
+        ProblemKind::BadRequest,
+        ProblemKind::Overloaded,
+        ProblemKind::NotReady,
+        ProblemKind::NotFound,
+        ProblemKind::MethodNotAllowed,
+        ProblemKind::Internal,
+    ];
+
+    /// The HTTP status of each kind: the one place where causes map to statuses.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemKind::CorruptImage
+            | ProblemKind::UnsupportedTransferSyntax
+            | ProblemKind::UnsupportedPhotometric
+            | ProblemKind::UnsupportedPixelData
+            | ProblemKind::TooManyPixels
+            | ProblemKind::EmptyImage => StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::UnknownModel | ProblemKind::NotFound => StatusCode::NOT_FOUND,
+            ProblemKind::InvalidMultipart | ProblemKind::BadRequest => StatusCode::BAD_REQUEST,
+            ProblemKind::Overloaded | ProblemKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The last segment of the `type` URI.
+    pub const fn slug(self) -> &'static str {
+        match self {
+            ProblemKind::UnsupportedMediaType => "unsupported-media-type",
+            ProblemKind::CorruptImage => "corrupt-image",
+            ProblemKind::UnsupportedTransferSyntax => "unsupported-transfer-syntax",
+            ProblemKind::UnsupportedPhotometric => "unsupported-photometric",
+            ProblemKind::UnsupportedPixelData => "unsupported-pixel-data",
+            ProblemKind::TooManyPixels => "too-many-pixels",
+            ProblemKind::EmptyImage => "empty-image",
+            ProblemKind::PayloadTooLarge => "payload-too-large",
+            ProblemKind::UnknownModel => "unknown-model",
+            ProblemKind::InvalidMultipart => "invalid-multipart",
+            ProblemKind::BadRequest => "bad-request",
+            ProblemKind::Overloaded => "overloaded",
+            ProblemKind::NotReady => "not-ready",
+            ProblemKind::NotFound => "not-found",
+            ProblemKind::MethodNotAllowed => "method-not-allowed",
+            ProblemKind::Internal => "internal",
+        }
+    }
+
+    /// A short, fixed summary of the kind (RFC 9457 `title`).
+    pub const fn title(self) -> &'static str {
+        match self {
+            ProblemKind::UnsupportedMediaType => "Unsupported media type",
+            ProblemKind::CorruptImage => "Corrupt or truncated image",
+            ProblemKind::UnsupportedTransferSyntax => "Unsupported DICOM transfer syntax",
+            ProblemKind::UnsupportedPhotometric => "Unsupported DICOM photometric interpretation",
+            ProblemKind::UnsupportedPixelData => "Unsupported DICOM pixel data",
+            ProblemKind::TooManyPixels => "Image has too many pixels",
+            ProblemKind::EmptyImage => "Image has no pixels",
+            ProblemKind::PayloadTooLarge => "Payload too large",
+            ProblemKind::UnknownModel => "Unknown model",
+            ProblemKind::InvalidMultipart => "Invalid multipart body",
+            ProblemKind::BadRequest => "Bad request",
+            ProblemKind::Overloaded => "Server overloaded",
+            ProblemKind::NotReady => "Not ready",
+            ProblemKind::NotFound => "Not found",
+            ProblemKind::MethodNotAllowed => "Method not allowed",
+            ProblemKind::Internal => "Internal server error",
+        }
+    }
+
+    /// The stable `type` URI.
+    pub fn type_uri(self) -> String {
+        format!("{PROBLEM_BASE}{}", self.slug())
+    }
+
+    /// Whether a response of this kind carries `Retry-After`.
+    pub const fn retry_after(self) -> bool {
+        matches!(self, ProblemKind::Overloaded | ProblemKind::NotReady)
+    }
+}
+
+/// An RFC 9457 problem details object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request id (`x-request-id`) of the failed request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+impl Problem {
+    /// A problem of `kind` with a human-readable `detail`.
+    pub fn new(kind: ProblemKind, detail: impl Into<String>) -> Problem {
+        Problem {
+            type_uri: kind.type_uri(),
+            title: kind.title().to_string(),
+            status: kind.status().as_u16(),
+            detail: detail.into(),
+            instance: None,
+        }
+    }
+
+    /// Renders the problem as a response: status, `application/problem+json`, and `Retry-After` for 503s. The
+    /// problem also travels in the response extensions so that middleware can set `instance`.
+    pub fn into_response_with(self, retry_after: bool) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response =
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE))], body).into_response();
+        if retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Everything that can go wrong while answering a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The image could not be decoded (format, corruption, DICOM support, pixel limits).
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error(transparent)]
+    UnknownModel(#[from] UnknownModel),
+    #[error("{0}")]
+    InvalidMultipart(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("{0}")]
+    NotReady(String),
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("method {method} is not allowed for {path}")]
+    MethodNotAllowed { method: String, path: String },
+    /// A bug; the message is logged but never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The cause's kind; exhaustive over every variant and every decode failure.
+    pub fn kind(&self) -> ProblemKind {
+        match self {
+            ApiError::Decode(error) => match error {
+                DecodeError::UnsupportedFormat => ProblemKind::UnsupportedMediaType,
+                DecodeError::Corrupt { .. } => ProblemKind::CorruptImage,
+                DecodeError::UnsupportedTransferSyntax { .. } => ProblemKind::UnsupportedTransferSyntax,
+                DecodeError::UnsupportedPhotometric(_) => ProblemKind::UnsupportedPhotometric,
+                DecodeError::UnsupportedPixelData(_) => ProblemKind::UnsupportedPixelData,
+                DecodeError::TooManyPixels { .. } => ProblemKind::TooManyPixels,
+                DecodeError::EmptyImage => ProblemKind::EmptyImage,
+            },
+            ApiError::PayloadTooLarge(_) => ProblemKind::PayloadTooLarge,
+            ApiError::UnknownModel(_) => ProblemKind::UnknownModel,
+            ApiError::InvalidMultipart(_) => ProblemKind::InvalidMultipart,
+            ApiError::BadRequest(_) => ProblemKind::BadRequest,
+            ApiError::Overloaded(_) => ProblemKind::Overloaded,
+            ApiError::NotReady(_) => ProblemKind::NotReady,
+            ApiError::NotFound(_) => ProblemKind::NotFound,
+            ApiError::MethodNotAllowed { .. } => ProblemKind::MethodNotAllowed,
+            ApiError::Internal(_) => ProblemKind::Internal,
+        }
+    }
+
+    /// A body over the size limit (`limit` when the caller knows it).
+    pub fn payload_too_large(limit: Option<usize>) -> ApiError {
+        ApiError::PayloadTooLarge(match limit {
+            Some(limit) => format!("request body exceeds the limit of {limit} bytes"),
+            None => "request body exceeds the configured size limit".to_string(),
+        })
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.kind().status()
+    }
+
+    /// The problem sent to the client; internal errors get a generic detail.
+    pub fn problem(&self) -> Problem {
+        let kind = self.kind();
+        let detail = match self {
+            ApiError::Internal(_) => {
+                "the server failed to handle the request; the request id identifies it in the server log".to_string()
+            }
+            other => other.to_string(),
+        };
+        Problem::new(kind, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let kind = self.kind();
+        // Request-scoped fields (the request id) come from the enclosing span.
+        match kind {
+            ProblemKind::Internal => tracing::error!(error = %self, "request failed"),
+            ProblemKind::Overloaded => tracing::warn!(error = %self, problem = kind.slug(), "request refused"),
+            ProblemKind::NotReady => tracing::debug!(error = %self, problem = kind.slug(), "request refused"),
+            _ => tracing::info!(error = %self, problem = kind.slug(), "request rejected"),
+        }
+        self.problem().into_response_with(kind.retry_after())
+    }
+}
+
+impl From<InferError> for ApiError {
+    fn from(error: InferError) -> Self {
+        match error {
+            InferError::Overloaded { .. } => ApiError::Overloaded(error.to_string()),
+            InferError::Stopped { .. } => ApiError::NotReady(error.to_string()),
+            InferError::InputSize { .. } | InferError::Run { .. } => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::BadRequest(format!("invalid query string: {}", rejection.body_text()))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(None),
+            _ => ApiError::BadRequest(format!("could not read the request body: {}", rejection.body_text())),
+        }
+    }
+}
+
+impl From<MultipartRejection> for ApiError {
+    fn from(rejection: MultipartRejection) -> Self {
+        ApiError::InvalidMultipart(rejection.body_text())
+    }
+}
+
+impl From<MultipartError> for ApiError {
+    fn from(error: MultipartError) -> Self {
+        match error.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(None),
+            _ => ApiError::InvalidMultipart(format!("malformed multipart/form-data body: {}", error.body_text())),
+        }
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        ApiError::Internal(format!("a blocking task failed: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_unique_and_statuses_are_errors() {
+        let mut slugs: Vec<_> = ProblemKind::ALL.iter().map(|k| k.slug()).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        assert_eq!(slugs.len(), ProblemKind::ALL.len());
+        for kind in ProblemKind::ALL {
+            assert!(kind.status().is_client_error() || kind.status().is_server_error(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn internal_details_stay_in_the_log() {
+        let problem = ApiError::Internal("secret stack".into()).problem();
+        assert_eq!(problem.status, 500);
+        assert!(!problem.detail.contains("secret"));
+        assert_eq!(problem.type_uri, "https://cxr.example/problems/internal");
+    }
+
+    #[test]
+    fn overload_carries_retry_after() {
+        let response = ApiError::Overloaded("full".into()).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_CONTENT_TYPE);
+    }
+}

@@ -1,0 +1,282 @@
+//! `POST /predict`: one uploaded image through decoding, per-model preprocessing and the engine.
+//!
+//! The body is either the raw file (any `Content-Type`; `application/dicom`, `image/png`, `image/jpeg` and
+//! `application/octet-stream` are the documented ones) or `multipart/form-data` with a `file` field. The format is
+//! sniffed from magic bytes by `cxr_core::decode`; a declared type that disagrees only earns a warning. The image is
+//! decoded once on the blocking pool; with `?model=both` the color and gray models then run concurrently on it.
+//!
+//! Only the format, dimensions and timings are logged: DICOM headers are PHI and never leave `cxr_core`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::header;
+use cxr_core::card::ModelVariant;
+use cxr_core::decode::{self, DecodeError, ImageFormat, InputInfo};
+use cxr_core::image::GrayImage;
+use cxr_core::labels::LABELS;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{AppState, millis};
+use crate::config::ModelSelection;
+use crate::engine::Engine;
+use crate::error::ApiError;
+use crate::middleware::RequestId;
+
+/// Query parameters of `POST /predict`.
+#[derive(Debug, Deserialize)]
+pub struct PredictParams {
+    /// `gray`, `color` or `both`; the server's `--default-model` when absent.
+    pub model: Option<String>,
+}
+
+/// Body of a successful prediction.
+#[derive(Debug, Serialize)]
+pub struct PredictResponse {
+    pub request_id: String,
+    /// Technical facts about the decoded input (no patient data).
+    pub input: InputInfo,
+    /// One entry per model, color before gray.
+    pub results: Vec<ModelResult>,
+    /// Things the client should know, e.g. that only the first frame of a multi-frame DICOM was used.
+    pub warnings: Vec<String>,
+}
+
+/// One model's answer.
+#[derive(Debug, Serialize)]
+pub struct ModelResult {
+    pub model: ModelVariant,
+    pub model_version: String,
+    /// `false` for a seeded initialisation whose probabilities mean nothing.
+    pub trained: bool,
+    /// The ONNX Runtime execution provider that ran the model.
+    pub provider: &'static str,
+    /// One finding per label, in the fixed NIH label order.
+    pub findings: Vec<Finding>,
+    pub timing_ms: TimingMs,
+    /// Images in the batch this one ran in.
+    pub batch_size: usize,
+}
+
+/// The probability of one finding.
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub label: &'static str,
+    pub probability: f32,
+}
+
+/// Where the time went, in milliseconds. `total` runs from the complete request body to this model's result.
+#[derive(Debug, Serialize)]
+pub struct TimingMs {
+    pub decode: f64,
+    pub preprocess: f64,
+    pub queue: f64,
+    pub inference: f64,
+    pub total: f64,
+}
+
+/// The handler of `POST /predict`.
+pub async fn predict(
+    State(state): State<AppState>,
+    query: Result<Query<PredictParams>, QueryRejection>,
+    request: Request,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let Query(params) = query?;
+    let selection = match params.model.as_deref() {
+        Some(name) => name.parse::<ModelSelection>()?,
+        None => state.default_model(),
+    };
+    let engine = Arc::clone(state.ready_engine()?);
+    let request_id = request.extensions().get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
+
+    let upload = read_upload(request, &state).await?;
+    let received = Instant::now();
+    if upload.bytes.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty; send a DICOM, PNG or JPEG file".into()));
+    }
+    let Some(format) = decode::sniff(&upload.bytes) else {
+        return Err(DecodeError::UnsupportedFormat.into());
+    };
+    let mut warnings = Vec::new();
+    if let Some(warning) = declared_type_warning(upload.declared_type.as_deref(), format) {
+        warnings.push(warning);
+    }
+
+    let limits = state.decode_limits();
+    let bytes = upload.bytes;
+    let (decoded, decode_time) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let decoded = decode::decode(&bytes, &limits);
+        (decoded, started.elapsed())
+    })
+    .await?;
+    let decoded = decoded?;
+    let info = decoded.info;
+    tracing::info!(
+        format = info.format.as_str(),
+        width = info.width,
+        height = info.height,
+        decode_ms = millis(decode_time),
+        model = selection.as_str(),
+        "image decoded"
+    );
+    if let Some(frames) = info.frames.filter(|&n| n > 1) {
+        warnings.push(format!("multi-frame DICOM: first of {frames} frames used"));
+    }
+
+    let image = Arc::new(decoded.image);
+    let run = |variant| run_model(&engine, variant, Arc::clone(&image), decode_time, received);
+    let results = match selection.variants() {
+        [variant] => vec![run(*variant).await?],
+        [first, second] => {
+            let (a, b) = tokio::try_join!(run(*first), run(*second))?;
+            vec![a, b]
+        }
+        other => return Err(ApiError::Internal(format!("model selection with {} variants", other.len()))),
+    };
+    for result in results.iter().filter(|r| !r.trained) {
+        warnings.push(format!(
+            "model {} ({}) is an untrained seeded initialisation: its probabilities carry no diagnostic meaning",
+            result.model, result.model_version
+        ));
+    }
+    for result in &results {
+        let t = &result.timing_ms;
+        tracing::info!(
+            model = result.model.as_str(),
+            batch = result.batch_size,
+            preprocess_ms = t.preprocess,
+            queue_ms = t.queue,
+            inference_ms = t.inference,
+            total_ms = t.total,
+            "prediction done"
+        );
+    }
+    Ok(Json(PredictResponse { request_id: request_id.0, input: info, results, warnings }))
+}
+
+/// Preprocesses the image for one model and runs it.
+async fn run_model(
+    engine: &Engine,
+    variant: ModelVariant,
+    image: Arc<GrayImage>,
+    decode: Duration,
+    received: Instant,
+) -> Result<ModelResult, ApiError> {
+    let model =
+        engine.model(variant).ok_or_else(|| ApiError::Internal(format!("the {variant} model is not loaded")))?;
+    let preprocessor = Arc::clone(model.preprocessor());
+    let channels = model.info().card.channels;
+    let (tensor, preprocess) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let tensor = preprocessor.tensor(&image, channels);
+        (tensor, started.elapsed())
+    })
+    .await?;
+    let prediction = model.infer(tensor).await?;
+    let info = model.info();
+    let findings = LABELS
+        .iter()
+        .zip(&prediction.probabilities)
+        .map(|(label, &probability)| Finding { label, probability })
+        .collect();
+    Ok(ModelResult {
+        model: variant,
+        model_version: info.card.version.clone(),
+        trained: info.card.trained,
+        provider: info.provider,
+        findings,
+        timing_ms: TimingMs {
+            decode: millis(decode),
+            preprocess: millis(preprocess),
+            queue: millis(prediction.queue),
+            inference: millis(prediction.inference),
+            total: millis(received.elapsed()),
+        },
+        batch_size: prediction.batch_size,
+    })
+}
+
+/// The uploaded file and the media type the client declared for it.
+struct Upload {
+    bytes: Bytes,
+    declared_type: Option<String>,
+}
+
+/// Reads the image from a raw body or from the `file` field of a multipart body, within the body size limit.
+async fn read_upload(request: Request, state: &AppState) -> Result<Upload, ApiError> {
+    let limit = state.max_body_bytes();
+    let too_large = |error: ApiError| match error {
+        ApiError::PayloadTooLarge(_) => ApiError::payload_too_large(Some(limit)),
+        other => other,
+    };
+    // A declared length over the limit is refused before a byte is read.
+    let declared_length =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::payload_too_large(Some(limit)));
+    }
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(essence);
+
+    if content_type.as_deref() == Some("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, state).await?;
+        while let Some(field) = multipart.next_field().await.map_err(|e| too_large(e.into()))? {
+            if field.name() == Some("file") {
+                let declared_type = field.content_type().map(essence);
+                let bytes = field.bytes().await.map_err(|e| too_large(e.into()))?;
+                return Ok(Upload { bytes, declared_type });
+            }
+        }
+        Err(ApiError::InvalidMultipart("the multipart body has no `file` field".into()))
+    } else {
+        let bytes = Bytes::from_request(request, state).await.map_err(|e| too_large(e.into()))?;
+        Ok(Upload { bytes, declared_type: content_type })
+    }
+}
+
+/// The `type/subtype` of a media type, lower case, without parameters.
+fn essence(media_type: &str) -> String {
+    media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// A warning when the client declared a specific image type that is not what the bytes are.
+fn declared_type_warning(declared: Option<&str>, actual: ImageFormat) -> Option<String> {
+    let expected = match actual {
+        ImageFormat::Dicom => "application/dicom",
+        ImageFormat::Png => "image/png",
+        ImageFormat::Jpeg => "image/jpeg",
+    };
+    let declared = declared?;
+    let specific = matches!(declared, "application/dicom" | "image/png" | "image/jpeg" | "image/jpg");
+    let agrees = declared == expected || (declared == "image/jpg" && actual == ImageFormat::Jpeg);
+    (specific && !agrees).then(|| {
+        format!(
+            "Content-Type {declared} was declared but the body is a {} file; it was decoded as {}",
+            actual.as_str(),
+            actual.as_str()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_contradicting_specific_types_warn() {
+        assert!(declared_type_warning(Some("image/png"), ImageFormat::Dicom).is_some());
+        assert!(declared_type_warning(Some("application/dicom"), ImageFormat::Dicom).is_none());
+        assert!(declared_type_warning(Some("application/octet-stream"), ImageFormat::Png).is_none());
+        assert!(declared_type_warning(None, ImageFormat::Jpeg).is_none());
+        assert!(declared_type_warning(Some("image/jpg"), ImageFormat::Jpeg).is_none());
+    }
+
+    #[test]
+    fn media_type_essence_drops_parameters() {
+        assert_eq!(essence("Multipart/Form-Data; boundary=x"), "multipart/form-data");
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests of `cxr-serve`: the real router with the real models from `models/` on ephemeral ports, plus
+//! the real binary for startup and shutdown behaviour.
+//!
+//! Needs `make models` (the exported ONNX files) and `scripts/setup-ort.sh` (the ONNX Runtime library); each test
+//! fails with a message naming the missing step.
+
+mod helpers;
+
+mod docs;
+mod errors;
+mod lifecycle;
+mod predict;

@@ -1,0 +1,247 @@
+//! ONNX export of the Burn Inception-V3 into the files the server loads.
+//!
+//! The export is two steps:
+//! 1. `burn-onnx`'s experimental [`OnnxExporter::export_dynamic`] captures the forward pass (twice, at batch 1 and 2,
+//!    so the batch axis becomes symbolic) and lowers it to an ONNX `ModelProto` (IR 8, opset 18) with embedded
+//!    weights. It names tensors `tensor_N` and writes no metadata.
+//! 2. [`finalize`] rewrites that `ModelProto` to the project's stable interface — input [`INPUT_NAME`]
+//!    `[batch, C, 299, 299]`, outputs [`PROBABILITIES_NAME`] and [`LOGITS_NAME`] `[batch, 14]` — and embeds the
+//!    [`ModelCard`] in `metadata_props` under [`CARD_METADATA_KEY`] (plus a few flat keys for tools that cannot
+//!    parse JSON).
+//!
+//! Invariant: the exported graph computes exactly [`InceptionV3::forward`] (logits) and its sigmoid; the parity
+//! tests in `training/tests/parity.rs` prove it against ONNX Runtime for both variants.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor};
+use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
+use cxr_core::card::{
+    CARD_METADATA_KEY, CARD_SCHEMA_VERSION, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, Normalization,
+    PROBABILITIES_NAME, Provenance,
+};
+use cxr_core::labels::{LABELS, NUM_LABELS};
+use cxr_core::preprocess::PREPROCESSING_DESCRIPTION;
+use onnx_ir::{Message, ModelProto, ValueInfoProto};
+
+use crate::model::{INPUT_SIZE, InceptionV3, InceptionV3Config};
+
+/// Name of the symbolic batch axis of the exported input and outputs.
+pub const BATCH_AXIS: &str = "batch";
+/// Producer written into every exported model.
+pub const PRODUCER: &str = concat!("cxr-train ", env!("CARGO_PKG_VERSION"));
+
+/// Errors of the export layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("burn-onnx could not export the model: {0}")]
+    Burn(#[from] burn_onnx::export::ExportError),
+    #[error("exported ONNX is not a valid ModelProto: {0}")]
+    Protobuf(#[from] protobuf::Error),
+    #[error("exported ONNX graph has an unexpected interface: {0}")]
+    Interface(String),
+    #[error("could not write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// The files and measurements one export produced.
+#[derive(Debug, Clone)]
+pub struct ExportedModel {
+    pub card: ModelCard,
+    pub onnx_path: PathBuf,
+    pub card_path: PathBuf,
+    pub bytes: usize,
+    pub export_seconds: f64,
+}
+
+/// Builds the card of a seeded, untrained initialisation of `variant`.
+pub fn untrained_card(variant: ModelVariant, seed: u64, parameters: u64) -> ModelCard {
+    ModelCard {
+        schema_version: CARD_SCHEMA_VERSION,
+        name: variant.file_stem(),
+        version: format!("{}+seed.{seed}", env!("CARGO_PKG_VERSION")),
+        variant,
+        architecture: "inception_v3".into(),
+        channels: variant.channels(),
+        input_size: INPUT_SIZE,
+        normalization: Normalization::INCEPTION,
+        preprocessing: PREPROCESSING_DESCRIPTION.into(),
+        labels: LABELS.iter().map(|l| l.to_string()).collect(),
+        input_name: INPUT_NAME.into(),
+        outputs: vec![PROBABILITIES_NAME.into(), LOGITS_NAME.into()],
+        trained: false,
+        provenance: Provenance {
+            trained: false,
+            description: format!(
+                "Seeded random initialisation (seed {seed}) of Inception-V3 with {} input channel(s) and {NUM_LABELS} \
+                 sigmoid outputs. NOT trained: its probabilities carry no diagnostic meaning.",
+                variant.channels()
+            ),
+            seed,
+            datasets: Vec::new(),
+            producer: PRODUCER.into(),
+        },
+        parameters,
+    }
+}
+
+/// Captures `model`'s forward pass and returns the finalised ONNX bytes carrying `card`.
+pub fn export_onnx(model: &InceptionV3, card: &ModelCard, device: &Device) -> Result<Vec<u8>, ExportError> {
+    let channels = card.channels;
+    let sample = Tensor::<4>::zeros([1, channels, INPUT_SIZE, INPUT_SIZE], device);
+    let validation = Tensor::<4>::zeros([2, channels, INPUT_SIZE, INPUT_SIZE], device);
+    let specs = [InputSpec::new([AxisSpec::dynamic(BATCH_AXIS), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
+    // burn-onnx moves `module.clone()` to its capture device, but a clone shares BatchNorm's running statistics
+    // (`RunningState` is reference-counted), so exporting `model` itself would strand the caller's running stats
+    // on the capture device and break every later forward pass. `valid()` rebuilds that state, detached.
+    let detached = model.valid();
+    let onnx = OnnxExporter::new().export_dynamic(&detached, sample, validation, &specs, |m: &InceptionV3, x| {
+        let logits = m.forward(x);
+        (sigmoid(logits.clone()), logits)
+    })?;
+    finalize(onnx.as_bytes(), card)
+}
+
+/// Builds the seeded model for `variant`, exports it and writes `<stem>.onnx` and `<stem>.json` into `out_dir`.
+pub fn export_untrained(
+    variant: ModelVariant,
+    seed: u64,
+    out_dir: &Path,
+    device: &Device,
+) -> Result<ExportedModel, ExportError> {
+    let model = InceptionV3::init_seeded(&InceptionV3Config::for_variant(variant, NUM_LABELS), seed, device);
+    let card = untrained_card(variant, seed, model.num_trainable_params() as u64);
+    let started = Instant::now();
+    let bytes = export_onnx(&model, &card, device)?;
+    let export_seconds = started.elapsed().as_secs_f64();
+    write_model(out_dir, &card, &bytes, export_seconds)
+}
+
+/// Writes the ONNX file and its sidecar card atomically (temp file + rename) into `out_dir`.
+pub fn write_model(out_dir: &Path, card: &ModelCard, bytes: &[u8], export_seconds: f64) -> Result<ExportedModel, ExportError> {
+    let write = |path: &Path, data: &[u8]| -> Result<(), ExportError> {
+        let tmp = path.with_extension("tmp");
+        std::fs::create_dir_all(out_dir)
+            .and_then(|()| std::fs::write(&tmp, data))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| ExportError::Write { path: path.to_path_buf(), source })
+    };
+    let onnx_path = out_dir.join(format!("{}.onnx", card.name));
+    let card_path = out_dir.join(format!("{}.json", card.name));
+    write(&onnx_path, bytes)?;
+    write(&card_path, format!("{}\n", card.to_json()).as_bytes())?;
+    Ok(ExportedModel { card: card.clone(), onnx_path, card_path, bytes: bytes.len(), export_seconds })
+}
+
+/// Rewrites a `burn-onnx` export to the project's interface and embeds the card.
+///
+/// Expects exactly one graph input and two outputs, in the order (probabilities, logits). Every reference to the
+/// old names (node inputs/outputs, value infos) is renamed, the batch axis is named [`BATCH_AXIS`], and the model
+/// gets a producer, a doc string and the card in `metadata_props`.
+pub fn finalize(onnx: &[u8], card: &ModelCard) -> Result<Vec<u8>, ExportError> {
+    let mut model = ModelProto::parse_from_bytes(onnx)?;
+    let graph = model.graph.as_mut().ok_or_else(|| ExportError::Interface("model has no graph".into()))?;
+    if graph.input.len() != 1 || graph.output.len() != 2 {
+        return Err(ExportError::Interface(format!(
+            "expected 1 input and 2 outputs, found {} and {}",
+            graph.input.len(),
+            graph.output.len()
+        )));
+    }
+    // burn-onnx numbers intermediate tensors from a process-wide counter, so two exports in one process would
+    // differ in names only. Every name is mapped to a canonical one: the interface names for the graph input and
+    // outputs, `value_K` (K in order of first definition) for intermediates; initializers keep their parameter
+    // path names. This makes the bytes a function of the weights alone.
+    let mut renames: HashMap<String, String> = HashMap::new();
+    renames.insert(graph.input[0].name.clone(), INPUT_NAME.into());
+    renames.insert(graph.output[0].name.clone(), PROBABILITIES_NAME.into());
+    renames.insert(graph.output[1].name.clone(), LOGITS_NAME.into());
+    let is_counter_name = |name: &str| name.strip_prefix("tensor_").is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+    for (k, init) in graph.initializer.iter().filter(|t| is_counter_name(&t.name)).enumerate() {
+        renames.entry(init.name.clone()).or_insert_with(|| format!("const_{k}"));
+    }
+    let initializers: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+    let mut next = 0usize;
+    for node in &graph.node {
+        for name in node.output.iter().filter(|n| !n.is_empty() && !initializers.contains(*n)) {
+            renames.entry(name.clone()).or_insert_with(|| {
+                next += 1;
+                format!("value_{}", next - 1)
+            });
+        }
+    }
+    let rename = |name: &mut String| {
+        if let Some(new) = renames.get(name.as_str()) {
+            *name = new.clone();
+        }
+    };
+    for value in graph.input.iter_mut().chain(graph.output.iter_mut()).chain(graph.value_info.iter_mut()) {
+        rename(&mut value.name);
+    }
+    for init in graph.initializer.iter_mut() {
+        rename(&mut init.name);
+    }
+    for node in graph.node.iter_mut() {
+        node.input.iter_mut().chain(node.output.iter_mut()).for_each(rename);
+    }
+    check_and_name_dims(&mut graph.input[0], &[None, Some(card.channels as i64), Some(INPUT_SIZE as i64), Some(INPUT_SIZE as i64)])?;
+    for output in graph.output.iter_mut() {
+        check_and_name_dims(output, &[None, Some(NUM_LABELS as i64)])?;
+    }
+    graph.name = card.name.clone();
+    graph.doc_string = card.provenance.description.clone();
+
+    model.producer_name = "cxr-train".into();
+    model.producer_version = env!("CARGO_PKG_VERSION").into();
+    model.domain = "org.cxr-gray".into();
+    model.model_version = i64::from(CARD_SCHEMA_VERSION);
+    model.doc_string = format!(
+        "{} ({} channel(s), {}x{} input, outputs {} and {} in NIH label order). Trained: {}.",
+        card.name, card.channels, card.input_size, card.input_size, PROBABILITIES_NAME, LOGITS_NAME, card.trained
+    );
+    model.metadata_props.clear();
+    let props = [
+        (CARD_METADATA_KEY.to_string(), card.to_json()),
+        ("cxr.variant".into(), card.variant.as_str().into()),
+        ("cxr.version".into(), card.version.clone()),
+        ("cxr.channels".into(), card.channels.to_string()),
+        ("cxr.input_size".into(), card.input_size.to_string()),
+        ("cxr.labels".into(), card.labels.join(",")),
+        ("cxr.trained".into(), card.trained.to_string()),
+    ];
+    for (key, value) in props {
+        // The entry type is not re-exported by onnx-ir; build it through inference on the field.
+        model.metadata_props.push(Default::default());
+        let entry = model.metadata_props.last_mut().expect("just pushed");
+        entry.key = key;
+        entry.value = value;
+    }
+    Ok(model.write_to_bytes()?)
+}
+
+/// Checks a value's static dims (`None` = the dynamic batch axis) and names the batch axis.
+fn check_and_name_dims(value: &mut ValueInfoProto, expected: &[Option<i64>]) -> Result<(), ExportError> {
+    let name = value.name.clone();
+    let shape = value.type_.as_mut().and_then(|t| {
+        if t.has_tensor_type() { t.mut_tensor_type().shape.as_mut() } else { None }
+    });
+    let shape = shape.ok_or_else(|| ExportError::Interface(format!("{name} has no tensor shape")))?;
+    if shape.dim.len() != expected.len() {
+        return Err(ExportError::Interface(format!("{name} has rank {}, expected {}", shape.dim.len(), expected.len())));
+    }
+    for (i, (dim, want)) in shape.dim.iter_mut().zip(expected).enumerate() {
+        match want {
+            Some(size) if dim.has_dim_value() && dim.dim_value() == *size => {}
+            Some(size) => {
+                return Err(ExportError::Interface(format!("{name} axis {i} is not the static size {size}")));
+            }
+            None if dim.has_dim_param() => dim.set_dim_param(BATCH_AXIS.into()),
+            None => return Err(ExportError::Interface(format!("{name} axis {i} is not dynamic"))),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! `cxr-train`: the Burn side of the chest X-ray classifier project.
+//!
+//! Inception-V3 in two variants that differ only in the first convolution's input channels — colour (3 channels,
+//! the gray X-ray stacked three times) and gray (1 channel) — together with the tooling to train, evaluate and
+//! export them to ONNX for the `cxr-serve` inference server.
+//!
+//! # Modules
+//!
+//! - [`model`]: the Inception-V3 network (torchvision layout), its configuration per
+//!   [`ModelVariant`](cxr_core::card::ModelVariant), seeded initialisation and parameter counting.
+//! - [`export`]: ONNX export (`burn-onnx`) rewritten to the project's stable interface, with the model card.
+//! - [`cli`]: the `cxr-train` command line.
+//!
+//! Architecture invariant: this crate never depends on the server's HTTP code; what it shares with the server
+//! (labels, cards, decoding, preprocessing) lives in `cxr-core`.
+
+pub mod cli;
+pub mod export;
+pub mod model;

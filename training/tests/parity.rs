@@ -1,0 +1,172 @@
+//! Burn-vs-ONNX Runtime parity: the exported file computes what the Burn model computes.
+//!
+//! For each variant, one seeded random-initialised Inception-V3 runs in Burn (`flex`) and, exported through
+//! [`cxr_train::export::export_onnx`], in ONNX Runtime 1.31 via `ort`, on real chest X-rays decoded and
+//! preprocessed by `cxr-core` (the same code the server uses). The probabilities must agree to 1e-4.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor, TensorData};
+use cxr_core::card::{CARD_METADATA_KEY, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, PROBABILITIES_NAME};
+use cxr_core::decode::{DecodeLimits, decode};
+use cxr_core::labels::NUM_LABELS;
+use cxr_core::preprocess::Preprocessor;
+use cxr_train::export::{export_onnx, untrained_card};
+use cxr_train::model::{INPUT_SIZE, InceptionV3, InceptionV3Config};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::Tensor as OrtTensor;
+
+const SEED: u64 = 7;
+const TOLERANCE: f32 = 1e-4;
+const FIXTURES: [&str; 2] = ["images/nih_00000001_000.png", "dicom/cxr_explicit_le.dcm"];
+
+fn testdata(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata")).join(rel)
+}
+
+fn ort_dylib() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/ort/cpu/libonnxruntime.so.1.31.1"))
+    })
+}
+
+/// ONNX Runtime allows one environment per process; the tests share it.
+fn ort_environment() -> &'static Environment {
+    static ENV: OnceLock<Environment> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let lib = ort_dylib();
+        assert!(lib.exists(), "ONNX Runtime not found at {}: run scripts/setup-ort.sh", lib.display());
+        ort::init_from(&lib).expect("load ONNX Runtime").with_name("parity").build().expect("ORT environment")
+    })
+}
+
+fn ort_session(onnx: &[u8]) -> Session {
+    Session::builder(ort_environment())
+        .expect("session builder")
+        .with_intra_threads(2)
+        .expect("threads")
+        .commit_from_memory(onnx)
+        .expect("ONNX Runtime accepts the export")
+}
+
+/// Decodes and preprocesses the fixtures into one `[N, C, 299, 299]` batch, through the server's code path.
+fn fixture_batch(channels: usize) -> (Vec<usize>, Vec<f32>) {
+    let pre = Preprocessor::new(INPUT_SIZE, cxr_core::card::Normalization::INCEPTION);
+    let mut data = Vec::new();
+    for rel in FIXTURES {
+        let bytes = std::fs::read(testdata(rel)).expect("fixture");
+        let decoded = decode(&bytes, &DecodeLimits::default()).expect("fixture decodes");
+        data.extend(pre.tensor(&decoded.image, channels));
+    }
+    (vec![FIXTURES.len(), channels, INPUT_SIZE, INPUT_SIZE], data)
+}
+
+fn ort_probabilities(session: &mut Session, shape: &[usize], data: Vec<f32>) -> Vec<f32> {
+    let input = OrtTensor::from_array((shape.to_vec(), data)).expect("input tensor");
+    let outputs = session.run(ort::inputs![INPUT_NAME => input]).expect("ORT run");
+    let (out_shape, probs) = outputs[PROBABILITIES_NAME].try_extract_tensor::<f32>().expect("probabilities");
+    assert_eq!(&**out_shape, &[shape[0] as i64, NUM_LABELS as i64]);
+    let (_, logits) = outputs[LOGITS_NAME].try_extract_tensor::<f32>().expect("logits");
+    for (p, l) in probs.iter().zip(logits) {
+        assert!((p - 1.0 / (1.0 + (-l).exp())).abs() < 1e-6, "probabilities are the sigmoid of logits");
+    }
+    probs.to_vec()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+fn parity(variant: ModelVariant) {
+    let device = Device::default();
+    let model = InceptionV3::init_seeded(&InceptionV3Config::for_variant(variant, NUM_LABELS), SEED, &device);
+    let card = untrained_card(variant, SEED, model.num_trainable_params() as u64);
+
+    let started = Instant::now();
+    let onnx = export_onnx(&model, &card, &device).expect("export");
+    let export_s = started.elapsed().as_secs_f64();
+
+    let (shape, data) = fixture_batch(variant.channels());
+    let started = Instant::now();
+    let input = Tensor::<4>::from_data(TensorData::new(data.clone(), shape.clone()), &device);
+    let burn: Vec<f32> = sigmoid(model.forward(input)).into_data().try_to_vec::<f32>().expect("f32 output");
+    let burn_s = started.elapsed().as_secs_f64() / shape[0] as f64;
+
+    let mut session = ort_session(&onnx);
+    // The card embedded in the file is the card we exported.
+    let embedded = session.metadata().expect("metadata").custom(CARD_METADATA_KEY).expect("card in metadata_props");
+    assert_eq!(ModelCard::from_json(&embedded).expect("valid card"), card);
+    assert_eq!(session.inputs().len(), 1);
+    assert_eq!(session.inputs()[0].name(), INPUT_NAME);
+    let names: Vec<_> = session.outputs().iter().map(|o| o.name().to_string()).collect();
+    assert_eq!(names, [PROBABILITIES_NAME, LOGITS_NAME]);
+
+    let started = Instant::now();
+    let ort_batch = ort_probabilities(&mut session, &shape, data.clone());
+    let ort_s = started.elapsed().as_secs_f64() / shape[0] as f64;
+    let diff = max_abs_diff(&burn, &ort_batch);
+
+    // Batch 1 through the dynamic batch axis gives the first row of the batch.
+    let per_image = variant.channels() * INPUT_SIZE * INPUT_SIZE;
+    let mut single_shape = shape.clone();
+    single_shape[0] = 1;
+    let ort_single = ort_probabilities(&mut session, &single_shape, data[..per_image].to_vec());
+    let diff_single = max_abs_diff(&burn[..NUM_LABELS], &ort_single);
+
+    println!(
+        "parity {variant}: onnx {:.1} MB, export {export_s:.2} s, burn flex {:.0} ms/img, ort {:.0} ms/img, \
+         max|Δp| batch {} = {diff:.2e}, batch 1 = {diff_single:.2e}",
+        onnx.len() as f64 / 1e6,
+        burn_s * 1e3,
+        ort_s * 1e3,
+        shape[0],
+    );
+    assert!(burn.iter().all(|p| p.is_finite() && *p > 0.0 && *p < 1.0), "probabilities in (0, 1)");
+    assert!(diff <= TOLERANCE, "{variant}: Burn vs ORT max |Δp| {diff} > {TOLERANCE}");
+    assert!(diff_single <= TOLERANCE, "{variant}: batch-1 max |Δp| {diff_single} > {TOLERANCE}");
+    // The two fixtures are different images: a model that ignored its input would pass the checks above.
+    assert!(max_abs_diff(&burn[..NUM_LABELS], &burn[NUM_LABELS..]) > 1e-6, "output depends on the input");
+}
+
+#[test]
+fn gray_export_matches_burn() {
+    parity(ModelVariant::Gray);
+}
+
+#[test]
+fn color_export_matches_burn() {
+    parity(ModelVariant::Color);
+}
+
+#[test]
+fn export_is_deterministic_and_variants_differ_only_in_conv1() {
+    let device = Device::default();
+    let export = |variant: ModelVariant| {
+        let model = InceptionV3::init_seeded(&InceptionV3Config::for_variant(variant, NUM_LABELS), SEED, &device);
+        let card = untrained_card(variant, SEED, model.num_trainable_params() as u64);
+        export_onnx(&model, &card, &device).expect("export")
+    };
+    let gray = export(ModelVariant::Gray);
+    assert_eq!(gray, export(ModelVariant::Gray), "same seed, same bytes");
+    let color = export(ModelVariant::Color);
+
+    use onnx_ir::{Message, ModelProto};
+    let shapes = |bytes: &[u8]| -> Vec<Vec<i64>> {
+        let model = ModelProto::parse_from_bytes(bytes).expect("parse");
+        model.graph.initializer.iter().filter(|t| t.dims.len() == 4).map(|t| t.dims.clone()).collect()
+    };
+    let (mut g, mut c) = (shapes(&gray), shapes(&color));
+    let conv1 = |channels: i64| vec![32, channels, 3, 3];
+    assert_eq!(g.iter().filter(|s| **s == conv1(1)).count(), 1, "gray conv1 weight is [32, 1, 3, 3]");
+    assert_eq!(c.iter().filter(|s| **s == conv1(3)).count(), 1, "color conv1 weight is [32, 3, 3, 3]");
+    g.retain(|s| *s != conv1(1));
+    c.retain(|s| *s != conv1(3));
+    g.sort();
+    c.sort();
+    assert_eq!(g, c, "every other conv weight has the same shape");
+}
