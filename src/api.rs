@@ -154,9 +154,10 @@ impl AppState {
         self.shared.draining.store(true, Ordering::SeqCst);
     }
 
-    /// Models loaded and warmed up, and not shutting down.
+    /// Models loaded, warmed up and their workers running, and not shutting down.
     pub fn is_ready(&self) -> bool {
-        self.engine().is_some() && !self.shared.draining.load(Ordering::SeqCst)
+        self.engine().is_some_and(|engine| engine.models().all(|m| m.is_running()))
+            && !self.shared.draining.load(Ordering::SeqCst)
     }
 
     /// The engine, or 503 `not-ready`.
@@ -228,8 +229,11 @@ async fn healthz() -> Json<Status> {
 /// `GET /readyz`: 200 once both models are loaded and warmed up, until shutdown starts.
 async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
     if !state.is_ready() {
-        let reason =
-            if state.engine().is_some() { "the server is shutting down" } else { "the models are still loading" };
+        let reason = match state.engine() {
+            None => "the models are still loading",
+            Some(engine) if engine.models().any(|m| !m.is_running()) => "a model worker has stopped (see the log)",
+            Some(_) => "the server is shutting down",
+        };
         return Err(ApiError::NotReady(reason.into()));
     }
     let engine = state.ready_engine()?;

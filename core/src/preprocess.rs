@@ -11,8 +11,10 @@
 //!    has its centre at source coordinate `(i + 0.5) · S/N`; when downscaling (`S > N`) the triangle is
 //!    stretched by `S/N` so that every source pixel contributes (antialiasing), when upscaling it is plain
 //!    bilinear interpolation. Weights are normalised to sum to 1 over the padded square, computed in `f64`
-//!    once per axis and stored as `f32`. The vertical pass runs first, over whole rows, then the horizontal
-//!    pass; both are linear so the order only changes `f32` rounding.
+//!    once per axis and stored as `f32`. The two passes run on `f32` rows, the one along the longer side first
+//!    (vertical first for square and portrait images), which bounds the intermediate buffer by
+//!    `N × min(W, H)`; both passes are linear, so the order only changes `f32` rounding. The result matches
+//!    Pillow's `Image.resize((N, N), BILINEAR)` of the letterboxed image (mode `F`) to about 1e-7.
 //! 3. **Normalise** every value: `x' = (x − mean) / std` ([`Normalization`]; Inception's 0.5/0.5 maps [0, 1] to
 //!    [−1, 1], so padding becomes −1).
 //! 4. **Channels.** The 1-channel ("gray") model takes the plane as is; the 3-channel ("color", pseudo-color)
@@ -110,35 +112,56 @@ impl Preprocessor {
         let rows = AxisWeights::new(side, (side - h) / 2, h, n);
         let src = img.data();
 
-        // Vertical pass: N output rows of full source width.
-        let mut tmp = vec![0.0f32; n * w];
-        for (i, dst) in tmp.chunks_exact_mut(w).enumerate() {
-            let (start, weights) = rows.taps(i);
-            for (k, &wk) in weights.iter().enumerate() {
-                let y = start + k;
-                let row = &src[y * w..(y + 1) * w];
-                for (d, &s) in dst.iter_mut().zip(row) {
-                    *d += wk * s;
-                }
+        // Resize the longer axis first so the intermediate buffer holds at most N × min(W, H) values: a
+        // 100-megapixel strip must not need N × 100 M floats.
+        if h >= w {
+            let mut tmp = vec![0.0f32; n * w];
+            vertical_pass(src, w, &rows, &mut tmp);
+            horizontal_pass(&tmp, w, &cols, out);
+        } else {
+            let mut tmp = vec![0.0f32; h * n];
+            horizontal_pass(src, w, &cols, &mut tmp);
+            out.fill(0.0);
+            vertical_pass(&tmp, n, &rows, out);
+        }
+        for v in out.iter_mut() {
+            *v = (*v - mean) * inv_std;
+        }
+    }
+}
+
+/// Resamples columns: output row `i` (of `width` values, in `dst`, which starts zeroed) is the weighted sum of
+/// the source rows selected by `weights`.
+fn vertical_pass(src: &[f32], width: usize, weights: &AxisWeights, dst: &mut [f32]) {
+    for (i, dst_row) in dst.chunks_exact_mut(width).enumerate() {
+        let (first, taps) = weights.taps(i);
+        for (k, &wk) in taps.iter().enumerate() {
+            let y = first + k;
+            let src_row = &src[y * width..(y + 1) * width];
+            for (d, &s) in dst_row.iter_mut().zip(src_row) {
+                *d += wk * s;
             }
         }
+    }
+}
 
-        // Horizontal pass and normalisation.
-        for (src_row, dst_row) in tmp.chunks_exact(w).zip(out.chunks_exact_mut(n)) {
-            for (j, d) in dst_row.iter_mut().enumerate() {
-                let (start, weights) = cols.taps(j);
-                let window = &src_row[start..start + weights.len()];
-                let v: f32 = weights.iter().zip(window).map(|(a, b)| a * b).sum();
-                *d = (v - mean) * inv_std;
-            }
+/// Resamples rows: every source row of `width` values becomes one row of `dst` with one value per output
+/// column of `weights`.
+fn horizontal_pass(src: &[f32], width: usize, weights: &AxisWeights, dst: &mut [f32]) {
+    let n = weights.len();
+    for (src_row, dst_row) in src.chunks_exact(width).zip(dst.chunks_exact_mut(n)) {
+        for (j, d) in dst_row.iter_mut().enumerate() {
+            let (first, taps) = weights.taps(j);
+            let window = &src_row[first..first + taps.len()];
+            *d = taps.iter().zip(window).map(|(a, b)| a * b).sum();
         }
     }
 }
 
 /// Resampling weights for one axis: for every output index, the first real source index and its weights.
 ///
-/// Built over the padded axis of length `side`, where the real pixels occupy `[offset, offset + len)`; taps on
-/// padding are dropped after normalisation because they multiply 0.
+/// Built over the padded axis of length `side`, where the real pixels occupy `[offset, offset + len)`. The
+/// weights are normalised over the whole padded axis; taps on padding are then dropped, since they multiply 0.
 struct AxisWeights {
     /// Per output index: (first source index in real-pixel coordinates, start in `weights`, tap count).
     spans: Vec<(usize, usize, usize)>,
@@ -181,6 +204,11 @@ impl AxisWeights {
             }
         }
         AxisWeights { spans, weights }
+    }
+
+    /// Number of output positions.
+    fn len(&self) -> usize {
+        self.spans.len()
     }
 
     /// First source index and the weights of output index `i`.
@@ -345,6 +373,33 @@ mod tests {
                 assert!((a - b).abs() < 1e-6, "{w}x{h}→{n}, index {i}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn transposed_input_gives_transposed_output() {
+        // Landscape and portrait inputs run the two passes in opposite orders; the results must still agree.
+        let p = Preprocessor::new(13, IDENTITY);
+        let f = |x: u32, y: u32| ((x * 31 + y * 17) % 23) as f32 / 22.0;
+        let landscape = p.plane(&image(37, 23, f));
+        let portrait = p.plane(&image(23, 37, |x, y| f(y, x)));
+        for y in 0..13 {
+            for x in 0..13 {
+                assert!((at(&landscape, 13, x, y) - at(&portrait, 13, y, x)).abs() < 1e-6);
+            }
+        }
+        // A long strip only needs a small intermediate buffer (N × 1 here, not N × 2,000,000). Letterboxed into
+        // a 2,000,000-pixel square, the one row is a sliver: the output is almost black, and finite.
+        let strip = p.plane(&image(2_000_000, 1, |x, _| (x % 2) as f32));
+        assert!(strip.iter().all(|v| (0.0..1e-3).contains(v)));
+        assert!(at(&strip, 13, 6, 6) > 0.0);
+    }
+
+    #[test]
+    fn description_names_the_method() {
+        for needle in ["letterbox", "triangle", "(x - mean) / std", "3 channels"] {
+            assert!(PREPROCESSING_DESCRIPTION.contains(needle), "{needle}");
+        }
+        assert!(!PREPROCESSING_DESCRIPTION.contains("  "), "line continuations must not leave double spaces");
     }
 
     #[test]

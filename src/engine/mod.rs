@@ -223,6 +223,11 @@ impl ModelHandle {
         &self.preprocessor
     }
 
+    /// Whether the worker is still serving (it stops only when the engine is dropped, or after a crash).
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// Queues one preprocessed `[C, H, W]` tensor and waits for its probabilities.
     ///
     /// Fails with [`InferError::Overloaded`] without waiting when the queue is full. Dropping the returned future

@@ -49,7 +49,7 @@ pub(super) fn spawn(
     settings: &EngineSettings,
     environment: Environment,
 ) -> Result<Starting, EngineError> {
-    let (queue, jobs) = mpsc::channel::<Job>(settings.queue_capacity);
+    let (queue, jobs) = mpsc::channel::<Job>(settings.queue_capacity.max(1));
     let (report, loaded) = std_mpsc::sync_channel(1);
     let settings = settings.clone();
     let thread = std::thread::Builder::new()

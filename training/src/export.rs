@@ -113,7 +113,7 @@ pub fn export_untrained(
     out_dir: &Path,
     device: &Device,
 ) -> Result<ExportedModel, ExportError> {
-    let model = InceptionV3::init_seeded(&InceptionV3Config::for_variant(variant, NUM_LABELS), seed, device);
+    let model = InceptionV3Config::for_variant(variant, NUM_LABELS).init_seeded(seed, device);
     let card = untrained_card(variant, seed, model.num_trainable_params() as u64);
     let started = Instant::now();
     let bytes = export_onnx(&model, &card, device)?;

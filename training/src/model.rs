@@ -569,11 +569,6 @@ pub struct InceptionV3 {
 }
 
 impl InceptionV3 {
-    /// Reproducible initialisation; same as the free function [`init_seeded`].
-    pub fn init_seeded(config: &InceptionV3Config, seed: u64, device: &Device) -> InceptionV3 {
-        init_seeded(config, seed, device)
-    }
-
     /// Logits.
     ///
     /// - input `x`: `[N, C, H, W]` float, `C` = [`in_channels`](Self::in_channels), normally `H = W = 299`
@@ -1026,7 +1021,7 @@ mod tests {
         let config = InceptionV3Config::for_variant(ModelVariant::Gray, 14);
         let input = || test_input([1, 1, MIN_INPUT_SIZE, MIN_INPUT_SIZE], 1.0, &device);
         let a = to_vec(init_seeded(&config, SEED, &device).forward(input()));
-        let b = to_vec(InceptionV3::init_seeded(&config, SEED, &device).forward(input()));
+        let b = to_vec(config.init_seeded(SEED, &device).forward(input()));
         let c = to_vec(init_seeded(&config, SEED + 1, &device).forward(input()));
         assert_eq!(a, b, "same seed, same output");
         assert_ne!(a, c, "different seed, different output");

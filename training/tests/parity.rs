@@ -84,7 +84,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 fn parity(variant: ModelVariant) {
     let device = Device::default();
-    let model = InceptionV3::init_seeded(&InceptionV3Config::for_variant(variant, NUM_LABELS), SEED, &device);
+    let model = InceptionV3Config::for_variant(variant, NUM_LABELS).init_seeded(SEED, &device);
     let card = untrained_card(variant, SEED, model.num_trainable_params() as u64);
 
     let started = Instant::now();
@@ -147,7 +147,7 @@ fn color_export_matches_burn() {
 fn export_is_deterministic_and_variants_differ_only_in_conv1() {
     let device = Device::default();
     let export = |variant: ModelVariant| {
-        let model = InceptionV3::init_seeded(&InceptionV3Config::for_variant(variant, NUM_LABELS), SEED, &device);
+        let model = InceptionV3Config::for_variant(variant, NUM_LABELS).init_seeded(SEED, &device);
         let card = untrained_card(variant, SEED, model.num_trainable_params() as u64);
         export_onnx(&model, &card, &device).expect("export")
     };

@@ -12,8 +12,9 @@
 //!   extended when Pixel Representation is 1) → Modality LUT (Rescale Slope/Intercept, or the Modality LUT
 //!   Sequence) → VOI (the first Window Center/Width with the VOI LUT Function, LINEAR by default, as in C.11.2.1.2;
 //!   else the first item of the VOI LUT Sequence; else the min..max of the modality values) → MONOCHROME1 inverted.
-//!   RGB data (also JPEG/JPEG 2000 streams whose YBR data the codec returns as RGB) becomes luma as above; native
-//!   YBR_FULL keeps its Y plane. PALETTE COLOR and the other color models are refused.
+//!   RGB data becomes luma as above, divided by `2^BitsStored − 1`; so does YBR data inside JPEG, JPEG-LS and
+//!   JPEG 2000 streams, which those codecs return as RGB. Native or RLE YBR_FULL keeps its Y plane. PALETTE
+//!   COLOR, native YBR_FULL_422/YBR_PARTIAL_* and the other color models are refused.
 //!
 //! # Safety against hostile input
 //! Nothing here panics on any input. Dimensions are read from the headers and checked against
