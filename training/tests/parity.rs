@@ -15,7 +15,7 @@ use cxr_core::decode::{DecodeLimits, decode};
 use cxr_core::labels::NUM_LABELS;
 use cxr_core::preprocess::Preprocessor;
 use cxr_train::export::{export_onnx, untrained_card};
-use cxr_train::model::{INPUT_SIZE, InceptionV3, InceptionV3Config};
+use cxr_train::model::{INPUT_SIZE, InceptionV3Config};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::Tensor as OrtTensor;
