@@ -2,7 +2,8 @@
 //!
 //! [`Endpoint::ALL`] is the single list of routes: [`app`] builds the router from it and the test suite checks
 //! that `openapi.yaml` documents exactly these routes, so a route cannot be added without its documentation.
-//! The prediction handler lives in [`crate::predict`].
+//! The prediction handler lives in [`crate::predict`]; `GET /metrics` renders [`crate::metrics`] and `GET /v1/ab`
+//! summarises [`crate::ab`].
 //!
 //! Architecture invariant: handlers know nothing about DICOM (decoding is `cxr_core::decode`'s job) and nothing
 //! about ONNX Runtime (that is [`crate::engine`]'s).
@@ -25,9 +26,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::ab::{AbStats, AbSummary};
 use crate::config::{Config, ModelSelection};
 use crate::engine::{CardSource, Engine, EngineError, TensorInfo};
 use crate::error::ApiError;
+use crate::metrics::{self, Metrics};
 use crate::middleware::{self, RequestId};
 use crate::predict;
 
@@ -47,18 +50,34 @@ pub enum Endpoint {
     Readyz,
     /// `GET /openapi.yaml`: this API's description.
     OpenApi,
+    /// `GET /metrics`: Prometheus metrics (text exposition format 0.0.4).
+    Metrics,
+    /// `GET /v1/ab`: live A/B statistics of the color and gray models.
+    Ab,
 }
 
 impl Endpoint {
     /// The route table; [`app`] serves exactly these.
-    pub const ALL: [Endpoint; 5] =
-        [Endpoint::Predict, Endpoint::Models, Endpoint::Healthz, Endpoint::Readyz, Endpoint::OpenApi];
+    pub const ALL: [Endpoint; 7] = [
+        Endpoint::Predict,
+        Endpoint::Models,
+        Endpoint::Ab,
+        Endpoint::Healthz,
+        Endpoint::Readyz,
+        Endpoint::Metrics,
+        Endpoint::OpenApi,
+    ];
 
     /// The HTTP method, upper case.
     pub const fn method(self) -> &'static str {
         match self {
             Endpoint::Predict => "POST",
-            Endpoint::Models | Endpoint::Healthz | Endpoint::Readyz | Endpoint::OpenApi => "GET",
+            Endpoint::Models
+            | Endpoint::Healthz
+            | Endpoint::Readyz
+            | Endpoint::OpenApi
+            | Endpoint::Metrics
+            | Endpoint::Ab => "GET",
         }
     }
 
@@ -70,6 +89,8 @@ impl Endpoint {
             Endpoint::Healthz => "/healthz",
             Endpoint::Readyz => "/readyz",
             Endpoint::OpenApi => "/openapi.yaml",
+            Endpoint::Metrics => "/metrics",
+            Endpoint::Ab => "/v1/ab",
         }
     }
 
@@ -81,11 +102,13 @@ impl Endpoint {
             Endpoint::Healthz => get(healthz),
             Endpoint::Readyz => get(readyz),
             Endpoint::OpenApi => get(openapi),
+            Endpoint::Metrics => get(metrics),
+            Endpoint::Ab => get(ab),
         }
     }
 }
 
-/// State shared by every handler: the engine once loaded, and the request limits.
+/// State shared by every handler: the engine once loaded, the request limits, the metrics and the A/B window.
 #[derive(Clone)]
 pub struct AppState {
     shared: Arc<Shared>,
@@ -99,11 +122,18 @@ struct Shared {
     max_body_bytes: usize,
     decode_limits: DecodeLimits,
     default_model: ModelSelection,
+    shadow: Option<ModelVariant>,
+    metrics: Arc<Metrics>,
+    ab: Arc<AbStats>,
 }
 
 impl AppState {
     /// State without models: `/healthz` answers, `/readyz` and `/predict` say 503 until [`AppState::set_engine`].
+    /// Every state has its own metrics registry and A/B window.
     pub fn new(config: &Config) -> AppState {
+        if let Err(error) = config.validate() {
+            tracing::error!(%error, "invalid configuration: shadow runs are disabled");
+        }
         AppState {
             shared: Arc::new(Shared {
                 engine: OnceLock::new(),
@@ -113,6 +143,9 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 decode_limits: DecodeLimits::new(config.max_pixels),
                 default_model: config.default_model,
+                shadow: config.shadow_model(),
+                metrics: Arc::new(Metrics::new()),
+                ab: Arc::new(AbStats::default()),
             }),
         }
     }
@@ -121,7 +154,8 @@ impl AppState {
     pub async fn load(config: &Config) -> Result<AppState, EngineError> {
         let state = AppState::new(config);
         let settings = config.engine_settings();
-        let engine = match tokio::task::spawn_blocking(move || Engine::load(&settings)).await {
+        let metrics = Arc::clone(state.metrics());
+        let engine = match tokio::task::spawn_blocking(move || Engine::load_with_metrics(&settings, &metrics)).await {
             Ok(loaded) => loaded?,
             // A panic while loading is a bug: let it surface as one.
             Err(error) => std::panic::resume_unwind(error.into_panic()),
@@ -132,6 +166,7 @@ impl AppState {
 
     /// Makes the server ready; a second call is ignored.
     pub fn set_engine(&self, engine: Engine) {
+        self.shared.metrics.describe_models(&engine);
         if self.shared.engine.set(Arc::new(engine)).is_err() {
             tracing::warn!("engine already set; ignoring the second one");
         }
@@ -184,12 +219,38 @@ impl AppState {
     pub fn default_model(&self) -> ModelSelection {
         self.shared.default_model
     }
+
+    /// The configured shadow model (`--shadow`).
+    pub fn shadow(&self) -> Option<ModelVariant> {
+        self.shared.shadow
+    }
+
+    /// The model to shadow a prediction of `selection` with: the configured shadow model, for a single-model
+    /// prediction of the other model.
+    pub fn shadow_for(&self, selection: ModelSelection) -> Option<ModelVariant> {
+        match (self.shared.shadow, selection) {
+            (Some(shadow), ModelSelection::One(primary)) if shadow != primary => Some(shadow),
+            _ => None,
+        }
+    }
+
+    /// This server's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// This server's A/B window.
+    pub fn ab(&self) -> &Arc<AbStats> {
+        &self.shared.ab
+    }
 }
 
 /// The application: every [`Endpoint`], problem-details fallbacks and the middleware stack.
 ///
-/// Layers, outermost first: request id (and problem `instance`), tracing, panic catching, body limit; `/predict`
-/// additionally holds a concurrency permit.
+/// Layers, outermost first: request id (and problem `instance`), tracing, request metrics, panic catching, body
+/// limit; `/predict` additionally holds a concurrency permit. The metrics layer sits inside the request id (so it
+/// sees problem responses, and panics already turned into 500s) and is applied per route by [`Router::layer`], so
+/// it sees the matched route template.
 pub fn app(state: AppState) -> Router {
     let routes = Endpoint::ALL
         .into_iter()
@@ -208,6 +269,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes()))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::track_requests))
         .layer(trace)
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
@@ -262,6 +324,7 @@ async fn models(State(state): State<AppState>) -> Result<Json<ModelsResponse>, A
                 input: info.input.clone(),
                 outputs: info.outputs.clone(),
                 warm_up_ms: millis(info.warm_up),
+                max_batch: info.max_batch,
                 card: info.card.clone(),
             }
         })
@@ -288,7 +351,25 @@ pub struct ModelDescription {
     pub input: TensorInfo,
     pub outputs: Vec<TensorInfo>,
     pub warm_up_ms: f64,
+    /// Most images the model's worker stacks into one session run.
+    pub max_batch: usize,
     pub card: ModelCard,
+}
+
+/// `GET /metrics`: the Prometheus text exposition; answers before the models are loaded too.
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let text = state
+        .metrics()
+        .render(state.engine().map(Arc::as_ref))
+        .map_err(|error| ApiError::Internal(format!("cannot encode the metrics: {error}")))?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE))], text).into_response())
+}
+
+/// `GET /v1/ab`: the A/B summary; the bootstrap runs on the blocking pool.
+async fn ab(State(state): State<AppState>) -> Result<Json<AbSummary>, ApiError> {
+    let ab = Arc::clone(state.ab());
+    let summary = tokio::task::spawn_blocking(move || ab.summary()).await?;
+    Ok(Json(AbSummary::clone(&summary)))
 }
 
 /// `GET /openapi.yaml`.

@@ -2,7 +2,7 @@
 //!
 //! Every field is documented here once; the doc comments double as `--help` text. [`Config`] is plain data: the
 //! engine gets its own [`EngineSettings`](crate::engine::EngineSettings) derived from it, so the inference layer does
-//! not depend on the command line.
+//! not depend on the command line. Rules that involve several fields are checked by [`Config::validate`] at startup.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -54,13 +54,21 @@ pub struct Config {
     #[arg(long, env = "CXR_MAX_PIXELS", default_value_t = 100_000_000)]
     pub max_pixels: u64,
 
-    /// Most images one model runs in a single ONNX Runtime call.
-    #[arg(long, env = "CXR_MAX_BATCH", default_value_t = 8, value_parser = parse_positive)]
-    pub max_batch: usize,
+    /// Most images one model runs in a single ONNX Runtime call. Default: 8 when the model runs on the CPU, 64 when
+    /// it runs on CUDA (decided by the execution provider actually used, so `--device auto` gets the right one).
+    #[arg(long, env = "CXR_MAX_BATCH", value_parser = parse_positive)]
+    pub max_batch: Option<usize>,
 
-    /// Longest a model worker waits for more requests to fill a batch, in milliseconds (0: never wait).
+    /// Longest a model worker waits for more requests to fill a batch, in milliseconds (0: never wait). It waits
+    /// only while another request for the model is still being decoded or preprocessed; a lone request runs at once.
     #[arg(long, env = "CXR_MAX_BATCH_DELAY_MS", default_value_t = 2)]
     pub max_batch_delay_ms: u64,
+
+    /// Shadow model (`color` or `gray`): it also runs, in the background, on the same preprocessed image as every
+    /// prediction of the other model, feeding the A/B statistics (`GET /v1/ab`, `cxr_ab_*` metrics) without
+    /// changing or delaying the response. Must differ from `--default-model` (which must then name one model).
+    #[arg(long, env = "CXR_SHADOW")]
+    pub shadow: Option<ModelVariant>,
 
     /// Requests that may wait for each model beyond the batch being run; a full queue answers 503.
     #[arg(long, env = "CXR_QUEUE_CAPACITY", default_value_t = 64, value_parser = parse_positive)]
@@ -95,6 +103,22 @@ impl Config {
         Duration::from_millis(self.max_batch_delay_ms)
     }
 
+    /// Checks the rules that involve several options; the server refuses to start when one is broken.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match (self.shadow, self.default_model) {
+            (Some(_), ModelSelection::Both) => Err(ConfigError::ShadowWithBoth),
+            (Some(shadow), ModelSelection::One(primary)) if shadow == primary => {
+                Err(ConfigError::ShadowIsDefault { shadow })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The shadow model of a valid configuration (`None` without `--shadow`, or when [`Config::validate`] fails).
+    pub fn shadow_model(&self) -> Option<ModelVariant> {
+        self.validate().ok().and(self.shadow)
+    }
+
     /// Settings of the inference engine derived from this configuration.
     pub fn engine_settings(&self) -> EngineSettings {
         EngineSettings {
@@ -107,6 +131,15 @@ impl Config {
             ort_dylib: resolve_relative(&self.ort_dylib),
         }
     }
+}
+
+/// A configuration whose options contradict each other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--shadow {shadow} names the default model (--default-model {shadow}); the shadow must be the other model")]
+    ShadowIsDefault { shadow: ModelVariant },
+    #[error("--shadow cannot be combined with --default-model both, which already runs both models on every request")]
+    ShadowWithBoth,
 }
 
 /// Which model(s) answer a prediction request.
@@ -221,8 +254,9 @@ mod tests {
         assert_eq!(config.default_model, ModelSelection::One(ModelVariant::Gray));
         assert_eq!(config.max_body_bytes, 64 * 1024 * 1024);
         assert_eq!(config.max_pixels, 100_000_000);
-        assert_eq!(config.max_batch, 8);
+        assert_eq!(config.max_batch, None, "resolved from the execution provider: 8 on the CPU, 64 on CUDA");
         assert_eq!(config.max_batch_delay(), Duration::from_millis(2));
+        assert_eq!(config.shadow, None);
         assert_eq!(config.queue_capacity, 64);
         assert!(config.intra_threads >= 1);
     }
@@ -233,6 +267,27 @@ mod tests {
         assert_eq!("gray".parse::<ModelSelection>().unwrap().variants(), &[ModelVariant::Gray]);
         assert_eq!("color".parse::<ModelSelection>().unwrap().variants(), &[ModelVariant::Color]);
         assert_eq!("nope".parse::<ModelSelection>(), Err(UnknownModel("nope".into())));
+    }
+
+    #[test]
+    fn the_shadow_must_be_the_other_model() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["cxr-serve"];
+            all.extend_from_slice(args);
+            <Config as clap::Parser>::try_parse_from(all).unwrap()
+        };
+        let valid = parse(&["--shadow", "color"]);
+        assert_eq!(valid.validate(), Ok(()));
+        assert_eq!(valid.shadow_model(), Some(ModelVariant::Color));
+        let same = parse(&["--shadow", "gray"]);
+        assert_eq!(same.validate(), Err(ConfigError::ShadowIsDefault { shadow: ModelVariant::Gray }));
+        assert_eq!(same.shadow_model(), None);
+        assert_eq!(parse(&["--shadow", "gray", "--default-model", "color"]).validate(), Ok(()));
+        assert_eq!(
+            parse(&["--shadow", "gray", "--default-model", "both"]).validate(),
+            Err(ConfigError::ShadowWithBoth)
+        );
+        assert!(<Config as clap::Parser>::try_parse_from(["cxr-serve", "--shadow", "both"]).is_err());
     }
 
     #[test]

@@ -183,6 +183,11 @@ impl Problem {
         }
     }
 
+    /// The last segment of the `type` URI (the [`ProblemKind::slug`]).
+    pub fn slug(&self) -> &str {
+        self.type_uri.strip_prefix(PROBLEM_BASE).unwrap_or(&self.type_uri)
+    }
+
     /// Renders the problem as a response: status, `application/problem+json`, and `Retry-After` for 503s. The
     /// problem also travels in the response extensions so that middleware can set `instance`.
     pub fn into_response_with(self, retry_after: bool) -> Response {

@@ -6,20 +6,27 @@
 //! - [`engine`]: ONNX Runtime sessions, one worker thread per model variant, request batching.
 //! - [`api`]: shared state, the route table ([`api::Endpoint`]) and [`app`], the router.
 //! - [`predict`]: `POST /predict`: upload → decode → preprocess → engine → findings.
+//! - [`shadow`]: shadow mode, the other model run off the request path on the same preprocessed image.
+//! - [`ab`]: the live A/B window of paired color/gray results and its statistics (`GET /v1/ab`).
+//! - [`metrics`]: the Prometheus registry of one server (`GET /metrics`).
 //! - [`error`]: [`ApiError`] and RFC 9457 problem details with stable `type` URIs.
-//! - [`middleware`]: request ids, the concurrency limit, panic handling.
+//! - [`middleware`]: request ids, the concurrency limit, request metrics, panic handling.
 //! - [`server`]: [`serve`]: binding, background model loading, graceful shutdown.
 //!
 //! Architecture invariants: the HTTP layer knows nothing about DICOM tags (`cxr_core::decode` does) and the engine
 //! knows nothing about HTTP. Nothing logs DICOM header values: only format, dimensions and timings.
 
+pub mod ab;
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod metrics;
 pub mod middleware;
 pub mod predict;
 pub mod server;
+pub mod shadow;
 
 pub use api::{AppState, Endpoint, app};
 pub use config::Config;

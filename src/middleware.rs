@@ -5,18 +5,22 @@
 //!   of every problem response.
 //! - [`limit_concurrency`] admits at most `--max-concurrent-requests` predictions at once; the next one gets 503
 //!   `overloaded` immediately instead of queueing inside the server.
+//! - [`track_requests`] counts every response by route template and status (`cxr_http_requests_total`), times it,
+//!   tracks requests in flight and counts problem responses by type (`cxr_errors_total`).
 //! - [`panic_response`] turns a handler panic (a bug) into a 500 problem and logs it.
 
 use std::any::Any;
+use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::AppState;
 use crate::error::{ApiError, Problem};
+use crate::metrics::UNMATCHED_ROUTE;
 
 /// The request id header, read from clients and always set on responses.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -87,6 +91,23 @@ pub async fn limit_concurrency(State(state): State<AppState>, request: Request, 
         ))
         .into_response(),
     }
+}
+
+/// Records the request in the metrics: its route template (never the raw path, which would make the label
+/// unbounded), method, status, duration and, for problem responses, the problem type.
+pub async fn track_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let metrics = state.metrics();
+    let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let in_flight = metrics.in_flight();
+    let response = next.run(request).await;
+    drop(in_flight);
+    metrics.observe_request(route.as_deref().unwrap_or(UNMATCHED_ROUTE), &method, response.status(), started.elapsed());
+    if let Some(problem) = response.extensions().get::<Problem>() {
+        metrics.count_problem(problem.slug());
+    }
+    response
 }
 
 /// The response to a panic inside a handler: a 500 problem; the panic message goes to the log only.

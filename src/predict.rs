@@ -3,7 +3,12 @@
 //! The body is either the raw file (any `Content-Type`; `application/dicom`, `image/png`, `image/jpeg` and
 //! `application/octet-stream` are the documented ones) or `multipart/form-data` with a `file` field. The format is
 //! sniffed from magic bytes by `cxr_core::decode`; a declared type that disagrees only earns a warning. The image is
-//! decoded once on the blocking pool; with `?model=both` the color and gray models then run concurrently on it.
+//! decoded once on the blocking pool; with `?model=both` the color and gray models then run concurrently on it, and
+//! the pair joins the A/B window ([`crate::ab`]). A single-model prediction may also start a shadow run of the other
+//! model ([`crate::shadow`]), which never delays or changes the response.
+//!
+//! Once the body is complete, the request is admitted to each model it will run on
+//! ([`ModelHandle::admit`]): until its tensor is queued, the model's batcher knows one more image is coming.
 //!
 //! Only the format, dimensions and timings are logged: DICOM headers are PHI and never leave `cxr_core`.
 
@@ -21,11 +26,14 @@ use cxr_core::image::GrayImage;
 use cxr_core::labels::LABELS;
 use serde::{Deserialize, Serialize};
 
+use crate::ab::{self, ModelSide, Source};
 use crate::api::{AppState, millis};
 use crate::config::ModelSelection;
-use crate::engine::Engine;
+use crate::engine::{Admission, ModelHandle, Prediction};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::middleware::RequestId;
+use crate::shadow::{PrimaryOutcome, ShadowRun};
 
 /// Query parameters of `POST /predict`.
 #[derive(Debug, Deserialize)]
@@ -106,6 +114,20 @@ pub async fn predict(
         warnings.push(warning);
     }
 
+    // From here until its tensor is queued, each model's batcher counts this request as on its way; a failure or a
+    // departed client drops the admissions, which ends that at once.
+    let mut admissions = Vec::with_capacity(2);
+    for &variant in selection.variants() {
+        let model =
+            engine.model(variant).ok_or_else(|| ApiError::Internal(format!("the {variant} model is not loaded")))?;
+        admissions.push(model.admit());
+    }
+    let metrics = Arc::clone(state.metrics());
+    let shadow = state
+        .shadow_for(selection)
+        .and_then(|variant| engine.model(variant))
+        .map(|model| ShadowRun::new(model.clone(), Arc::clone(&metrics), Arc::clone(state.ab())));
+
     let limits = state.decode_limits();
     let bytes = upload.bytes;
     let (decoded, decode_time) = tokio::task::spawn_blocking(move || {
@@ -127,17 +149,26 @@ pub async fn predict(
     if let Some(frames) = info.frames.filter(|&n| n > 1) {
         warnings.push(format!("multi-frame DICOM: first of {frames} frames used"));
     }
+    for &variant in selection.variants() {
+        metrics.observe_decode(variant, decode_time);
+    }
 
     let image = Arc::new(decoded.image);
-    let run = |variant| run_model(&engine, variant, Arc::clone(&image), decode_time, received);
-    let results = match selection.variants() {
-        [variant] => vec![run(*variant).await?],
-        [first, second] => {
-            let (a, b) = tokio::try_join!(run(*first), run(*second))?;
+    let job = Job { image, received, metrics: &metrics };
+    let mut admissions = admissions.into_iter();
+    let runs = match (admissions.next(), admissions.next()) {
+        (Some(only), None) => vec![job.run(only, shadow).await?],
+        (Some(first), Some(second)) => {
+            let (a, b) = tokio::try_join!(job.run(first, None), job.run(second, None))?;
             vec![a, b]
         }
-        other => return Err(ApiError::Internal(format!("model selection with {} variants", other.len()))),
+        _ => return Err(ApiError::Internal("a model selection without models".into())),
     };
+    if let [color, gray] = runs.as_slice() {
+        ab::record_pair(state.ab(), &metrics, Source::Both, &color.side(), &gray.side());
+    }
+
+    let results: Vec<ModelResult> = runs.into_iter().map(|run| run.into_result(decode_time)).collect();
     for result in results.iter().filter(|r| !r.trained) {
         warnings.push(format!(
             "model {} ({}) is an untrained seeded initialisation: its probabilities carry no diagnostic meaning",
@@ -159,46 +190,87 @@ pub async fn predict(
     Ok(Json(PredictResponse { request_id: request_id.0, input: info, results, warnings }))
 }
 
-/// Preprocesses the image for one model and runs it.
-async fn run_model(
-    engine: &Engine,
-    variant: ModelVariant,
+/// What every model run of one request shares.
+struct Job<'a> {
     image: Arc<GrayImage>,
-    decode: Duration,
     received: Instant,
-) -> Result<ModelResult, ApiError> {
-    let model =
-        engine.model(variant).ok_or_else(|| ApiError::Internal(format!("the {variant} model is not loaded")))?;
-    let preprocessor = Arc::clone(model.preprocessor());
-    let channels = model.info().card.channels;
-    let (tensor, preprocess) = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let tensor = preprocessor.tensor(&image, channels);
-        (tensor, started.elapsed())
-    })
-    .await?;
-    let prediction = model.infer(tensor).await?;
-    let info = model.info();
-    let findings = LABELS
-        .iter()
-        .zip(&prediction.probabilities)
-        .map(|(label, &probability)| Finding { label, probability })
-        .collect();
-    Ok(ModelResult {
-        model: variant,
-        model_version: info.card.version.clone(),
-        trained: info.card.trained,
-        provider: info.provider,
-        findings,
-        timing_ms: TimingMs {
-            decode: millis(decode),
-            preprocess: millis(preprocess),
-            queue: millis(prediction.queue),
-            inference: millis(prediction.inference),
-            total: millis(received.elapsed()),
-        },
-        batch_size: prediction.batch_size,
-    })
+    metrics: &'a Metrics,
+}
+
+/// One model's completed run.
+struct ModelRun {
+    model: ModelHandle,
+    prediction: Prediction,
+    preprocess: Duration,
+    /// From the complete request body to the result.
+    total: Duration,
+}
+
+impl Job<'_> {
+    /// Preprocesses the image for the admitted model (and hands it to the shadow run, if any) and runs the model.
+    async fn run(&self, admission: Admission, shadow: Option<ShadowRun>) -> Result<ModelRun, ApiError> {
+        let model = admission.model().clone();
+        let variant = model.info().variant;
+        let preprocessor = Arc::clone(model.preprocessor());
+        let channels = model.info().card.channels;
+        let image = Arc::clone(&self.image);
+        let (tensor, preprocess) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let tensor = preprocessor.tensor(&image, channels);
+            (tensor, started.elapsed())
+        })
+        .await?;
+        self.metrics.observe_preprocess(variant, preprocess);
+        let shadow_outcome = shadow.and_then(|run| run.launch(&model, &tensor, &self.image, self.received));
+
+        let prediction = admission.infer(tensor).await?;
+        let total = self.received.elapsed();
+        self.metrics.observe_end_to_end(variant, total);
+        if let Some(outcome) = shadow_outcome {
+            // The shadow task may have finished (or given up) already; then nobody listens, which is fine.
+            let _ = outcome.send(PrimaryOutcome {
+                probabilities: prediction.probabilities.clone(),
+                model_latency: prediction.queue + prediction.inference,
+                end_to_end: total,
+            });
+        }
+        Ok(ModelRun { model, prediction, preprocess, total })
+    }
+}
+
+impl ModelRun {
+    /// This run's side of an A/B comparison.
+    fn side(&self) -> ModelSide<'_> {
+        ModelSide {
+            probabilities: &self.prediction.probabilities,
+            model_latency: self.prediction.queue + self.prediction.inference,
+            end_to_end: self.total,
+        }
+    }
+
+    fn into_result(self, decode: Duration) -> ModelResult {
+        let info = self.model.info();
+        let findings = LABELS
+            .iter()
+            .zip(&self.prediction.probabilities)
+            .map(|(label, &probability)| Finding { label, probability })
+            .collect();
+        ModelResult {
+            model: info.variant,
+            model_version: info.card.version.clone(),
+            trained: info.card.trained,
+            provider: info.provider,
+            findings,
+            timing_ms: TimingMs {
+                decode: millis(decode),
+                preprocess: millis(self.preprocess),
+                queue: millis(self.prediction.queue),
+                inference: millis(self.prediction.inference),
+                total: millis(self.total),
+            },
+            batch_size: self.prediction.batch_size,
+        }
+    }
 }
 
 /// The uploaded file and the media type the client declared for it.

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::api::{AppState, app};
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, ConfigError, LogFormat};
 use crate::engine::{Engine, EngineError};
 
 /// Why the server stopped other than by a signal.
@@ -27,6 +27,8 @@ pub enum ServeError {
     Signals(std::io::Error),
     #[error("models failed to load: {0}")]
     Engine(#[from] EngineError),
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
 }
 
 /// Installs the global `tracing` subscriber (stderr, `RUST_LOG` filter, default `info`).
@@ -46,6 +48,7 @@ pub fn init_tracing(format: LogFormat) {
 /// Serves until SIGTERM/SIGINT (then returns `Ok` once drained) or until the models fail to load.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(?config, "effective configuration");
+    config.validate()?;
     let signals = ShutdownSignals::register()?;
     let listener =
         TcpListener::bind(config.bind).await.map_err(|source| ServeError::Bind { addr: config.bind, source })?;
@@ -63,7 +66,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         let state = state.clone();
         let settings = config.engine_settings();
         // Not awaited: a signal during startup shuts down without waiting for the models.
-        drop(tokio::task::spawn_blocking(move || match Engine::load(&settings) {
+        drop(tokio::task::spawn_blocking(move || match Engine::load_with_metrics(&settings, state.metrics()) {
             Ok(engine) => {
                 state.set_engine(engine);
                 tracing::info!("models loaded and warmed up: ready");

@@ -40,8 +40,9 @@ pub fn ort_environment(dylib: &Path) -> Result<Environment, EngineError> {
     Ok(environment)
 }
 
-/// Creates the session of one model on the requested device; returns it with the active provider's name.
-pub(super) fn open_session(
+/// Creates the session of one model on the requested device; returns it with the active provider's name. The
+/// benchmark (`crate::bench`) builds its raw-ONNX-Runtime sessions here too, so both measure the same session.
+pub(crate) fn open_session(
     environment: &Environment,
     path: &Path,
     settings: &EngineSettings,

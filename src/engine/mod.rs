@@ -5,7 +5,16 @@
 //! against its model card ([`load`]), runs a warm-up inference and only then returns. Each [`ModelHandle`] feeds its
 //! worker ([`worker`]) through a bounded channel: [`ModelHandle::infer`] never waits for queue space, a full queue is
 //! [`InferError::Overloaded`] at once. The worker stacks up to `max_batch` queued tensors into one `[N, C, H, W]`
-//! input, waiting at most `max_batch_delay` for more, and answers every job on its own oneshot channel.
+//! input and answers every job on its own oneshot channel.
+//!
+//! A caller that knows a tensor is coming (the image is still being decoded or preprocessed) takes an
+//! [`Admission`] first ([`ModelHandle::admit`]) and submits through it. The worker waits up to `max_batch_delay`
+//! for more jobs only while such admitted-but-not-yet-queued requests exist; otherwise it runs what it has at once,
+//! so a lone request never pays the batching delay (see [`worker`]).
+//!
+//! The engine reports queue waits, batch sizes, inference times and dropped jobs to per-model
+//! [`ModelMetrics`] (detached, unscraped ones with [`Engine::load`]; the server's registry with
+//! [`Engine::load_with_metrics`]).
 //!
 //! Architecture invariant: this module knows nothing about HTTP; it takes preprocessed tensors and returns
 //! probabilities with timings.
@@ -17,15 +26,18 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use cxr_core::card::{ModelCard, ModelVariant};
 use cxr_core::preprocess::Preprocessor;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
+pub(crate) use self::load::open_session;
 pub use self::load::ort_environment;
+use crate::metrics::{Metrics, ModelMetrics};
 
 /// Where the models run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,6 +87,16 @@ pub const CPU_PROVIDER: &str = "CPUExecutionProvider";
 /// Name of ONNX Runtime's CUDA execution provider, as reported per model.
 pub const CUDA_PROVIDER: &str = "CUDAExecutionProvider";
 
+/// Largest batch on the CPU when `--max-batch` is not given: beyond this, a CPU batch only adds latency.
+pub const DEFAULT_MAX_BATCH_CPU: usize = 8;
+/// Largest batch on a GPU when `--max-batch` is not given: a GPU keeps gaining throughput up to large batches.
+pub const DEFAULT_MAX_BATCH_CUDA: usize = 64;
+
+/// The default largest batch for the execution provider a session actually runs on.
+pub fn default_max_batch(provider: &str) -> usize {
+    if provider == CUDA_PROVIDER { DEFAULT_MAX_BATCH_CUDA } else { DEFAULT_MAX_BATCH_CPU }
+}
+
 /// Everything the engine needs to load and run the models.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -83,9 +105,10 @@ pub struct EngineSettings {
     pub device: Device,
     /// ONNX Runtime intra-op threads per session.
     pub intra_threads: usize,
-    /// Most jobs stacked into one session run (at least 1).
-    pub max_batch: usize,
-    /// Longest a worker waits for more jobs once it holds one.
+    /// Most jobs stacked into one session run (at least 1); `None` picks the default of the execution provider
+    /// the session actually runs on ([`default_max_batch`]: 8 on the CPU, 64 with CUDA).
+    pub max_batch: Option<usize>,
+    /// Longest a worker waits for more jobs once it holds one, and only while more are known to be coming.
     pub max_batch_delay: Duration,
     /// Jobs that may wait in each model's queue (at least 1).
     pub queue_capacity: usize,
@@ -137,6 +160,8 @@ pub struct ModelInfo {
     pub outputs: Vec<TensorInfo>,
     /// Duration of the warm-up inference (batch of one).
     pub warm_up: Duration,
+    /// Most images the worker stacks into one session run (resolved from the provider when not configured).
+    pub max_batch: usize,
 }
 
 impl ModelInfo {
@@ -204,12 +229,41 @@ struct Job {
     reply: oneshot::Sender<Result<Prediction, InferError>>,
 }
 
-/// A loaded model: its description, its preprocessing and the queue to its worker.
+/// Requests admitted for one model that have not queued their job yet; shared by the handles and the worker.
+#[derive(Debug, Default)]
+pub(crate) struct Arrivals {
+    pending: AtomicUsize,
+    /// Signalled whenever `pending` drops, so that a worker waiting for a batch can re-check it.
+    changed: Notify,
+}
+
+impl Arrivals {
+    /// How many admitted requests have not queued their job yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn leave(&self) {
+        self.pending.fetch_sub(1, Ordering::SeqCst);
+        // A stored permit makes the worker's next wait return at once, so a change between its check and its wait
+        // is never missed; a stale permit costs one extra check.
+        self.changed.notify_one();
+    }
+}
+
+/// A loaded model: its description, its preprocessing and the queue to its worker. Cheap to clone; the worker
+/// stops once the engine and every clone are gone.
+#[derive(Clone)]
 pub struct ModelHandle {
     info: Arc<ModelInfo>,
     preprocessor: Arc<Preprocessor>,
     queue: mpsc::Sender<Job>,
     capacity: usize,
+    arrivals: Arc<Arrivals>,
 }
 
 impl ModelHandle {
@@ -228,11 +282,39 @@ impl ModelHandle {
         !self.queue.is_closed()
     }
 
+    /// Jobs waiting in the queue (not counting the batch being run).
+    pub fn queue_depth(&self) -> usize {
+        self.capacity.saturating_sub(self.queue.capacity())
+    }
+
+    /// Whether a job submitted now would be refused as [`InferError::Overloaded`].
+    pub fn queue_is_full(&self) -> bool {
+        self.queue.capacity() == 0
+    }
+
+    /// Requests admitted with [`ModelHandle::admit`] that have not queued their job yet.
+    pub fn pending(&self) -> usize {
+        self.arrivals.pending()
+    }
+
+    /// Announces a job that will follow once its tensor is ready: until the [`Admission`] is used or dropped, the
+    /// worker may wait (at most `max_batch_delay`) for it to join the current batch.
+    pub fn admit(&self) -> Admission {
+        self.arrivals.enter();
+        Admission { model: self.clone(), active: true }
+    }
+
     /// Queues one preprocessed `[C, H, W]` tensor and waits for its probabilities.
     ///
     /// Fails with [`InferError::Overloaded`] without waiting when the queue is full. Dropping the returned future
     /// (a client that went away) makes the worker skip the job if it has not started yet.
     pub async fn infer(&self, tensor: Vec<f32>) -> Result<Prediction, InferError> {
+        let answer = self.submit(tensor)?;
+        answer.await.map_err(|_| InferError::Stopped { variant: self.info.variant })?
+    }
+
+    /// Queues the job without waiting; the receiver yields its result.
+    fn submit(&self, tensor: Vec<f32>) -> Result<oneshot::Receiver<Result<Prediction, InferError>>, InferError> {
         let variant = self.info.variant;
         let expected = self.info.tensor_len();
         if tensor.len() != expected {
@@ -244,7 +326,43 @@ impl ModelHandle {
             mpsc::error::TrySendError::Full(_) => InferError::Overloaded { variant, capacity: self.capacity },
             mpsc::error::TrySendError::Closed(_) => InferError::Stopped { variant },
         })?;
-        answer.await.map_err(|_| InferError::Stopped { variant })?
+        Ok(answer)
+    }
+}
+
+/// A request announced to a model's worker by [`ModelHandle::admit`]; it stops counting as pending when its job is
+/// queued ([`Admission::infer`]) or when it is dropped (the request failed or its client left first).
+pub struct Admission {
+    model: ModelHandle,
+    active: bool,
+}
+
+impl Admission {
+    /// The model this request was admitted for.
+    pub fn model(&self) -> &ModelHandle {
+        &self.model
+    }
+
+    /// Queues the tensor (see [`ModelHandle::infer`]) and waits for its probabilities.
+    pub async fn infer(mut self, tensor: Vec<f32>) -> Result<Prediction, InferError> {
+        // The job is queued before the request stops counting as pending, so a worker deciding whether to wait sees
+        // one or the other, never neither.
+        let submitted = self.model.submit(tensor);
+        self.release();
+        let answer = submitted?;
+        answer.await.map_err(|_| InferError::Stopped { variant: self.model.info.variant })?
+    }
+
+    fn release(&mut self) {
+        if std::mem::replace(&mut self.active, false) {
+            self.model.arrivals.leave();
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -255,10 +373,21 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads, validates and warms up every model variant, each on its own worker thread (in parallel).
+    /// Loads, validates and warms up every model variant, each on its own worker thread (in parallel). The workers
+    /// report to detached metrics that nobody scrapes; a server uses [`Engine::load_with_metrics`].
     ///
     /// Blocks for as long as loading takes (seconds); call it from a blocking context.
     pub fn load(settings: &EngineSettings) -> Result<Engine, EngineError> {
+        Engine::start(settings, |_| ModelMetrics::detached())
+    }
+
+    /// [`Engine::load`], with each worker reporting to `metrics` (queue wait, batch size, inference time, dropped
+    /// jobs of its model).
+    pub fn load_with_metrics(settings: &EngineSettings, metrics: &Metrics) -> Result<Engine, EngineError> {
+        Engine::start(settings, |variant| metrics.model(variant))
+    }
+
+    fn start(settings: &EngineSettings, metrics: impl Fn(ModelVariant) -> ModelMetrics) -> Result<Engine, EngineError> {
         let environment = ort_environment(&settings.ort_dylib)?;
         for variant in ModelVariant::ALL {
             let path = settings.model_path(variant);
@@ -269,7 +398,7 @@ impl Engine {
 
         let mut starting = Vec::new();
         for variant in ModelVariant::ALL {
-            starting.push(worker::spawn(variant, settings, environment.clone())?);
+            starting.push(worker::spawn(variant, settings, environment.clone(), metrics(variant))?);
         }
 
         let mut models = Vec::new();
@@ -306,7 +435,8 @@ impl Engine {
 }
 
 impl Drop for Engine {
-    /// Closes every queue and waits for the workers to finish the jobs already queued.
+    /// Closes every queue and waits for the workers to finish the jobs already queued (a worker whose handle was
+    /// cloned, e.g. by a shadow run in flight, stops once that clone is gone too).
     fn drop(&mut self) {
         self.models.clear();
         for worker in self.workers.drain(..) {

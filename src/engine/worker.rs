@@ -1,5 +1,20 @@
 //! The per-model worker thread: it owns the ONNX Runtime session (`Session::run` needs `&mut`, so nothing else
 //! touches it), forms batches from its queue and answers each job.
+//!
+//! # Batching
+//!
+//! The worker sleeps until a job arrives, then gathers more into the same batch, up to `max_batch` images:
+//!
+//! - Jobs already in the queue are always taken (no waiting involved).
+//! - When the queue is empty, the worker waits for more only while some request has been *admitted* for this
+//!   model but has not queued its job yet ([`ModelHandle::admit`](super::ModelHandle::admit): its image is still
+//!   being decoded or preprocessed), and never longer than `max_batch_delay` after the first job was taken. It
+//!   re-checks whenever that count drops, so a request that fails or whose client leaves ends the wait at once.
+//! - Otherwise it runs at once. At concurrency 1 nothing else is ever on its way, so a lone request is never
+//!   delayed by batching; under load, requests a few milliseconds apart share one session run.
+//!
+//! Jobs whose caller has gone away (the client disconnected) are dropped before they take a batch slot, and again
+//! just before the run, and counted in `cxr_dropped_jobs_total`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +31,10 @@ use ort::value::Tensor;
 use tokio::sync::mpsc;
 
 use super::load::{check_signature, open_session, read_card};
-use super::{EngineError, EngineSettings, InferError, Job, ModelHandle, ModelInfo, Prediction};
+use super::{
+    Arrivals, EngineError, EngineSettings, InferError, Job, ModelHandle, ModelInfo, Prediction, default_max_batch,
+};
+use crate::metrics::ModelMetrics;
 
 /// How a worker forms batches.
 #[derive(Debug, Clone, Copy)]
@@ -48,14 +66,15 @@ pub(super) fn spawn(
     variant: ModelVariant,
     settings: &EngineSettings,
     environment: Environment,
+    metrics: ModelMetrics,
 ) -> Result<Starting, EngineError> {
-    let (queue, jobs) = mpsc::channel::<Job>(settings.queue_capacity.max(1));
+    let capacity = settings.queue_capacity.max(1);
+    let (queue, jobs) = mpsc::channel::<Job>(capacity);
     let (report, loaded) = std_mpsc::sync_channel(1);
     let settings = settings.clone();
     let thread = std::thread::Builder::new()
         .name(format!("cxr-{variant}"))
         .spawn(move || {
-            let batching = Batching { max_batch: settings.max_batch.max(1), max_delay: settings.max_batch_delay };
             let path = settings.model_path(variant);
             let (mut session, info) = match open(&environment, variant, &settings, &path) {
                 Ok(opened) => opened,
@@ -64,17 +83,21 @@ pub(super) fn spawn(
                     return;
                 }
             };
+            let batching = Batching { max_batch: info.max_batch, max_delay: settings.max_batch_delay };
             let info = Arc::new(info);
+            let arrivals = Arc::new(Arrivals::default());
             let handle = ModelHandle {
                 preprocessor: Arc::new(Preprocessor::new(info.card.input_size, info.card.normalization)),
                 info: Arc::clone(&info),
                 queue,
-                capacity: settings.queue_capacity,
+                capacity,
+                arrivals: Arc::clone(&arrivals),
             };
             if report.send(Ok(handle)).is_err() {
                 return;
             }
-            serve(&mut session, &info, jobs, batching);
+            let worker = Worker { info: &info, batching, arrivals: &arrivals, metrics: &metrics };
+            worker.serve(&mut session, jobs);
             tracing::debug!(model = %variant, "worker stopped");
         })
         .map_err(|e| EngineError::Worker { variant, reason: e.to_string() })?;
@@ -101,6 +124,7 @@ fn open(
         input,
         outputs,
         warm_up: Duration::ZERO,
+        max_batch: settings.max_batch.unwrap_or_else(|| default_max_batch(provider)).max(1),
     };
 
     // The first run allocates ONNX Runtime's buffers and picks kernels; do it before declaring the model ready.
@@ -121,6 +145,7 @@ fn open(
         trained = info.card.trained,
         provider = info.provider,
         card = ?info.card_source,
+        max_batch = info.max_batch,
         load_ms = started.elapsed().as_secs_f64() * 1e3,
         warm_up_ms = info.warm_up.as_secs_f64() * 1e3,
         "model ready"
@@ -128,91 +153,128 @@ fn open(
     Ok((session, info))
 }
 
-/// Serves jobs until every sender is gone (the engine was dropped) and the queue is drained.
-fn serve(session: &mut Session, info: &ModelInfo, mut jobs: mpsc::Receiver<Job>, batching: Batching) {
-    // The queue is a tokio channel (the async side never blocks); a small clock-only runtime lets this thread wait
-    // on it with a deadline.
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(model = %info.variant, %error, "cannot start the worker's timer runtime");
+/// What the serving loop of one model needs besides its session and queue.
+struct Worker<'a> {
+    info: &'a ModelInfo,
+    batching: Batching,
+    arrivals: &'a Arrivals,
+    metrics: &'a ModelMetrics,
+}
+
+impl Worker<'_> {
+    /// Serves jobs until every sender is gone (the engine and all handle clones were dropped) and the queue is drained.
+    fn serve(&self, session: &mut Session, mut jobs: mpsc::Receiver<Job>) {
+        // The queue is a tokio channel (the async side never blocks); a small clock-only runtime lets this thread
+        // wait on it with a deadline.
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(model = %self.info.variant, %error, "cannot start the worker's timer runtime");
+                return;
+            }
+        };
+        while let Some(batch) = runtime.block_on(next_batch(&mut jobs, self.batching, self.arrivals, self.metrics)) {
+            self.run_jobs(session, batch);
+        }
+    }
+
+    /// Runs one batch and answers each job.
+    fn run_jobs(&self, session: &mut Session, mut batch: Vec<Job>) {
+        let info = self.info;
+        // A client may have gone away while the batch was filling.
+        batch.retain(|job| keep_if_wanted(job, self.metrics));
+        if batch.is_empty() {
             return;
         }
-    };
-    while let Some(batch) = runtime.block_on(next_batch(&mut jobs, batching)) {
-        run_jobs(session, info, batch);
+        let started = Instant::now();
+        let n = batch.len();
+        let mut replies = Vec::with_capacity(n);
+        let mut input = Vec::new();
+        for (i, job) in batch.into_iter().enumerate() {
+            if n == 1 {
+                input = job.tensor;
+            } else {
+                if i == 0 {
+                    input.reserve_exact(n * info.tensor_len());
+                }
+                input.extend_from_slice(&job.tensor);
+            }
+            let queue = started.saturating_duration_since(job.submitted);
+            self.metrics.observe_queue_wait(queue);
+            replies.push((job.reply, queue));
+        }
+        let result = run_batch(session, info, input, n);
+        let inference = started.elapsed();
+        self.metrics.observe_batch(n, inference);
+        tracing::debug!(model = %info.variant, batch = n, inference_ms = inference.as_secs_f64() * 1e3, "batch done");
+        match result {
+            Ok(probabilities) => {
+                for ((reply, queue), row) in replies.into_iter().zip(probabilities.chunks_exact(NUM_LABELS)) {
+                    let _ = reply.send(Ok(Prediction { probabilities: row.to_vec(), queue, inference, batch_size: n }));
+                }
+            }
+            Err(error) => {
+                tracing::error!(model = %info.variant, batch = n, %error, "inference failed");
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(error.clone()));
+                }
+            }
+        }
     }
 }
 
-/// Waits for a job, then gathers more until the batch is full or `max_delay` has passed since the first. Jobs whose
-/// caller has gone away are dropped here, before they take a slot. Returns `None` once the queue is closed and empty.
-async fn next_batch(jobs: &mut mpsc::Receiver<Job>, batching: Batching) -> Option<Vec<Job>> {
+/// Waits for a job, then gathers more until the batch is full, or until nothing more is known to be coming, or
+/// until `max_delay` has passed since the first (see the module documentation). Jobs whose caller has gone away are
+/// dropped here, before they take a slot. Returns `None` once the queue is closed and empty.
+async fn next_batch(
+    jobs: &mut mpsc::Receiver<Job>,
+    batching: Batching,
+    arrivals: &Arrivals,
+    metrics: &ModelMetrics,
+) -> Option<Vec<Job>> {
     let mut batch = Vec::with_capacity(batching.max_batch);
     while batch.is_empty() {
         let job = jobs.recv().await?;
-        keep_if_wanted(&mut batch, job);
+        if keep_if_wanted(&job, metrics) {
+            batch.push(job);
+        }
     }
     let deadline = tokio::time::Instant::now() + batching.max_delay;
     while batch.len() < batching.max_batch {
         let job = match jobs.try_recv() {
             Ok(job) => job,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) if batching.max_delay.is_zero() => break,
-            Err(mpsc::error::TryRecvError::Empty) => match tokio::time::timeout_at(deadline, jobs.recv()).await {
-                Ok(Some(job)) => job,
-                Ok(None) | Err(_) => break,
-            },
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if batching.max_delay.is_zero() || arrivals.pending() == 0 {
+                    break;
+                }
+                // A request for this model is being decoded or preprocessed: wait for its job, but re-check when
+                // the pending count drops (it may have failed instead) and give up at the deadline.
+                tokio::select! {
+                    received = jobs.recv() => match received {
+                        Some(job) => job,
+                        None => break,
+                    },
+                    () = arrivals.changed.notified() => continue,
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
         };
-        keep_if_wanted(&mut batch, job);
+        if keep_if_wanted(&job, metrics) {
+            batch.push(job);
+        }
     }
     Some(batch)
 }
 
-fn keep_if_wanted(batch: &mut Vec<Job>, job: Job) {
+/// Whether a job's caller still waits for it; a job whose caller left is counted as dropped.
+fn keep_if_wanted(job: &Job, metrics: &ModelMetrics) -> bool {
     if job.reply.is_closed() {
-        tracing::debug!("skipping a job whose client went away");
+        tracing::debug!("dropping a job whose client went away");
+        metrics.job_dropped();
+        false
     } else {
-        batch.push(job);
-    }
-}
-
-/// Runs one batch and answers each job.
-fn run_jobs(session: &mut Session, info: &ModelInfo, mut batch: Vec<Job>) {
-    // A client may have gone away while the batch was filling.
-    batch.retain(|job| !job.reply.is_closed());
-    if batch.is_empty() {
-        return;
-    }
-    let started = Instant::now();
-    let n = batch.len();
-    let mut replies = Vec::with_capacity(n);
-    let mut input = Vec::new();
-    for (i, job) in batch.into_iter().enumerate() {
-        if n == 1 {
-            input = job.tensor;
-        } else {
-            if i == 0 {
-                input.reserve_exact(n * info.tensor_len());
-            }
-            input.extend_from_slice(&job.tensor);
-        }
-        replies.push((job.reply, started.saturating_duration_since(job.submitted)));
-    }
-    let result = run_batch(session, info, input, n);
-    let inference = started.elapsed();
-    tracing::debug!(model = %info.variant, batch = n, inference_ms = inference.as_secs_f64() * 1e3, "batch done");
-    match result {
-        Ok(probabilities) => {
-            for ((reply, queue), row) in replies.into_iter().zip(probabilities.chunks_exact(NUM_LABELS)) {
-                let _ = reply.send(Ok(Prediction { probabilities: row.to_vec(), queue, inference, batch_size: n }));
-            }
-        }
-        Err(error) => {
-            tracing::error!(model = %info.variant, batch = n, %error, "inference failed");
-            for (reply, _) in replies {
-                let _ = reply.send(Err(error.clone()));
-            }
-        }
+        true
     }
 }
 
@@ -246,43 +308,103 @@ mod tests {
         (Job { tensor: vec![0.0], submitted: Instant::now(), reply }, answer)
     }
 
+    fn batching(max_batch: usize, max_delay_ms: u64) -> Batching {
+        Batching { max_batch, max_delay: Duration::from_millis(max_delay_ms) }
+    }
+
     #[tokio::test]
     async fn batches_fill_up_to_the_maximum() {
         let (queue, mut jobs) = mpsc::channel(16);
+        let (arrivals, metrics) = (Arrivals::default(), ModelMetrics::detached());
         let mut answers = Vec::new();
         for _ in 0..5 {
             let (job, answer) = job();
             answers.push(answer);
             queue.try_send(job).unwrap();
         }
-        let batching = Batching { max_batch: 3, max_delay: Duration::from_millis(1) };
-        assert_eq!(next_batch(&mut jobs, batching).await.unwrap().len(), 3);
-        assert_eq!(next_batch(&mut jobs, batching).await.unwrap().len(), 2);
+        let batching = batching(3, 1);
+        assert_eq!(next_batch(&mut jobs, batching, &arrivals, &metrics).await.unwrap().len(), 3);
+        assert_eq!(next_batch(&mut jobs, batching, &arrivals, &metrics).await.unwrap().len(), 2);
         drop(queue);
-        assert!(next_batch(&mut jobs, batching).await.is_none(), "closed and drained");
+        assert!(next_batch(&mut jobs, batching, &arrivals, &metrics).await.is_none(), "closed and drained");
     }
 
     #[tokio::test]
-    async fn jobs_of_departed_clients_are_skipped() {
+    async fn jobs_of_departed_clients_are_skipped_and_counted() {
         let (queue, mut jobs) = mpsc::channel(16);
+        let (arrivals, metrics) = (Arrivals::default(), ModelMetrics::detached());
         let (gone, answer) = job();
         drop(answer);
         queue.try_send(gone).unwrap();
         let (kept, _answer) = job();
         queue.try_send(kept).unwrap();
-        let batching = Batching { max_batch: 8, max_delay: Duration::ZERO };
-        assert_eq!(next_batch(&mut jobs, batching).await.unwrap().len(), 1);
+        assert_eq!(next_batch(&mut jobs, batching(8, 0), &arrivals, &metrics).await.unwrap().len(), 1);
+        assert_eq!(metrics.dropped_jobs(), 1);
     }
 
     #[tokio::test]
-    async fn a_lone_job_waits_at_most_the_delay() {
+    async fn a_lone_job_runs_at_once_when_nothing_else_is_coming() {
+        // The latency fix: at concurrency 1 the batching delay must not be paid.
         let (queue, mut jobs) = mpsc::channel(16);
+        let (arrivals, metrics) = (Arrivals::default(), ModelMetrics::detached());
         let (lone, _answer) = job();
         queue.try_send(lone).unwrap();
-        let batching = Batching { max_batch: 8, max_delay: Duration::from_millis(30) };
         let started = Instant::now();
-        assert_eq!(next_batch(&mut jobs, batching).await.unwrap().len(), 1);
+        assert_eq!(next_batch(&mut jobs, batching(8, 500), &arrivals, &metrics).await.unwrap().len(), 1);
+        assert!(started.elapsed() < Duration::from_millis(250), "waited {:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_job_on_its_way_waits_at_most_the_delay() {
+        let (queue, mut jobs) = mpsc::channel(16);
+        let (arrivals, metrics) = (Arrivals::default(), ModelMetrics::detached());
+        let (lone, _answer) = job();
+        queue.try_send(lone).unwrap();
+        arrivals.enter(); // Admitted, but its job never comes within the delay.
+        let started = Instant::now();
+        assert_eq!(next_batch(&mut jobs, batching(8, 30), &arrivals, &metrics).await.unwrap().len(), 1);
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(30) && waited < Duration::from_secs(2), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_job_on_its_way_joins_the_batch() {
+        let (queue, mut jobs) = mpsc::channel(16);
+        let (arrivals, metrics) = (Arc::new(Arrivals::default()), ModelMetrics::detached());
+        let (first, _first) = job();
+        queue.try_send(first).unwrap();
+        arrivals.enter();
+        let (second, _second) = job();
+        let late = {
+            let (queue, arrivals) = (queue.clone(), Arc::clone(&arrivals));
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                queue.try_send(second).unwrap();
+                arrivals.leave();
+            })
+        };
+        let batch = next_batch(&mut jobs, batching(8, 5_000), &arrivals, &metrics).await.unwrap();
+        assert_eq!(batch.len(), 2);
+        late.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_wait_ends_when_the_announced_request_gives_up() {
+        let (queue, mut jobs) = mpsc::channel(16);
+        let (arrivals, metrics) = (Arc::new(Arrivals::default()), ModelMetrics::detached());
+        let (first, _first) = job();
+        queue.try_send(first).unwrap();
+        arrivals.enter();
+        let failing = {
+            let arrivals = Arc::clone(&arrivals);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                arrivals.leave(); // e.g. its image failed to decode
+            })
+        };
+        let started = Instant::now();
+        assert_eq!(next_batch(&mut jobs, batching(8, 5_000), &arrivals, &metrics).await.unwrap().len(), 1);
+        assert!(started.elapsed() < Duration::from_secs(2), "waited {:?}", started.elapsed());
+        failing.await.unwrap();
     }
 }

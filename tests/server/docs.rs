@@ -49,7 +49,9 @@ fn openapi_documents_exactly_the_routes_of_the_router() {
 fn openapi_lists_every_problem_type_and_the_schemas() {
     let doc = document();
     let schemas = &doc["components"]["schemas"];
-    for schema in ["PredictResponse", "Finding", "ModelCard", "Problem", "ModelResult", "Timing", "InputInfo"] {
+    for schema in
+        ["PredictResponse", "Finding", "ModelCard", "Problem", "ModelResult", "Timing", "InputInfo", "ABSummary"]
+    {
         assert!(schemas[schema].is_mapping(), "schema {schema} is missing");
     }
     let listed: BTreeSet<&str> = schemas["Problem"]["properties"]["type"]["enum"]

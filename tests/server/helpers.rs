@@ -231,3 +231,59 @@ pub async fn expect_problem(response: reqwest::Response, status: u16, slug: &str
     assert_eq!(problem["instance"].as_str(), request_id.as_deref(), "instance is the request id: {problem}");
     problem
 }
+
+/// `GET /metrics`: asserts the status and content type; returns the exposition text.
+pub async fn scrape(server: &TestServer) -> String {
+    let response = client().get(server.url("/metrics")).send().await.expect("metrics are answered");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        Some("text/plain; version=0.0.4"),
+        "metrics content type"
+    );
+    response.text().await.expect("metrics text")
+}
+
+/// The sum of every sample of `name` whose labels include all of `labels` (0 when there is none).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text, name)
+        .filter(|(have, _)| labels.iter().all(|(k, v)| have.get(*k).map(String::as_str) == Some(*v)))
+        .map(|(_, value)| value)
+        .sum()
+}
+
+/// Whether the exposition has at least one sample of `name` with all of `labels`.
+pub fn has_series(text: &str, name: &str, labels: &[(&str, &str)]) -> bool {
+    samples(text, name).any(|(have, _)| labels.iter().all(|(k, v)| have.get(*k).map(String::as_str) == Some(*v)))
+}
+
+/// The samples of `name` as (labels, value), parsed from the text exposition format.
+fn samples<'a>(
+    text: &'a str,
+    name: &'a str,
+) -> impl Iterator<Item = (std::collections::BTreeMap<String, String>, f64)> + 'a {
+    text.lines().filter(|line| !line.starts_with('#')).filter_map(move |line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (series_name, labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, rest.strip_suffix('}')?),
+            None => (series, ""),
+        };
+        if series_name != name {
+            return None;
+        }
+        let mut parsed = std::collections::BTreeMap::new();
+        // Label values here never contain `",` (model names, versions, routes, slugs).
+        for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once("=\"")?;
+            parsed.insert(key.to_string(), value.trim_end_matches('"').to_string());
+        }
+        Some((parsed, value.parse().ok()?))
+    })
+}
+
+/// `GET /v1/ab` as JSON.
+pub async fn ab_summary(server: &TestServer) -> Value {
+    let response = client().get(server.url("/v1/ab")).send().await.expect("A/B summary is answered");
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("A/B summary JSON")
+}

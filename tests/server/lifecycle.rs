@@ -229,6 +229,35 @@ async fn sigterm_finishes_the_in_flight_request_and_exits_0() {
 }
 
 #[test]
+fn a_shadow_equal_to_the_default_model_is_refused_at_startup() {
+    let models = path_arg(&models_dir());
+    let ort = path_arg(&ort_dylib());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cxr-serve"))
+        .args(["--bind", "127.0.0.1:0", "--models", &models, "--ort-dylib", &ort, "--shadow", "gray"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start cxr-serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cxr-serve --shadow gray (the default model) kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(!stdout.contains("listening"), "it must not bind: {stdout}");
+    assert!(stderr.contains("--shadow gray") && stderr.contains("default"), "{stderr}");
+}
+
+#[test]
 fn a_missing_onnx_runtime_stops_the_binary_with_instructions() {
     let models = path_arg(&models_dir());
     let (mut process, _) =

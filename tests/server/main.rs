@@ -6,7 +6,10 @@
 
 mod helpers;
 
+mod ab;
+mod batching;
 mod docs;
 mod errors;
 mod lifecycle;
+mod metrics;
 mod predict;

@@ -1,0 +1,387 @@
+//! The HTTP client side: one keep-alive client, latency at concurrency 1, saturated closed-loop throughput and the
+//! RSS soak. Every loop is bounded in count and time, and every request goes to a loopback address.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::BenchError;
+use super::stats::{Summary, median};
+
+/// Longest one request may take before it counts as failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One benchmark input file.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// `png` or `dicom`.
+    pub kind: &'static str,
+    pub content_type: &'static str,
+    pub bytes: Bytes,
+}
+
+/// A server's base URL and the client that talks to it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Target {
+    /// A target at `base` (`http://127.0.0.1:PORT`); refuses anything that is not loopback.
+    pub fn new(base: &str) -> Result<Target, BenchError> {
+        let base = base.trim_end_matches('/').to_string();
+        let url = reqwest::Url::parse(&base).map_err(|e| BenchError::Setup(format!("bad URL {base:?}: {e}")))?;
+        let host = url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
+        let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if url.scheme() != "http" || !loopback {
+            return Err(BenchError::Setup(format!("{base}: the benchmark only talks plain HTTP to loopback addresses")));
+        }
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(1024)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| BenchError::Setup(format!("HTTP client: {e}")))?;
+        Ok(Target { base, client })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Polls `GET /readyz` every 100 ms until it answers 200, for at most `timeout`; `alive` is asked in between
+    /// (a server that died will never be ready).
+    pub async fn wait_ready(&self, timeout: Duration, mut alive: impl FnMut() -> bool) -> Result<(), String> {
+        let started = Instant::now();
+        let url = format!("{}/readyz", self.base);
+        loop {
+            if let Ok(response) = self.client.get(&url).timeout(Duration::from_secs(5)).send().await {
+                if response.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if !alive() {
+                return Err("the server exited while loading".into());
+            }
+            if started.elapsed() > timeout {
+                return Err(format!("/readyz not 200 within {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, String> {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("GET {path}: {status}"));
+        }
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+
+    /// One `POST /predict?model=…` with the raw file as body.
+    pub async fn predict(&self, model: &str, input: &Input) -> Result<Sample, String> {
+        let url = format!("{}/predict?model={model}", self.base);
+        let started = Instant::now();
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, input.content_type)
+            .body(input.bytes.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| e.to_string())?;
+        let latency = started.elapsed();
+        if !status.is_success() {
+            return Err(format!("{status}: {}", String::from_utf8_lossy(&body[..body.len().min(300)])));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| format!("bad JSON: {e}"))?;
+        Ok(Sample::from_response(latency, &json))
+    }
+}
+
+/// One answered request: the client-side latency and what the server said about its own time.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub latency: Duration,
+    pub timing: Timing,
+    pub batch_size: Option<usize>,
+    pub provider: Option<String>,
+    pub probabilities: Vec<f64>,
+}
+
+/// The server's `timing_ms` of the first result (missing fields stay `None`).
+#[derive(Debug, Clone, Default)]
+pub struct Timing {
+    pub decode: Option<f64>,
+    pub preprocess: Option<f64>,
+    pub queue: Option<f64>,
+    pub inference: Option<f64>,
+    pub total: Option<f64>,
+}
+
+impl Sample {
+    fn from_response(latency: Duration, json: &serde_json::Value) -> Sample {
+        let result = &json["results"][0];
+        let t = &result["timing_ms"];
+        let field = |name: &str| t[name].as_f64();
+        Sample {
+            latency,
+            timing: Timing {
+                decode: field("decode"),
+                preprocess: field("preprocess"),
+                queue: field("queue"),
+                inference: field("inference"),
+                total: field("total"),
+            },
+            batch_size: result["batch_size"].as_u64().map(|n| n as usize),
+            provider: result["provider"].as_str().map(str::to_string),
+            probabilities: result["findings"]
+                .as_array()
+                .map(|findings| findings.iter().filter_map(|f| f["probability"].as_f64()).collect())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Medians of the server-reported timings over a series (`None` where the server did not report the field).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerTimingMedians {
+    pub decode: Option<f64>,
+    pub preprocess: Option<f64>,
+    pub queue: Option<f64>,
+    pub inference: Option<f64>,
+    pub total: Option<f64>,
+    pub mean_batch_size: Option<f64>,
+}
+
+impl ServerTimingMedians {
+    fn of(samples: &[Sample]) -> ServerTimingMedians {
+        let med = |pick: fn(&Timing) -> Option<f64>| {
+            median(&samples.iter().filter_map(|s| pick(&s.timing)).collect::<Vec<_>>())
+        };
+        let batches: Vec<f64> = samples.iter().filter_map(|s| s.batch_size.map(|n| n as f64)).collect();
+        ServerTimingMedians {
+            decode: med(|t| t.decode),
+            preprocess: med(|t| t.preprocess),
+            queue: med(|t| t.queue),
+            inference: med(|t| t.inference),
+            total: med(|t| t.total),
+            mean_batch_size: (!batches.is_empty()).then(|| batches.iter().sum::<f64>() / batches.len() as f64),
+        }
+    }
+}
+
+/// Latency of one (model, input) series at concurrency 1.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub input: &'static str,
+    pub bytes: usize,
+    pub warmup: usize,
+    /// Client-side: from sending the request to the whole response body, in ms.
+    pub client_ms: Summary,
+    /// The server's own breakdown (medians, ms).
+    pub server_ms: ServerTimingMedians,
+    pub provider: Option<String>,
+    /// Probabilities of the last response (to compare implementations).
+    #[serde(skip)]
+    pub probabilities: Vec<f64>,
+}
+
+/// Sequential requests: `warmup` untimed, then `requests` timed, each waiting for the previous one.
+pub async fn latency(
+    target: &Target,
+    model: &str,
+    input: &Input,
+    warmup: usize,
+    requests: usize,
+) -> Result<Latency, BenchError> {
+    let fail = |e: String| BenchError::Http(format!("{} {model} {}: {e}", target.base, input.kind));
+    for _ in 0..warmup {
+        target.predict(model, input).await.map_err(fail)?;
+    }
+    let mut samples = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        samples.push(target.predict(model, input).await.map_err(fail)?);
+    }
+    let latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
+    Ok(Latency {
+        input: input.kind,
+        bytes: input.bytes.len(),
+        warmup,
+        client_ms: Summary::of_durations(&latencies).expect("at least one request"),
+        server_ms: ServerTimingMedians::of(&samples),
+        provider: samples.last().and_then(|s| s.provider.clone()),
+        probabilities: samples.last().map(|s| s.probabilities.clone()).unwrap_or_default(),
+    })
+}
+
+/// A saturated closed-loop phase: `concurrency` clients, each sending its next request as soon as the previous one
+/// is answered; only requests completed inside the measurement window count.
+#[derive(Debug, Clone, Serialize)]
+pub struct Saturation {
+    pub input: &'static str,
+    pub concurrency: usize,
+    pub warmup_s: f64,
+    pub window_s: f64,
+    /// Successful responses completed inside the window.
+    pub completed: usize,
+    /// Failed requests (any status but 2xx, or a transport error) inside the window.
+    pub errors: usize,
+    pub first_error: Option<String>,
+    pub img_per_s: f64,
+    /// Client-side latency of the completed requests under load.
+    pub client_ms: Option<Summary>,
+    pub server_ms: ServerTimingMedians,
+}
+
+/// One finished request of a closed loop.
+struct Outcome {
+    finished: Instant,
+    result: Result<Sample, String>,
+}
+
+/// Runs `concurrency` closed-loop clients for `warmup + window` (each client's models cycle through `models`,
+/// offset by the client's index) and returns every outcome.
+async fn closed_loop(
+    target: &Target,
+    models: &[&str],
+    input: &Input,
+    concurrency: usize,
+    until: Instant,
+) -> Vec<Outcome> {
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let mut clients = Vec::with_capacity(concurrency);
+    for index in 0..concurrency {
+        let (target, input, outcomes) = (target.clone(), input.clone(), Arc::clone(&outcomes));
+        let models: Vec<String> = models.iter().map(|m| m.to_string()).collect();
+        clients.push(tokio::spawn(async move {
+            let mut turn = index;
+            while Instant::now() < until {
+                let model = &models[turn % models.len()];
+                turn += 1;
+                let result = target.predict(model, &input).await;
+                let failed = result.is_err();
+                outcomes.lock().await.push(Outcome { finished: Instant::now(), result });
+                if failed {
+                    // Do not spin on a failing server (e.g. 503 when its queue is full).
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    for client in clients {
+        let _ = client.await;
+    }
+    Arc::try_unwrap(outcomes).map(Mutex::into_inner).unwrap_or_default()
+}
+
+/// Saturates one model with `input` and measures the throughput over `window` after `warmup`.
+pub async fn saturate(
+    target: &Target,
+    model: &str,
+    input: &Input,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Saturation {
+    let started = Instant::now();
+    let window_start = started + warmup;
+    let window_end = window_start + window;
+    let outcomes = closed_loop(target, &[model], input, concurrency, window_end).await;
+    let inside: Vec<&Outcome> =
+        outcomes.iter().filter(|o| o.finished >= window_start && o.finished <= window_end).collect();
+    let samples: Vec<Sample> = inside.iter().filter_map(|o| o.result.as_ref().ok().cloned()).collect();
+    let errors: Vec<&String> = inside.iter().filter_map(|o| o.result.as_ref().err()).collect();
+    let latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
+    Saturation {
+        input: input.kind,
+        concurrency,
+        warmup_s: warmup.as_secs_f64(),
+        window_s: window.as_secs_f64(),
+        completed: samples.len(),
+        errors: errors.len(),
+        first_error: errors.first().map(|e| e.to_string()),
+        img_per_s: samples.len() as f64 / window.as_secs_f64(),
+        client_ms: Summary::of_durations(&latencies),
+        server_ms: ServerTimingMedians::of(&samples),
+    }
+}
+
+/// The RSS soak: the server saturated for a long time while its resident memory is sampled.
+#[derive(Debug, Clone, Serialize)]
+pub struct Soak {
+    pub minutes: f64,
+    pub concurrency: usize,
+    pub models: Vec<String>,
+    pub completed: usize,
+    pub errors: usize,
+    pub img_per_s: f64,
+    /// `(seconds since the start, RSS in MiB)` every 10 s.
+    pub rss_samples: Vec<(f64, f64)>,
+    /// The first sample at or after 60 s.
+    pub rss_at_1min_mib: Option<f64>,
+    pub rss_end_mib: Option<f64>,
+    /// `rss_end / rss_at_1min`.
+    pub ratio: Option<f64>,
+}
+
+/// Saturates the server with both models alternating for `minutes`, sampling `rss()` (KiB) every 10 s.
+pub async fn soak(
+    target: &Target,
+    input: &Input,
+    concurrency: usize,
+    minutes: f64,
+    rss: impl Fn() -> Option<u64> + Send + 'static,
+) -> Soak {
+    const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(minutes * 60.0);
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        let mut next = started;
+        loop {
+            if let Some(kib) = rss() {
+                samples.push((started.elapsed().as_secs_f64(), kib as f64 / 1024.0));
+            }
+            next += SAMPLE_EVERY;
+            if next > until {
+                break;
+            }
+            tokio::time::sleep_until(next.into()).await;
+        }
+        samples
+    });
+    let models = ["color", "gray"];
+    let outcomes = closed_loop(target, &models, input, concurrency, until).await;
+    let mut rss_samples = sampler.await.unwrap_or_default();
+    let completed = outcomes.iter().filter(|o| o.result.is_ok()).count();
+    let errors = outcomes.len() - completed;
+    let elapsed = started.elapsed();
+    rss_samples.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let at_1min = rss_samples.iter().find(|(t, _)| *t >= 60.0 - 0.5).map(|(_, mib)| *mib);
+    let end = rss_samples.last().map(|(_, mib)| *mib);
+    Soak {
+        minutes,
+        concurrency,
+        models: models.iter().map(|m| m.to_string()).collect(),
+        completed,
+        errors,
+        img_per_s: completed as f64 / elapsed.as_secs_f64(),
+        rss_samples,
+        rss_at_1min_mib: at_1min,
+        rss_end_mib: end,
+        ratio: at_1min.zip(end).map(|(a, b)| b / a),
+    }
+}

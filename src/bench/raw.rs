@@ -1,0 +1,138 @@
+//! Raw ONNX Runtime in this process: the lower bound the server is compared with.
+//!
+//! The session is built by the server's own [`open_session`](crate::engine::open_session) from the same
+//! [`EngineSettings`] the server derives from its command line (same file, execution provider, optimisation level,
+//! intra/inter-op threads, spinning), so the only difference left is what the server adds around `Session::run`.
+//! The input is the real benchmark image, decoded and preprocessed by `cxr-core` exactly as the server does, and
+//! built into an ORT tensor once: only `Session::run` is timed.
+
+use std::time::{Duration, Instant};
+
+use cxr_core::card::{INPUT_NAME, ModelCard, ModelVariant, PROBABILITIES_NAME};
+use cxr_core::image::GrayImage;
+use cxr_core::preprocess::Preprocessor;
+use ort::session::Session;
+use ort::value::Tensor;
+use serde::Serialize;
+
+use super::BenchError;
+use super::config::Plan;
+use super::stats::{Summary, ms};
+use crate::engine::{EngineSettings, open_session, ort_environment};
+
+/// Most timed runs of one batch size, whatever the time budget.
+const MAX_RUNS: usize = 1000;
+
+/// Raw ONNX Runtime results of one model.
+#[derive(Debug, Clone, Serialize)]
+pub struct RawModel {
+    pub model: ModelVariant,
+    pub provider: String,
+    pub session_load_ms: f64,
+    /// `Session::run` at batch 1, per call.
+    pub batch1_ms: Summary,
+    /// Every batch size measured, batch 1 first.
+    pub points: Vec<BatchPoint>,
+    /// The batch size with the highest images per second (batch 1 included: on a CPU, batching need not help).
+    pub best: BatchPoint,
+}
+
+/// Throughput at one batch size.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchPoint {
+    pub batch: usize,
+    pub runs: usize,
+    pub median_ms: f64,
+    pub p95_ms: f64,
+    /// `batch × runs / total time of the runs`.
+    pub img_per_s: f64,
+}
+
+/// Measures one model: batch 1 latency, then throughput at every batch size of the plan.
+pub fn measure(
+    settings: &EngineSettings,
+    variant: ModelVariant,
+    image: &GrayImage,
+    plan: &Plan,
+) -> Result<RawModel, BenchError> {
+    let path = settings.model_path(variant);
+    let card_path = settings.card_path(variant);
+    let card = std::fs::read_to_string(&card_path)
+        .map_err(|e| e.to_string())
+        .and_then(|json| ModelCard::from_json(&json).map_err(|e| e.to_string()))
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", card_path.display())))?;
+    let plane = Preprocessor::new(card.input_size, card.normalization).tensor(image, card.channels);
+    let shape = |n: usize| [n, card.channels, card.input_size, card.input_size];
+
+    let environment = ort_environment(&settings.ort_dylib)?;
+    let loading = Instant::now();
+    let (mut session, provider) = open_session(&environment, &path, settings)?;
+    let session_load_ms = ms(loading.elapsed());
+    let run_error = |e: ort::Error| BenchError::Setup(format!("{variant}: raw ONNX Runtime run failed: {e}"));
+
+    // Batch 1: warm-up, then a fixed number of timed runs.
+    let one = Tensor::from_array((shape(1), plane.clone())).map_err(run_error)?;
+    for _ in 0..plan.raw_warmup.max(1) {
+        check_output(&mut session, &one, 1).map_err(|e| BenchError::Setup(format!("{variant}: {e}")))?;
+    }
+    let mut times = Vec::with_capacity(plan.raw_iters);
+    for _ in 0..plan.raw_iters {
+        times.push(timed_run(&mut session, &one).map_err(run_error)?);
+    }
+    let batch1_ms = Summary::of_durations(&times).expect("at least one run");
+    let total: Duration = times.iter().sum();
+    let mut points = vec![BatchPoint {
+        batch: 1,
+        runs: times.len(),
+        median_ms: batch1_ms.p50,
+        p95_ms: batch1_ms.p95,
+        img_per_s: times.len() as f64 / total.as_secs_f64(),
+    }];
+    drop(one);
+
+    // Larger batches: one untimed run (new shapes allocate), then runs for the time budget (at least 3).
+    for &n in &plan.batch_sizes {
+        let mut data = Vec::with_capacity(n * plane.len());
+        for _ in 0..n {
+            data.extend_from_slice(&plane);
+        }
+        let tensor = Tensor::from_array((shape(n), data)).map_err(run_error)?;
+        check_output(&mut session, &tensor, n).map_err(|e| BenchError::Setup(format!("{variant}: {e}")))?;
+        let mut times = Vec::new();
+        let started = Instant::now();
+        while times.len() < 3 || (started.elapsed() < plan.raw_batch_time() && times.len() < MAX_RUNS) {
+            times.push(timed_run(&mut session, &tensor).map_err(run_error)?);
+        }
+        let summary = Summary::of_durations(&times).expect("at least one run");
+        let total: Duration = times.iter().sum();
+        points.push(BatchPoint {
+            batch: n,
+            runs: times.len(),
+            median_ms: summary.p50,
+            p95_ms: summary.p95,
+            img_per_s: (n * times.len()) as f64 / total.as_secs_f64(),
+        });
+    }
+    let best = points.iter().max_by(|a, b| a.img_per_s.total_cmp(&b.img_per_s)).cloned().expect("batch 1 measured");
+    Ok(RawModel { model: variant, provider: provider.to_string(), session_load_ms, batch1_ms, points, best })
+}
+
+/// One `Session::run`, timed; the outputs are dropped after the clock stops.
+fn timed_run(session: &mut Session, input: &Tensor<f32>) -> Result<Duration, ort::Error> {
+    let started = Instant::now();
+    let outputs = session.run(ort::inputs![INPUT_NAME => input])?;
+    let elapsed = started.elapsed();
+    drop(outputs);
+    Ok(elapsed)
+}
+
+/// One untimed run that checks the probabilities' shape and range.
+fn check_output(session: &mut Session, input: &Tensor<f32>, n: usize) -> Result<(), String> {
+    let outputs = session.run(ort::inputs![INPUT_NAME => input]).map_err(|e| e.to_string())?;
+    let output = outputs.get(PROBABILITIES_NAME).ok_or_else(|| format!("no {PROBABILITIES_NAME:?} output"))?;
+    let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
+    if shape[0] != n as i64 || values.iter().any(|p| !(0.0..=1.0).contains(p)) {
+        return Err(format!("unexpected {PROBABILITIES_NAME:?} output of shape {:?}", &**shape));
+    }
+    Ok(())
+}
