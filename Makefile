@@ -21,6 +21,7 @@ help:
 	@echo "make test       run every test (Rust + Python model checks)"
 	@echo "make models     export the seeded color and gray Inception-V3 to $(MODELS_DIR)/"
 	@echo "make ort-gpu    fetch onnxruntime-gpu for DEVICE=cuda"
+	@echo "make bench      benchmark: raw ONNX Runtime vs cxr-serve vs a Python server (BENCH_ARGS=--quick: 1-2 min)"
 
 setup:
 	@scripts/setup-system.sh
@@ -48,6 +49,16 @@ test-rust: ort models
 
 test-python: models
 	@py=$$(scripts/setup-python.sh) && $$py tests/python/check_models.py $(MODELS_DIR)
+
+# The benchmark (BENCHMARKS.md), not a test: raw ONNX Runtime vs cxr-serve vs the Python reference server, for
+# both models. About 4-8 minutes on 2 cores; `make bench BENCH_ARGS=--quick` is a 1-2 minute smoke run. On a GPU:
+# `make ort-gpu && make bench ORT_FLAVOR=gpu DEVICE=cuda`. Results go to bench-results/ (git-ignored).
+BENCH_ARGS ?=
+bench: ort models
+	$(CARGO) build $(PROFILE) -p cxr-serve --bins
+	@py=$$(scripts/setup-bench-python.sh $(ORT_FLAVOR) | tail -n1) && \
+	  $(CARGO) run $(PROFILE) -q -p cxr-serve --bin cxr-bench -- --models $(MODELS_DIR) --device $(DEVICE) \
+	  --python "$$py" $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

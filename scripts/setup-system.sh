@@ -40,5 +40,8 @@ if [[ " ${missing[*]} " == *" prometheus "* ]]; then
   if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
     $sudo systemctl disable --now prometheus.service >/dev/null 2>&1 || true
   fi
-  command -v promtool >/dev/null 2>&1 || { echo "setup-system: prometheus installed but promtool is missing" >&2; exit 1; }
+  if ! command -v promtool >/dev/null 2>&1; then
+    echo "setup-system: the prometheus package is installed but promtool is missing" >&2
+    exit 1
+  fi
 fi

@@ -9,7 +9,7 @@
 //!
 //! | metric | type | labels | what |
 //! |---|---|---|---|
-//! | `cxr_http_requests_total` | counter | `route`, `method`, `status` | responses, by route template (`unmatched` for 404s) |
+//! | `cxr_http_requests_total` | counter | `route`, `method`, `status` | responses by route template (or `unmatched`) |
 //! | `cxr_http_request_duration_seconds` | histogram | `route` | request handling time |
 //! | `cxr_http_requests_in_flight` | gauge | | requests being handled (the scrape included) |
 //! | `cxr_errors_total` | counter | `type` | problem responses, by problem type slug |

@@ -77,7 +77,8 @@ pub struct BenchConfig {
     #[arg(long)]
     pub warmup: Option<usize>,
 
-    /// Seconds of each saturated closed-loop throughput phase, after its warm-up [full: 20, quick: 5].
+    /// Seconds of each saturated closed-loop throughput window, after its warm-up [full: 30, quick: 5]. The server
+    /// completes whole batches, so a window holding B batches is exact to about 1/B.
     #[arg(long)]
     pub duration_secs: Option<f64>,
 
@@ -141,8 +142,10 @@ impl BenchConfig {
     /// Resolves `--quick` and the explicit overrides into the numbers of this run.
     pub fn plan(&self) -> Plan {
         let quick = self.quick;
-        let pick = |explicit: Option<usize>, full: usize, short: usize| explicit.unwrap_or(if quick { short } else { full });
-        let pick_f = |explicit: Option<f64>, full: f64, short: f64| explicit.unwrap_or(if quick { short } else { full });
+        let pick =
+            |explicit: Option<usize>, full: usize, short: usize| explicit.unwrap_or(if quick { short } else { full });
+        let pick_f =
+            |explicit: Option<f64>, full: f64, short: f64| explicit.unwrap_or(if quick { short } else { full });
         let max_batch = self.max_batch.max(1);
         let mut batch_sizes: Vec<usize> = self.batch_sizes.iter().copied().filter(|&n| n > 1).collect();
         batch_sizes.sort_unstable();
@@ -154,7 +157,7 @@ impl BenchConfig {
             concurrency: self.concurrency.unwrap_or(2 * max_batch).max(1),
             requests: pick(self.requests, 100, 20).max(1),
             warmup: pick(self.warmup, 10, 3),
-            duration_secs: pick_f(self.duration_secs, 20.0, 5.0).max(0.5),
+            duration_secs: pick_f(self.duration_secs, 30.0, 5.0).max(0.5),
             saturation_warmup_secs: if quick { 1.0 } else { 3.0 },
             raw_iters: pick(self.raw_iters, 50, 10).max(1),
             raw_warmup: if quick { 2 } else { 5 },

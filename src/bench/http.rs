@@ -39,7 +39,9 @@ impl Target {
         let host = url.host_str().unwrap_or("").trim_start_matches('[').trim_end_matches(']');
         let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
         if url.scheme() != "http" || !loopback {
-            return Err(BenchError::Setup(format!("{base}: the benchmark only talks plain HTTP to loopback addresses")));
+            return Err(BenchError::Setup(format!(
+                "{base}: the benchmark only talks plain HTTP to loopback addresses"
+            )));
         }
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -62,10 +64,10 @@ impl Target {
         let started = Instant::now();
         let url = format!("{}/readyz", self.base);
         loop {
-            if let Ok(response) = self.client.get(&url).timeout(Duration::from_secs(5)).send().await {
-                if response.status().is_success() {
-                    return Ok(());
-                }
+            if let Ok(response) = self.client.get(&url).timeout(Duration::from_secs(5)).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
             }
             if !alive() {
                 return Err("the server exited while loading".into());
@@ -335,6 +337,13 @@ pub struct Soak {
     pub rss_end_mib: Option<f64>,
     /// `rss_end / rss_at_1min`.
     pub ratio: Option<f64>,
+    pub rss_peak_mib: Option<f64>,
+    /// Median of the samples of the second minute ([60 s, 120 s)) and of the last minute: single samples swing
+    /// with the allocator's batch buffers, these do not.
+    pub rss_median_second_min_mib: Option<f64>,
+    pub rss_median_last_min_mib: Option<f64>,
+    /// `rss_median_last_min / rss_median_second_min` (soaks of 3 minutes or more).
+    pub median_ratio: Option<f64>,
 }
 
 /// Saturates the server with both models alternating for `minutes`, sampling `rss()` (KiB) every 10 s.
@@ -372,6 +381,13 @@ pub async fn soak(
     rss_samples.sort_by(|a, b| a.0.total_cmp(&b.0));
     let at_1min = rss_samples.iter().find(|(t, _)| *t >= 60.0 - 0.5).map(|(_, mib)| *mib);
     let end = rss_samples.last().map(|(_, mib)| *mib);
+    let last_t = rss_samples.last().map_or(0.0, |(t, _)| *t);
+    let window = |from: f64, to: f64| {
+        median(&rss_samples.iter().filter(|(t, _)| *t >= from && *t < to).map(|(_, mib)| *mib).collect::<Vec<_>>())
+    };
+    let second_min = window(60.0 - 0.5, 120.0 - 0.5);
+    let peak = rss_samples.iter().map(|(_, mib)| *mib).max_by(f64::total_cmp);
+    let last_min = (last_t >= 180.0 - 1.0).then(|| window(last_t - 60.0 + 0.5, f64::INFINITY)).flatten();
     Soak {
         minutes,
         concurrency,
@@ -383,5 +399,9 @@ pub async fn soak(
         rss_at_1min_mib: at_1min,
         rss_end_mib: end,
         ratio: at_1min.zip(end).map(|(a, b)| b / a),
+        rss_peak_mib: peak,
+        rss_median_second_min_mib: second_min,
+        rss_median_last_min_mib: last_min,
+        median_ratio: second_min.zip(last_min).map(|(a, b)| b / a),
     }
 }

@@ -68,6 +68,13 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
     }
     let log_path = |name: &str| out.with_extension(format!("{name}.log"));
     let mut notes = Vec::new();
+    if let Some(url) = &config.url {
+        Target::new(url)?;
+        notes.push(format!(
+            "cxr-serve was not started by the benchmark but reached at {url}: its own flags (threads, --max-batch, \
+             device) are whatever it was started with, and its RSS was not sampled."
+        ));
+    }
 
     // The server's flags; the raw sessions use the EngineSettings the server derives from the very same flags.
     let mut server_args = vec![
@@ -98,15 +105,17 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
         }
     }
 
-    let read = |kind: &'static str, content_type: &'static str, path: PathBuf| -> Result<(Input, InputFile), BenchError> {
-        let bytes = std::fs::read(&path).map_err(io_error(&path))?;
-        let file = InputFile { kind, path: path.display().to_string(), bytes: bytes.len() };
-        Ok((Input { kind, content_type, bytes: bytes.into() }, file))
-    };
+    let read =
+        |kind: &'static str, content_type: &'static str, path: PathBuf| -> Result<(Input, InputFile), BenchError> {
+            let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+            let file = InputFile { kind, path: path.display().to_string(), bytes: bytes.len() };
+            Ok((Input { kind, content_type, bytes: bytes.into() }, file))
+        };
     let (png, png_file) = read("png", "image/png", config.png_path())?;
     let (dicom, dicom_file) = read("dicom", "application/dicom", config.dicom_path())?;
 
     let _environment = ort_environment(&settings.ort_dylib)?;
+    let cpu_start = report::CpuSnapshot::take();
     let mut machine = Machine::probe(&ort_dylib.display().to_string(), ort::info(), plan.intra_threads);
     eprintln!(
         "cxr-bench: {} CPUs ({}), ONNX Runtime {}, device {}, {} intra-op threads, {}",
@@ -117,11 +126,10 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
         plan.intra_threads,
         if plan.quick { "quick run" } else { "full run" }
     );
-    if machine.loadavg_start.split_whitespace().next().and_then(|l| l.parse::<f64>().ok()).unwrap_or(0.0)
-        > machine.nproc as f64 * 0.25
-    {
+    if let Some(busy) = machine.busy_before_pct.filter(|busy| *busy > 10.0) {
         notes.push(format!(
-            "The machine was not idle when the run started (load average {}): other work competed for the cores.",
+            "The machine was not idle: {busy:.0} % of the CPU time was busy in the second before the run (load \
+             average {}); other work competed for the cores.",
             machine.loadavg_start
         ));
     }
@@ -149,7 +157,15 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
         .map_err(|e| BenchError::Setup(format!("tokio runtime: {e}")))?;
 
     // 2. cxr-serve (its process is stopped before the Python reference starts).
-    let (server, soak) = runtime.block_on(server_phase(config, &plan, &server_args, &png, &dicom, &log_path("cxr-serve"), &mut notes))?;
+    let (server, soak) = runtime.block_on(server_phase(
+        config,
+        &plan,
+        &server_args,
+        &png,
+        &dicom,
+        &log_path("cxr-serve"),
+        &mut notes,
+    ))?;
 
     // 3. The Python reference server, one model per process.
     let mut python = Vec::new();
@@ -175,12 +191,20 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
                     });
                     python.push(result);
                 }
-                Err(error) => notes.push(format!("The Python reference server failed for the {variant} model: {error}")),
+                Err(error) => {
+                    notes.push(format!("The Python reference server failed for the {variant} model: {error}"))
+                }
             }
         }
     }
 
     machine.loadavg_end = report::loadavg();
+    machine.other_work_during_run_pct = cpu_start.zip(report::CpuSnapshot::take()).and_then(|(a, b)| a.others_pct(&b));
+    if let Some(others) = machine.other_work_during_run_pct.filter(|p| *p > 5.0) {
+        notes.push(format!(
+            "Other processes used {others:.0} % of the machine's CPU time during the run: the numbers are disturbed."
+        ));
+    }
     let mut report = Report {
         started_utc: stamp,
         wall_s: wall.elapsed().as_secs_f64(),
@@ -241,13 +265,12 @@ async fn server_phase(
             (Some(process), target, "spawned".to_string(), Some(binary.display().to_string()))
         }
     };
-    target
-        .wait_ready(READY_TIMEOUT, || process.as_mut().is_none_or(|p| p.exited().is_none()))
-        .await
-        .map_err(|e| match &process {
+    target.wait_ready(READY_TIMEOUT, || process.as_mut().is_none_or(|p| p.exited().is_none())).await.map_err(|e| {
+        match &process {
             Some(p) => p.failure(e),
             None => BenchError::Setup(format!("{}: {e}", target.base())),
-        })?;
+        }
+    })?;
     let startup_s = process.as_ref().map(|_| started.elapsed().as_secs_f64());
 
     let mut models = Vec::new();
@@ -262,15 +285,9 @@ async fn server_phase(
     let mut server_models = Vec::new();
     for (variant, latency) in models {
         eprintln!("cxr-bench: cxr-serve, {variant} model, saturated with {} clients", plan.concurrency);
-        let saturation = http::saturate(
-            &target,
-            variant.as_str(),
-            png,
-            plan.concurrency,
-            plan.saturation_warmup(),
-            plan.duration(),
-        )
-        .await;
+        let saturation =
+            http::saturate(&target, variant.as_str(), png, plan.concurrency, plan.saturation_warmup(), plan.duration())
+                .await;
         server_models.push(ServerModel { model: variant, latency, saturation });
     }
 
@@ -290,20 +307,12 @@ async fn server_phase(
     if let Some(process) = process {
         match process.stop(STOP_GRACE) {
             Some(status) if status.success() => {}
-            other => notes.push(format!("cxr-serve did not exit cleanly on SIGTERM ({other:?}); see {}", log.display())),
+            other => {
+                notes.push(format!("cxr-serve did not exit cleanly on SIGTERM ({other:?}); see {}", log.display()))
+            }
         }
     }
-    Ok((
-        ServerRun {
-            origin,
-            binary,
-            args: args.to_vec(),
-            startup_s,
-            models: server_models,
-            rss_mib,
-        },
-        soak,
-    ))
+    Ok((ServerRun { origin, binary, args: args.to_vec(), startup_s, models: server_models, rss_mib }, soak))
 }
 
 /// Starts the Python reference server with one model, measures it with the PNG and stops it.

@@ -52,10 +52,10 @@ impl ServerProcess {
                 let mut found = Some(found);
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(rest) = line.trim().strip_prefix("listening on ") {
-                        if let Some(found) = found.take() {
-                            let _ = found.send(rest.trim().to_string());
-                        }
+                    if let Some(rest) = line.trim().strip_prefix("listening on ")
+                        && let Some(found) = found.take()
+                    {
+                        let _ = found.send(rest.trim().to_string());
                     }
                     let _ = writeln!(copy, "{line}");
                 }
@@ -72,9 +72,8 @@ impl ServerProcess {
         loop {
             match address.recv_timeout(Duration::from_millis(200)) {
                 Ok(text) => {
-                    process.addr = text
-                        .parse()
-                        .map_err(|_| setup(format!("unparseable address in `listening on {text}`")))?;
+                    process.addr =
+                        text.parse().map_err(|_| setup(format!("unparseable address in `listening on {text}`")))?;
                     if !process.addr.ip().is_loopback() {
                         return Err(setup(format!("listens on {} which is not loopback", process.addr)));
                     }

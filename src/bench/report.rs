@@ -25,7 +25,7 @@ pub struct Report {
     pub device: String,
     pub models_dir: String,
     pub inputs: Vec<InputFile>,
-    /// `null` with `--no-raw`.
+    /// Empty with `--no-raw`.
     pub raw: Vec<RawModel>,
     pub server: Option<ServerRun>,
     pub python: Vec<PythonModel>,
@@ -46,6 +46,12 @@ pub struct Machine {
     /// `/proc/loadavg` (1, 5, 15 min) when the run started and when it ended: a busy machine shows here.
     pub loadavg_start: String,
     pub loadavg_end: String,
+    /// Share of all CPU time that was busy during one second just before the run (nothing of the benchmark's
+    /// running yet), in percent: other work on the machine.
+    pub busy_before_pct: Option<f64>,
+    /// Share of all CPU time during the run used by processes other than the benchmark and the servers it started
+    /// (machine-wide busy time from `/proc/stat` minus this process's and its reaped children's), in percent.
+    pub other_work_during_run_pct: Option<f64>,
     pub ort_dylib: String,
     pub ort_version: String,
     pub ort_build_info: String,
@@ -80,11 +86,61 @@ impl Machine {
             mem_total_mib,
             loadavg_start: loadavg(),
             loadavg_end: String::new(),
+            busy_before_pct: busy_pct(std::time::Duration::from_secs(1)),
+            other_work_during_run_pct: None,
             ort_dylib: ort_dylib.to_string(),
             ort_version,
             ort_build_info: ort_build_info.to_string(),
             intra_threads,
         }
+    }
+}
+
+/// Busy share of all CPUs over `window` from `/proc/stat` (everything but idle and iowait), in percent.
+pub fn busy_pct(window: std::time::Duration) -> Option<f64> {
+    fn sample() -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> =
+            stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        Some((total, idle))
+    }
+    let (total0, idle0) = sample()?;
+    std::thread::sleep(window);
+    let (total1, idle1) = sample()?;
+    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+    Some(100.0 * (total - (idle1 - idle0).min(total)) as f64 / total as f64)
+}
+
+/// Machine-wide and own CPU time at one instant, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuSnapshot {
+    total: u64,
+    busy: u64,
+    own: u64,
+}
+
+impl CpuSnapshot {
+    pub fn take() -> Option<CpuSnapshot> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> =
+            stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        // utime, stime, cutime, cstime: fields 14-17 of /proc/self/stat, counted after the `(comm)` field.
+        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let after_comm = &own_stat[own_stat.rfind(')')? + 1..];
+        let own: u64 = after_comm.split_whitespace().skip(11).take(4).filter_map(|v| v.parse::<u64>().ok()).sum();
+        Some(CpuSnapshot { total, busy: total.saturating_sub(idle), own })
+    }
+
+    /// Percent of all CPU time between `self` and `later` that others used.
+    pub fn others_pct(&self, later: &CpuSnapshot) -> Option<f64> {
+        let total = later.total.checked_sub(self.total).filter(|t| *t > 0)?;
+        let busy = later.busy.saturating_sub(self.busy);
+        let own = later.own.saturating_sub(self.own);
+        Some(100.0 * busy.saturating_sub(own) as f64 / total as f64)
     }
 }
 
@@ -239,16 +295,13 @@ impl Report {
             });
         }
 
-        let g_over_c = |pick: &dyn Fn(ModelVariant) -> Option<f64>| {
-            div(pick(ModelVariant::Gray), pick(ModelVariant::Color))
-        };
+        let g_over_c =
+            |pick: &dyn Fn(ModelVariant) -> Option<f64>| div(pick(ModelVariant::Gray), pick(ModelVariant::Color));
         self.gray_over_color = GrayOverColor {
             raw_b1_latency: g_over_c(&|m| self.raw(m).map(|r| r.batch1_ms.p50)),
             raw_best_tput: g_over_c(&|m| self.raw(m).map(|r| r.best.img_per_s)),
             server_p50_png: g_over_c(&|m| self.server(m).and_then(|s| s.latency("png")).map(|l| l.client_ms.p50)),
-            server_p50_dicom: g_over_c(&|m| {
-                self.server(m).and_then(|s| s.latency("dicom")).map(|l| l.client_ms.p50)
-            }),
+            server_p50_dicom: g_over_c(&|m| self.server(m).and_then(|s| s.latency("dicom")).map(|l| l.client_ms.p50)),
             server_inference_png: g_over_c(&|m| {
                 self.server(m).and_then(|s| s.latency("png")).and_then(|l| l.server_ms.inference)
             }),
@@ -259,21 +312,17 @@ impl Report {
         };
 
         let mut targets = Vec::new();
-        let mut check = |name: &str, model: Option<ModelVariant>, value: Option<f64>, target: &str, ok: fn(f64) -> bool| {
-            targets.push(TargetCheck {
-                name: name.into(),
-                model,
-                value,
-                target: target.into(),
-                met: value.map(ok),
-            });
+        let mut check = |name: &str,
+                         model: Option<ModelVariant>,
+                         value: Option<f64>,
+                         target: &str,
+                         ok: fn(f64) -> bool| {
+            targets.push(TargetCheck { name: name.into(), model, value, target: target.into(), met: value.map(ok) });
         };
         for r in &ratios {
             let m = Some(r.model);
             check("server p50 (PNG, c=1) / raw batch-1", m, r.server_p50_png_over_raw_b1, "<= 1.05", |v| v <= 1.05);
-            check("server p50 (DICOM, c=1) / raw batch-1", m, r.server_p50_dicom_over_raw_b1, "<= 1.05", |v| {
-                v <= 1.05
-            });
+            check("server p50 (DICOM, c=1) / raw batch-1", m, r.server_p50_dicom_over_raw_b1, "<= 1.05", |v| v <= 1.05);
             check("server saturated img/s / raw best img/s", m, r.server_tput_over_raw_best, ">= 0.95", |v| v >= 0.95);
             check("server saturated img/s / Python img/s", m, r.server_tput_over_python, ">= 1.15", |v| v >= 1.15);
             check("decode+preprocess / inference, PNG 1024² (%)", m, r.decode_preprocess_pct_png, "<= 5 %", |v| {
@@ -286,6 +335,9 @@ impl Report {
         if let Some(soak) = &self.soak {
             // Within 5 % either way.
             check("soak RSS end / RSS at 1 min", None, soak.ratio, "within 5 %", |v| (v - 1.0).abs() <= 0.05);
+            check("soak RSS median last minute / median second minute", None, soak.median_ratio, "within 5 %", |v| {
+                (v - 1.0).abs() <= 0.05
+            });
         }
         self.ratios = ratios;
         self.targets = targets;
@@ -299,7 +351,8 @@ impl Report {
         let _ = writeln!(
             out,
             "Machine: {} CPUs, {}, {} MiB RAM, Linux {}; ONNX Runtime {} ({}), device `{}`, intra-op threads {}; \
-             load average at start {} / at end {}.\n",
+             CPU busy just before the run {}, used by other processes during the run {}; load average at start {} / \
+             at end {}.\n",
             m.nproc,
             m.cpu_model,
             m.mem_total_mib.map_or("?".into(), |v| format!("{v:.0}")),
@@ -308,6 +361,8 @@ impl Report {
             providers(self),
             self.device,
             m.intra_threads,
+            m.busy_before_pct.map_or("?".into(), |p| format!("{p:.0} %")),
+            m.other_work_during_run_pct.map_or("?".into(), |p| format!("{p:.0} %")),
             m.loadavg_start,
             m.loadavg_end,
         );
@@ -381,7 +436,9 @@ impl Report {
         }
 
         // Ratios and targets.
-        out.push_str("\nRatios against the targets of issue 4:\n\n| ratio | target | color | gray |\n|---|---|---|---|\n");
+        out.push_str(
+            "\nRatios against the targets of issue 4:\n\n| ratio | target | color | gray |\n|---|---|---|---|\n",
+        );
         let names: Vec<(&str, &str)> = {
             let mut seen = Vec::new();
             for t in &self.targets {
@@ -393,15 +450,15 @@ impl Report {
         };
         for (name, target) in names {
             let cell = |model: ModelVariant| {
-                self.targets
-                    .iter()
-                    .find(|t| t.name == name && t.model == Some(model))
-                    .map_or("–".into(), |t| match (t.value, t.met) {
-                        (Some(v), Some(met)) => format!("{v:.3} {}", if met { "✅" } else { "❌" }),
-                        _ => "–".into(),
-                    })
+                self.targets.iter().find(|t| t.name == name && t.model == Some(model)).map_or("–".into(), |t| match (
+                    t.value, t.met,
+                ) {
+                    (Some(v), Some(met)) => format!("{v:.3} {}", if met { "✅" } else { "❌" }),
+                    _ => "–".into(),
+                })
             };
-            let _ = writeln!(out, "| {name} | {target} | {} | {} |", cell(ModelVariant::Color), cell(ModelVariant::Gray));
+            let _ =
+                writeln!(out, "| {name} | {target} | {} | {} |", cell(ModelVariant::Color), cell(ModelVariant::Gray));
         }
         let extra = |pick: fn(&ModelRatios) -> Option<f64>| {
             let cell = |model| {
@@ -513,15 +570,20 @@ impl Report {
         if let Some(soak) = &self.soak {
             let _ = writeln!(
                 out,
-                "\nSoak: {:.1} min saturated ({} clients, color and gray alternating), {:.2} img/s, {} errors; RSS at 1 min \
-                 {} MiB, at the end {} MiB, ratio {}.",
+                "\nSoak: {:.1} min saturated ({} clients, color and gray alternating), {:.2} img/s, {} errors; RSS at \
+                 1 min {} MiB, at the end {} MiB, ratio {}; median of the second minute {} MiB, of the last minute {} \
+                 MiB, ratio {}; peak {} MiB.",
                 soak.minutes,
                 soak.concurrency,
                 soak.img_per_s,
                 soak.errors,
                 opt(soak.rss_at_1min_mib),
                 opt(soak.rss_end_mib),
-                soak.ratio.map_or("– (soak shorter than 1 min or no RSS)".into(), |r| format!("{r:.3}"))
+                soak.ratio.map_or("– (soak shorter than 1 min or no RSS)".into(), |r| format!("{r:.3}")),
+                opt(soak.rss_median_second_min_mib),
+                opt(soak.rss_median_last_min_mib),
+                soak.median_ratio.map_or("– (soak shorter than 3 min)".into(), |r| format!("{r:.3}")),
+                opt(soak.rss_peak_mib),
             );
         }
         if !self.notes.is_empty() {

@@ -446,3 +446,24 @@ impl Drop for Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_batch_follows_the_provider_in_use() {
+        assert_eq!(default_max_batch(CPU_PROVIDER), 8);
+        assert_eq!(default_max_batch(CUDA_PROVIDER), 64);
+    }
+
+    #[test]
+    fn arrivals_count_admitted_requests_until_they_leave() {
+        let arrivals = Arrivals::default();
+        arrivals.enter();
+        arrivals.enter();
+        assert_eq!(arrivals.pending(), 2);
+        arrivals.leave();
+        assert_eq!(arrivals.pending(), 1);
+    }
+}
