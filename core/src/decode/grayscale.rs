@@ -39,10 +39,16 @@ impl StoredLayout {
     /// masked to Bits Stored, and sign-extended when signed.
     #[inline]
     pub fn stored(&self, data: &[u8], index: usize) -> i64 {
+        self.code(self.raw(data, index))
+    }
+
+    /// The stored value held in the raw container value `raw` (see [`Self::stored`]).
+    #[inline]
+    pub fn code(&self, raw: u32) -> i64 {
         let shift = u32::from(self.high_bit + 1 - self.bits_stored);
         let bits = u32::from(self.bits_stored);
         let mask: u64 = (1u64 << bits) - 1;
-        let v = (u64::from(self.raw(data, index)) >> shift) & mask;
+        let v = (u64::from(raw) >> shift) & mask;
         if self.signed && v >> (bits - 1) & 1 == 1 { v as i64 - (1i64 << bits) } else { v as i64 }
     }
 
@@ -156,6 +162,9 @@ impl Pipeline {
     }
 
     fn render_by_table(&self, data: &[u8], layout: &StoredLayout, pixels: usize) -> Vec<f32> {
+        if layout.bits_allocated <= 16 {
+            return self.render_by_container_table(data, layout, pixels);
+        }
         let (lo, hi) = layout.code_range();
         let codes = (hi - lo + 1) as usize;
         let modality: Vec<f64> = (lo..=hi).map(|code| self.modality.apply(code)).collect();
@@ -173,6 +182,31 @@ impl Pipeline {
         };
         let table: Vec<f32> = modality.iter().map(|&m| self.present(m, range)).collect();
         (0..pixels).map(|i| table.get((layout.stored(data, i) - lo) as usize).copied().unwrap_or(0.0)).collect()
+    }
+
+    /// The hot path for 8- and 16-bit containers: the table is indexed by the raw container value (256 or 65,536
+    /// entries), so masking, shifting and sign extension happen once per possible value instead of once per pixel,
+    /// and the pixel loop is a plain look-up over bytes or native-endian `u16`s.
+    fn render_by_container_table(&self, data: &[u8], layout: &StoredLayout, pixels: usize) -> Vec<f32> {
+        let containers = 1usize << layout.bits_allocated;
+        let modality: Vec<f64> = (0..containers as u32).map(|raw| self.modality.apply(layout.code(raw))).collect();
+        let range = if self.voi == Voi::MinMax {
+            // Only the values that occur count towards min..max.
+            let mut present = vec![false; containers];
+            for_each_container(data, layout.bits_allocated, pixels, |raw| present[raw] = true);
+            min_max(present.iter().zip(&modality).filter(|(p, _)| **p).map(|(_, m)| *m))
+        } else {
+            (0.0, 0.0)
+        };
+        let table: Vec<f32> = modality.iter().map(|&m| self.present(m, range)).collect();
+        let mut out: Vec<f32> = if layout.bits_allocated == 8 {
+            data.iter().take(pixels).map(|&b| table[usize::from(b)]).collect()
+        } else {
+            data.chunks_exact(2).take(pixels).map(|c| table[usize::from(u16::from_ne_bytes([c[0], c[1]]))]).collect()
+        };
+        // A short buffer (callers check the length first) renders the missing pixels black, like `stored`.
+        out.resize(pixels, 0.0);
+        out
     }
 
     fn render_per_pixel(&self, data: &[u8], layout: &StoredLayout, pixels: usize) -> Vec<f32> {
@@ -221,6 +255,18 @@ fn window(x: f64, c: f64, w: f64, function: VoiFunction) -> f64 {
             }
         }
         VoiFunction::Sigmoid => 1.0 / (1.0 + (-4.0 * (x - c) / w).exp()),
+    }
+}
+
+
+/// Calls `f` with the raw container value of each of the first `pixels` samples of an 8- or 16-bit buffer
+/// (native byte order), stopping early if the buffer is shorter.
+#[inline]
+fn for_each_container(data: &[u8], bits_allocated: u16, pixels: usize, mut f: impl FnMut(usize)) {
+    if bits_allocated == 8 {
+        data.iter().take(pixels).for_each(|&b| f(usize::from(b)));
+    } else {
+        data.chunks_exact(2).take(pixels).for_each(|c| f(usize::from(u16::from_ne_bytes([c[0], c[1]]))));
     }
 }
 
