@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// One percentile definition for the whole crate (linear between closest ranks, NumPy's default).
+pub use crate::ab::percentile;
+
 /// Count, mean and percentiles of a sample in milliseconds. Percentiles interpolate linearly between the closest
 /// ranks (numpy's default), so p99 of 100 values is not simply the maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -43,14 +46,6 @@ impl Summary {
     pub fn of_durations(values: &[Duration]) -> Option<Summary> {
         Summary::of(&values.iter().map(|d| ms(*d)).collect::<Vec<_>>())
     }
-}
-
-/// The `p`-th percentile of an ascending, non-empty slice.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = (p / 100.0).clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
-    let low = rank.floor() as usize;
-    let high = rank.ceil() as usize;
-    sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64)
 }
 
 /// The median of `values` (`None` when empty).
