@@ -45,6 +45,7 @@ run: ort models
 test: test-rust test-python
 
 test-rust: ort models
+	@scripts/setup-system.sh --with-promtool
 	$(CARGO) test $(PROFILE) --workspace --no-fail-fast
 
 test-python: models

@@ -118,6 +118,8 @@ struct Shared {
     engine: OnceLock<Arc<Engine>>,
     draining: AtomicBool,
     permits: Arc<Semaphore>,
+    /// Slots for CPU-bound image work (decode, preprocess): `--decode-threads`.
+    cpu_work: Arc<Semaphore>,
     max_concurrent_requests: usize,
     max_body_bytes: usize,
     decode_limits: DecodeLimits,
@@ -139,6 +141,7 @@ impl AppState {
                 engine: OnceLock::new(),
                 draining: AtomicBool::new(false),
                 permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+                cpu_work: Arc::new(Semaphore::new(config.decode_threads)),
                 max_concurrent_requests: config.max_concurrent_requests,
                 max_body_bytes: config.max_body_bytes,
                 decode_limits: DecodeLimits::new(config.max_pixels),
@@ -202,6 +205,26 @@ impl AppState {
 
     pub(crate) fn permits(&self) -> Arc<Semaphore> {
         Arc::clone(&self.shared.permits)
+    }
+
+    /// Runs CPU-bound image work (decoding, preprocessing) on the blocking pool once one of the `--decode-threads`
+    /// slots is free. Returns the closure's result and how long it ran (waiting for the slot excluded).
+    pub async fn cpu_work<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<(T, std::time::Duration), ApiError> {
+        let permit = Arc::clone(&self.shared.cpu_work)
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Internal("the image work semaphore was closed".into()))?;
+        let (result, elapsed) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let result = work();
+            drop(permit);
+            (result, started.elapsed())
+        })
+        .await?;
+        Ok((result, elapsed))
     }
 
     pub fn max_concurrent_requests(&self) -> usize {

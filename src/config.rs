@@ -78,6 +78,12 @@ pub struct Config {
     #[arg(long, env = "CXR_MAX_CONCURRENT_REQUESTS", default_value_t = 128, value_parser = parse_positive)]
     pub max_concurrent_requests: usize,
 
+    /// Images decoded or preprocessed at once (default: the number of CPUs). Requests beyond it wait their turn, so
+    /// under load decoding neither oversubscribes the cores that inference uses nor holds a decoded image per
+    /// waiting request in memory.
+    #[arg(long, env = "CXR_DECODE_THREADS", default_value_t = default_intra_threads(), value_parser = parse_positive)]
+    pub decode_threads: usize,
+
     /// Seconds to wait for in-flight requests after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, env = "CXR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,

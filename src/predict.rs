@@ -130,12 +130,7 @@ pub async fn predict(
 
     let limits = state.decode_limits();
     let bytes = upload.bytes;
-    let (decoded, decode_time) = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let decoded = decode::decode(&bytes, &limits);
-        (decoded, started.elapsed())
-    })
-    .await?;
+    let (decoded, decode_time) = state.cpu_work(move || decode::decode(&bytes, &limits)).await?;
     let decoded = decoded?;
     let info = decoded.info;
     tracing::info!(
@@ -154,7 +149,7 @@ pub async fn predict(
     }
 
     let image = Arc::new(decoded.image);
-    let job = Job { image, received, metrics: &metrics };
+    let job = Job { image, received, metrics: &metrics, state: &state };
     let mut admissions = admissions.into_iter();
     let runs = match (admissions.next(), admissions.next()) {
         (Some(only), None) => vec![job.run(only, shadow).await?],
@@ -192,6 +187,7 @@ pub async fn predict(
 
 /// What every model run of one request shares.
 struct Job<'a> {
+    state: &'a AppState,
     image: Arc<GrayImage>,
     received: Instant,
     metrics: &'a Metrics,
@@ -214,12 +210,7 @@ impl Job<'_> {
         let preprocessor = Arc::clone(model.preprocessor());
         let channels = model.info().card.channels;
         let image = Arc::clone(&self.image);
-        let (tensor, preprocess) = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let tensor = preprocessor.tensor(&image, channels);
-            (tensor, started.elapsed())
-        })
-        .await?;
+        let (tensor, preprocess) = self.state.cpu_work(move || preprocessor.tensor(&image, channels)).await?;
         self.metrics.observe_preprocess(variant, preprocess);
         let shadow_outcome = shadow.and_then(|run| run.launch(&model, &tensor, &self.image, self.received));
 
