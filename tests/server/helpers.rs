@@ -14,8 +14,6 @@ use serde_json::Value;
 pub const CRATE_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// The shared, read-only test data.
 pub const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata");
-/// The default location of ONNX Runtime, made by `scripts/setup-ort.sh`.
-pub const DEFAULT_ORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/ort/cpu/libonnxruntime.so.1.31.1");
 
 /// The directory with the exported models; fails the test with instructions when they are missing.
 pub fn models_dir() -> PathBuf {
@@ -33,7 +31,8 @@ pub fn models_dir() -> PathBuf {
 pub fn ort_dylib() -> PathBuf {
     let path = std::env::var_os("ORT_DYLIB_PATH")
         .filter(|p| !p.is_empty())
-        .map_or_else(|| PathBuf::from(DEFAULT_ORT), PathBuf::from);
+        // The server's own default, made by `scripts/setup-ort.sh`, resolved against the repository root.
+        .map_or_else(|| Path::new(CRATE_DIR).join(cxr_serve::config::DEFAULT_ORT_DYLIB), PathBuf::from);
     assert!(path.is_file(), "ONNX Runtime library {} is missing: run scripts/setup-ort.sh", path.display());
     path
 }
