@@ -9,13 +9,13 @@ use cxr_core::decode::{DecodeLimits, decode};
 use cxr_core::preprocess::Preprocessor;
 
 const FIXTURES: [&str; 7] = [
-    "reference/cxr_explicit_le.png",
+    "reference/cxr_lossless.png",
     "dicom/cxr_explicit_le.dcm",
     "dicom/cxr_jpeg_baseline.dcm",
     "dicom/cxr_j2k_lossless.dcm",
     "images/nih_00000001_000.png",
     "images/padchest_16747_3_1.jpg",
-    "images/covid_pneumonia_58_prior_rgb.jpg",
+    "images/tbx11k_h0001_rgb.png",
 ];
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
@@ -24,7 +24,7 @@ fn percentile(sorted: &[Duration], q: f64) -> f64 {
 }
 
 fn main() {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata"));
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data"));
     let pre = Preprocessor::new(299, Normalization::INCEPTION);
     let limits = DecodeLimits::default();
     let budget = Duration::from_secs(2);

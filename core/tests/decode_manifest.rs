@@ -1,4 +1,4 @@
-//! Decoding against the shared test data: every file in `manifest.json` must match its 16-bit reference decode
+//! Decoding against the repository's test data (`tests/data/`): every file in `manifest.json` must match its 16-bit reference decode
 //! within the listed tolerance, lossless encodings must agree exactly, and hostile inputs (truncations,
 //! garbage, oversized images) must come back as errors without panicking.
 
@@ -10,7 +10,7 @@ use cxr_core::decode::{DecodeError, DecodeLimits, ImageFormat, decode, sniff};
 use cxr_core::image::GrayImage;
 use cxr_core::preprocess::Preprocessor;
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata");
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data");
 
 fn testdata() -> PathBuf {
     PathBuf::from(TESTDATA)

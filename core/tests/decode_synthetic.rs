@@ -1,4 +1,4 @@
-//! DICOM decoding on small synthetic files written with `dicom-object`: the layouts the shared test data does
+//! DICOM decoding on small synthetic files written with `dicom-object`: the layouts the real test data does
 //! not cover (color models, planar data, multi-frame, shifted and 32-bit samples, 16-bit big endian) and the
 //! refusals (palette color, float pixel data, missing pixel data, short pixel data). Also checks that header
 //! values such as the patient name never reach the decoder's output or errors.

@@ -57,11 +57,11 @@ pub struct BenchConfig {
     #[arg(long)]
     pub url: Option<String>,
 
-    /// The shared test data directory.
-    #[arg(long, env = "CXR_TESTDATA", default_value = "../shared/testdata")]
+    /// The test data directory (the repository's `tests/data`).
+    #[arg(long, env = "CXR_TESTDATA", default_value = "tests/data")]
     pub testdata: PathBuf,
 
-    /// The PNG input (default: `<testdata>/reference/cxr_explicit_le.png`, 1024x1024, 16-bit gray).
+    /// The PNG input (default: `<testdata>/reference/cxr_lossless.png`, 1024x1024, 16-bit gray).
     #[arg(long)]
     pub png: Option<PathBuf>,
 
@@ -168,7 +168,7 @@ impl BenchConfig {
     }
 
     pub fn png_path(&self) -> PathBuf {
-        self.png.clone().unwrap_or_else(|| self.testdata.join("reference/cxr_explicit_le.png"))
+        self.png.clone().unwrap_or_else(|| self.testdata.join("reference/cxr_lossless.png"))
     }
 
     pub fn dicom_path(&self) -> PathBuf {

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 /// The repository root (the `cxr-serve` crate).
 pub const CRATE_DIR: &str = env!("CARGO_MANIFEST_DIR");
-/// The shared, read-only test data.
-pub const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/testdata");
+/// The repository's read-only test data (`tests/data/`, described in its README).
+pub const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
 /// The directory with the exported models; fails the test with instructions when they are missing.
 pub fn models_dir() -> PathBuf {

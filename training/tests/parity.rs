@@ -25,7 +25,7 @@ const TOLERANCE: f32 = 1e-4;
 const FIXTURES: [&str; 2] = ["images/nih_00000001_000.png", "dicom/cxr_explicit_le.dcm"];
 
 fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata")).join(rel)
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data")).join(rel)
 }
 
 fn ort_dylib() -> PathBuf {
