@@ -11,6 +11,11 @@ export ORT_DYLIB_PATH ?= $(ORT_LIB)
 MODELS_DIR ?= models
 SEED ?= 20180908
 DEVICE ?= cpu
+# Every target builds with the one cargo invocation `make test` needs (`cargo test --workspace --no-run`) and runs
+# the binaries it leaves in the target dir: cargo unifies dependency features per invocation, so `cargo run -p X`
+# would build Burn and dicom-rs a second time with other features.
+TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
+BIN := $(TARGET_DIR)/release
 
 .PHONY: all setup ort ort-gpu build models run test test-rust test-python bench clean help
 
@@ -33,14 +38,14 @@ ort-gpu:
 	@scripts/setup-ort.sh gpu
 
 build: setup
-	$(CARGO) build $(PROFILE) --workspace --bins
+	$(CARGO) test $(PROFILE) --workspace --no-run
 
 # Deterministic: the same seed writes byte-identical files. Cheap, so it always runs.
-models: setup
-	$(CARGO) run $(PROFILE) -p cxr-train -- export --variant both --seed $(SEED) --out $(MODELS_DIR)
+models: build
+	$(BIN)/cxr-train export --variant both --seed $(SEED) --out $(MODELS_DIR)
 
 run: ort models
-	$(CARGO) run $(PROFILE) -p cxr-serve -- --models $(MODELS_DIR) --device $(DEVICE)
+	$(BIN)/cxr-serve --models $(MODELS_DIR) --device $(DEVICE)
 
 test: test-rust test-python
 
@@ -56,9 +61,8 @@ test-python: models
 # `make ort-gpu && make bench ORT_FLAVOR=gpu DEVICE=cuda`. Results go to bench-results/ (git-ignored).
 BENCH_ARGS ?=
 bench: ort models
-	$(CARGO) build $(PROFILE) -p cxr-serve --bins
 	@py=$$(scripts/setup-bench-python.sh $(ORT_FLAVOR) | tail -n1) && \
-	  $(CARGO) run $(PROFILE) -q -p cxr-serve --bin cxr-bench -- --models $(MODELS_DIR) --device $(DEVICE) \
+	  $(BIN)/cxr-bench --models $(MODELS_DIR) --device $(DEVICE) \
 	  --python "$$py" $(BENCH_ARGS)
 
 clean:

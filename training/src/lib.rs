@@ -9,11 +9,16 @@
 //! - [`model`]: the Inception-V3 network (torchvision layout), its configuration per
 //!   [`ModelVariant`](cxr_core::card::ModelVariant), seeded initialisation and parameter counting.
 //! - [`export`]: ONNX export (`burn-onnx`) rewritten to the project's stable interface, with the model card.
+//! - [`data`]: ImageNet (ImageFolder), NIH ChestX-ray14 and Indiana datasets, decoded and preprocessed by
+//!   `cxr-core`, and the seeded multi-threaded batch loader.
+//! - [`eval`]: ROC AUC with confidence intervals, DeLong's test (fast and brute force), ROC curves, thresholds.
 //! - [`cli`]: the `cxr-train` command line.
 //!
 //! Architecture invariant: this crate never depends on the server's HTTP code; what it shares with the server
 //! (labels, cards, decoding, preprocessing) lives in `cxr-core`.
 
 pub mod cli;
+pub mod data;
+pub mod eval;
 pub mod export;
 pub mod model;

@@ -221,6 +221,19 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, DecodeErro
     }
 }
 
+/// Decodes a file into its R, G and B planes in [0, 1], for color training data (ImageNet pretraining). PNG and
+/// JPEG keep their color; a gray PNG/JPEG or a DICOM (always rendered gray) gives three equal planes.
+pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<[GrayImage; 3], DecodeError> {
+    match sniff(bytes) {
+        None => Err(DecodeError::UnsupportedFormat),
+        Some(ImageFormat::Dicom) => {
+            let gray = dicom::decode(bytes, limits)?.image;
+            Ok([gray.clone(), gray.clone(), gray])
+        }
+        Some(format @ (ImageFormat::Png | ImageFormat::Jpeg)) => raster::decode_rgb(bytes, format, limits),
+    }
+}
+
 /// Runs `f`, turning a panic inside it into [`DecodeError::Corrupt`].
 ///
 /// Used only around third-party decoders, which index buffers with sizes taken from the stream. The default

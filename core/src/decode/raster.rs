@@ -17,6 +17,30 @@ const LUMA_G: f32 = 0.587;
 const LUMA_B: f32 = 0.114;
 
 pub(super) fn decode(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Result<Decoded, DecodeError> {
+    let (dynamic, info) = decode_dynamic(bytes, format, limits)?;
+    let image = GrayImage::new(info.width, info.height, to_gray(&dynamic))
+        .map_err(|_| DecodeError::corrupt(format, "decoded buffer does not match the image size"))?;
+    Ok(Decoded { image, info })
+}
+
+/// The R, G and B planes in [0, 1] (a gray file gives three equal planes). For training on color photographs
+/// (ImageNet pretraining); X-rays always go through [`decode`].
+pub(super) fn decode_rgb(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Result<[GrayImage; 3], DecodeError> {
+    let (dynamic, info) = decode_dynamic(bytes, format, limits)?;
+    let rgb = dynamic.into_rgb32f();
+    let plane = |c: usize| {
+        let data = rgb.as_raw().chunks_exact(3).map(|p| if p[c].is_nan() { 0.0 } else { p[c].clamp(0.0, 1.0) }).collect();
+        GrayImage::new(info.width, info.height, data)
+            .map_err(|_| DecodeError::corrupt(format, "decoded buffer does not match the image size"))
+    };
+    Ok([plane(0)?, plane(1)?, plane(2)?])
+}
+
+fn decode_dynamic(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &DecodeLimits,
+) -> Result<(DynamicImage, InputInfo), DecodeError> {
     let image_format = match format {
         ImageFormat::Png => image::ImageFormat::Png,
         ImageFormat::Jpeg => image::ImageFormat::Jpeg,
@@ -41,10 +65,6 @@ pub(super) fn decode(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -
         if (dynamic.width(), dynamic.height()) != (width, height) {
             return Err(DecodeError::corrupt(format, "decoded size differs from the header"));
         }
-        let data = to_gray(&dynamic);
-        let image = GrayImage::new(width, height, data)
-            .map_err(|_| DecodeError::corrupt(format, "decoded buffer does not match the image size"))?;
-
         let info = InputInfo {
             format,
             width,
@@ -54,7 +74,7 @@ pub(super) fn decode(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -
             frames: None,
             transfer_syntax: None,
         };
-        Ok(Decoded { image, info })
+        Ok((dynamic, info))
     })
 }
 
@@ -167,6 +187,19 @@ mod tests {
             .expect("decodes");
         assert!((d.image.data()[0] - 0.299).abs() < 1e-6);
         assert_eq!(d.info.photometric.as_deref(), Some("RGB"));
+    }
+
+    #[test]
+    fn rgb_planes_keep_color() {
+        let rgb: ImageBuffer<Rgb<u8>, _> = ImageBuffer::from_raw(2, 1, vec![255u8, 0, 0, 0, 51, 255]).expect("buffer");
+        let [r, g, b] =
+            decode_rgb(&encode_png(&DynamicImage::ImageRgb8(rgb)), ImageFormat::Png, &DecodeLimits::default())
+                .expect("decodes");
+        let close = |a: &[f32], b: [f32; 2]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+        assert!(close(r.data(), [1.0, 0.0]) && close(g.data(), [0.0, 0.2]) && close(b.data(), [0.0, 1.0]));
+        let gray = DynamicImage::ImageLuma8(ImageBuffer::from_raw(1, 1, vec![51u8]).expect("buffer"));
+        let planes = decode_rgb(&encode_png(&gray), ImageFormat::Png, &DecodeLimits::default()).expect("decodes");
+        assert!(planes.iter().all(|p| (p.data()[0] - 0.2).abs() < 1e-6));
     }
 
     #[test]
