@@ -20,7 +20,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::header;
-use cxr_core::card::ModelVariant;
+use cxr_core::card::{ModelCard, ModelVariant};
 use cxr_core::decode::{self, DecodeError, ImageFormat, InputInfo};
 use cxr_core::image::GrayImage;
 use cxr_core::labels::LABELS;
@@ -75,6 +75,24 @@ pub struct ModelResult {
 pub struct Finding {
     pub label: &'static str,
     pub probability: f32,
+    /// `probability ≥ threshold` for the card's operating threshold of this label (Youden's J on the validation
+    /// split); absent when the card has no threshold for it (untrained models have none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub positive: Option<bool>,
+}
+
+/// The findings of one probability row, in label order, with `positive` where the card has a threshold.
+pub fn findings(probabilities: &[f32], card: &ModelCard) -> Vec<Finding> {
+    LABELS
+        .iter()
+        .zip(probabilities)
+        .enumerate()
+        .map(|(i, (label, &probability))| Finding {
+            label,
+            probability,
+            positive: card.threshold(i).map(|t| probability >= t),
+        })
+        .collect()
 }
 
 /// Where the time went, in milliseconds. `total` runs from the complete request body to this model's result.
@@ -241,11 +259,7 @@ impl ModelRun {
 
     fn into_result(self, decode: Duration) -> ModelResult {
         let info = self.model.info();
-        let findings = LABELS
-            .iter()
-            .zip(&self.prediction.probabilities)
-            .map(|(label, &probability)| Finding { label, probability })
-            .collect();
+        let findings = findings(&self.prediction.probabilities, &info.card);
         ModelResult {
             model: info.variant,
             model_version: info.card.version.clone(),
@@ -336,6 +350,33 @@ mod tests {
         assert!(declared_type_warning(Some("application/octet-stream"), ImageFormat::Png).is_none());
         assert!(declared_type_warning(None, ImageFormat::Jpeg).is_none());
         assert!(declared_type_warning(Some("image/jpg"), ImageFormat::Jpeg).is_none());
+    }
+
+    #[test]
+    fn findings_are_positive_only_where_the_card_has_a_threshold() {
+        let mut card: ModelCard = serde_json::from_str(include_str!("../tests/data/cards/gray-untrained.json")).expect("card");
+        let probabilities: Vec<f32> = (0..LABELS.len()).map(|i| i as f32 / 20.0).collect();
+        let untrained = findings(&probabilities, &card);
+        assert!(untrained.iter().all(|f| f.positive.is_none()));
+        assert!(!serde_json::to_string(&untrained[0]).unwrap().contains("positive"));
+        card.trained = true;
+        card.provenance.trained = true;
+        let mut thresholds = vec![Some(0.3); LABELS.len()];
+        thresholds[2] = None;
+        card.evaluation = Some(cxr_core::card::Evaluation {
+            dataset: "test".into(),
+            split_seed: 1,
+            epochs: 1,
+            validation: Default::default(),
+            test: Default::default(),
+            thresholds,
+        });
+        card.validate().expect("valid card");
+        let trained = findings(&probabilities, &card);
+        assert_eq!(trained[0].positive, Some(false)); // 0.0 < 0.3
+        assert_eq!(trained[2].positive, None);
+        assert_eq!(trained[6].positive, Some(true)); // 0.3 ≥ 0.3
+        assert_eq!(trained.iter().map(|f| f.label).collect::<Vec<_>>(), LABELS);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! key [`CARD_METADATA_KEY`] and as a sidecar JSON file next to the `.onnx`. The training crate writes it; the
 //! server reads it and refuses a model whose card contradicts the graph (wrong channel count, wrong labels).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -133,6 +134,27 @@ pub struct ModelCard {
     pub provenance: Provenance,
     /// Trainable parameter count (BatchNorm running statistics excluded).
     pub parameters: u64,
+    /// How a trained model was evaluated, and its operating thresholds; absent for untrained weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+}
+
+/// The evaluation of a trained model, written by `cxr-train export --run` and shown by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The dataset the metrics were measured on, e.g. `NIH ChestX-ray14`.
+    pub dataset: String,
+    /// Seed of the train/validation/test split.
+    pub split_seed: u64,
+    /// Epochs trained (the kept checkpoint's epoch).
+    pub epochs: usize,
+    /// Validation metrics by name (e.g. `loss`, `mean_auc`).
+    pub validation: BTreeMap<String, f64>,
+    /// Test metrics by name (e.g. `mean_auc`, `auc_Atelectasis`).
+    pub test: BTreeMap<String, f64>,
+    /// Per-label operating threshold on the probability (Youden's J on the validation split), in label order;
+    /// `null` where the validation split had only one class for that label.
+    pub thresholds: Vec<Option<f32>>,
 }
 
 /// A card that contradicts itself or the project's invariants.
@@ -148,6 +170,10 @@ pub enum CardError {
     Labels,
     #[error("model card `trained` ({trained}) disagrees with its provenance ({provenance})")]
     Trained { trained: bool, provenance: bool },
+    #[error("model card has an evaluation but says the weights are not trained")]
+    EvaluationUntrained,
+    #[error("model card thresholds: {0}")]
+    Thresholds(String),
 }
 
 impl ModelCard {
@@ -181,7 +207,29 @@ impl ModelCard {
         if self.trained != self.provenance.trained {
             return Err(CardError::Trained { trained: self.trained, provenance: self.provenance.trained });
         }
+        if let Some(evaluation) = &self.evaluation {
+            if !self.trained {
+                return Err(CardError::EvaluationUntrained);
+            }
+            if evaluation.thresholds.len() != LABELS.len() {
+                return Err(CardError::Thresholds(format!(
+                    "{} values for {} labels",
+                    evaluation.thresholds.len(),
+                    LABELS.len()
+                )));
+            }
+            if let Some((i, t)) =
+                evaluation.thresholds.iter().enumerate().find_map(|(i, t)| t.filter(|t| !(0.0..=1.0).contains(t)).map(|t| (i, t)))
+            {
+                return Err(CardError::Thresholds(format!("{} is {t}, outside [0, 1]", LABELS[i])));
+            }
+        }
         Ok(())
+    }
+
+    /// The operating threshold of label `index`, when the card has one.
+    pub fn threshold(&self, index: usize) -> Option<f32> {
+        self.evaluation.as_ref().and_then(|e| e.thresholds.get(index).copied().flatten())
     }
 }
 
@@ -212,7 +260,43 @@ mod tests {
                 producer: "test".into(),
             },
             parameters: 1,
+            evaluation: None,
         }
+    }
+
+    fn trained(variant: ModelVariant) -> ModelCard {
+        let mut c = card(variant);
+        c.trained = true;
+        c.provenance.trained = true;
+        let mut thresholds = vec![Some(0.5); LABELS.len()];
+        thresholds[4] = None;
+        c.evaluation = Some(Evaluation {
+            dataset: "NIH ChestX-ray14".into(),
+            split_seed: 7,
+            epochs: 3,
+            validation: BTreeMap::from([("loss".into(), 0.2)]),
+            test: BTreeMap::from([("mean_auc".into(), 0.77)]),
+            thresholds,
+        });
+        c
+    }
+
+    #[test]
+    fn evaluation_round_trips_and_is_checked() {
+        let c = trained(ModelVariant::Gray);
+        assert_eq!(ModelCard::from_json(&c.to_json()).unwrap(), c);
+        assert_eq!((c.threshold(0), c.threshold(4), c.threshold(99)), (Some(0.5), None, None));
+        // Untrained cards have no `evaluation` key at all, so cards written before it existed still parse.
+        assert!(!card(ModelVariant::Gray).to_json().contains("evaluation"));
+        let mut bad = trained(ModelVariant::Gray);
+        bad.evaluation.as_mut().unwrap().thresholds.pop();
+        assert!(matches!(bad.validate(), Err(CardError::Thresholds(_))));
+        let mut bad = trained(ModelVariant::Gray);
+        bad.evaluation.as_mut().unwrap().thresholds[0] = Some(1.5);
+        assert!(matches!(bad.validate(), Err(CardError::Thresholds(_))));
+        let mut bad = trained(ModelVariant::Gray);
+        (bad.trained, bad.provenance.trained) = (false, false);
+        assert_eq!(bad.validate(), Err(CardError::EvaluationUntrained));
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub fn untrained_card(variant: ModelVariant, seed: u64, parameters: u64) -> Mode
             producer: PRODUCER.into(),
         },
         parameters,
+        evaluation: None,
     }
 }
 
