@@ -53,6 +53,79 @@ pub enum Command {
         /// Output directory for `<name>.onnx` and `<name>.json`.
         #[arg(long, env = "CXR_MODELS_DIR", default_value = "models")]
         out: PathBuf,
+        /// Export this NIH fine-tuning run (after `evaluate`) instead of a seeded initialisation: the card says
+        /// `trained: true` and carries the run's metrics and thresholds. `--variant` and `--seed` are ignored.
+        #[arg(long)]
+        run: Option<PathBuf>,
+    },
+    /// Pretrain on an ImageNet-layout folder (softmax over the class folders; Inception augmentation).
+    Pretrain {
+        /// `train/<class>/*.JPEG`.
+        #[arg(long)]
+        train: PathBuf,
+        /// Validation: class folders, or a flat folder with `--val-ground-truth`.
+        #[arg(long)]
+        val: PathBuf,
+        /// The devkit's `ILSVRC2012_validation_ground_truth.txt` for a flat validation folder (ids are taken as
+        /// 1-based indices of the sorted training class folders).
+        #[arg(long)]
+        val_ground_truth: Option<PathBuf>,
+        #[command(flatten)]
+        args: TrainArgs,
+    },
+    /// Fine-tune on NIH ChestX-ray14 (14 sigmoid outputs) or Indiana (normal vs abnormal), usually from a
+    /// pretraining run (`--init-from`), with a new head.
+    Finetune {
+        #[arg(long, value_enum)]
+        task: FinetuneTask,
+        /// The pretraining run directory whose kept model starts the weights (the head is replaced).
+        #[arg(long)]
+        init_from: Option<PathBuf>,
+        /// NIH: `Data_Entry_2017*.csv[.gz]`.
+        #[arg(long, required_if_eq("task", "nih"))]
+        csv: Option<PathBuf>,
+        /// NIH: the official `train_val_list.txt` (with `--test-list`); otherwise a seeded patient split.
+        #[arg(long, requires = "test_list")]
+        train_val_list: Option<PathBuf>,
+        /// NIH: the official `test_list.txt`.
+        #[arg(long, requires = "train_val_list")]
+        test_list: Option<PathBuf>,
+        /// Indiana: `NLMCXR_reports.tgz` or its folder of XML reports.
+        #[arg(long, required_if_eq("task", "indiana"))]
+        reports: Option<PathBuf>,
+        /// Indiana: the DICOM metadata table.
+        #[arg(long, required_if_eq("task", "indiana"))]
+        metadata: Option<PathBuf>,
+        /// The image folder (NIH PNGs by `Image Index`; Indiana DICOMs by the table's file name, or `<id>.png`).
+        #[arg(long)]
+        images: PathBuf,
+        /// Seed of the patient-disjoint 70/10/20 split.
+        #[arg(long, default_value_t = 20180908)]
+        split_seed: u64,
+        #[command(flatten)]
+        args: TrainArgs,
+    },
+    /// Evaluate a finished fine-tuning run on its test split: per-class AUC with 95 % CI, mean AUC (and accuracy
+    /// for Indiana), Youden thresholds on validation; writes evaluation.json and the prediction CSVs.
+    Evaluate {
+        /// The run directory.
+        #[arg(long)]
+        run: PathBuf,
+        #[arg(long, default_value = "flex")]
+        device: String,
+    },
+    /// Compare two evaluated runs on the same test set: per-class DeLong test, written as a Table-2-style
+    /// markdown table and JSON.
+    Compare {
+        /// First run (e.g. the color model).
+        #[arg(long)]
+        a: PathBuf,
+        /// Second run (e.g. the gray model).
+        #[arg(long)]
+        b: PathBuf,
+        /// Where to write compare.md and compare.json.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// DeLong's test for two scores of the same cases, from any CSV with a 0/1 truth column.
     ///
@@ -74,6 +147,88 @@ pub enum Command {
     /// Reads a dataset's metadata and prints what the pipeline derives from it (counts and split sizes) as JSON.
     #[command(subcommand)]
     Data(DataCommand),
+}
+
+/// The fine-tuning datasets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FinetuneTask {
+    Nih,
+    Indiana,
+}
+
+/// Hyperparameters shared by `pretrain` and `finetune`; unset ones take the paper's value for the task.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// The run directory (config.json, checkpoints, logs, metrics.csv, best.bpk).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run in `--out` from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, value_enum, default_value = "gray")]
+    pub variant: VariantArg,
+    /// Input height and width (≥ 75; the paper and the server use 299).
+    #[arg(long, default_value_t = 299)]
+    pub input_size: usize,
+    /// Batch size (paper: 64 pretraining, 32 fine-tuning).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    #[arg(long, value_enum, default_value = "rmsprop")]
+    pub optimizer: crate::train::OptimizerKind,
+    /// Learning rate (paper: 0.01 pretraining, 1e-4 fine-tuning).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Learning-rate factor every `--lr-decay-epochs` (paper: 0.94 every 2 epochs for pretraining; 1 = constant).
+    #[arg(long)]
+    pub lr_decay: Option<f64>,
+    #[arg(long, default_value_t = 2)]
+    pub lr_decay_epochs: usize,
+    /// RMSProp decay of the squared-gradient average.
+    #[arg(long, default_value_t = 0.9)]
+    pub rmsprop_decay: f32,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// RMSProp ε (the paper's TF-slim setting is 1.0).
+    #[arg(long, default_value_t = 1.0)]
+    pub epsilon: f32,
+    #[arg(long, default_value_t = 4e-5)]
+    pub weight_decay: f32,
+    /// Dropout before the classifier.
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f64,
+    /// Early stopping: epochs without a lower validation loss (0 = off; default 5 for fine-tuning, off for
+    /// pretraining).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    #[arg(long, default_value_t = 20180908)]
+    pub seed: u64,
+    /// Decoding threads (default: CPUs).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Fail the run when more than this fraction of images cannot be read.
+    #[arg(long, default_value_t = 0.01)]
+    pub max_bad_fraction: f64,
+    /// Burn device: `flex` (CPU; always built), `cuda` (feature `cuda`).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+/// `--variant` of a training run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VariantArg {
+    Color,
+    Gray,
+}
+
+impl From<VariantArg> for ModelVariant {
+    fn from(v: VariantArg) -> Self {
+        match v {
+            VariantArg::Color => ModelVariant::Color,
+            VariantArg::Gray => ModelVariant::Gray,
+        }
+    }
 }
 
 /// `cxr-train data ...`: dataset metadata checks.
@@ -108,6 +263,8 @@ pub enum CliError {
     Data(#[from] DataError),
     #[error(transparent)]
     Eval(#[from] EvalError),
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
     #[error("{0}")]
     Input(String),
 }
@@ -115,7 +272,53 @@ pub enum CliError {
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Export { variant, seed, out } => {
+        Command::Export { run: Some(run), out, .. } => {
+            let exported = crate::export::export_run(&run, &out, &Device::flex())?;
+            println!(
+                "exported {} (trained: {}, input {}², test mean AUC {:.4}) -> {}",
+                exported.card.name,
+                exported.card.trained,
+                exported.card.input_size,
+                exported.card.evaluation.as_ref().and_then(|e| e.test.get("mean_auc")).copied().unwrap_or(f64::NAN),
+                exported.onnx_path.display()
+            );
+            Ok(())
+        }
+        Command::Pretrain { train, val, val_ground_truth, args } => {
+            let classes = crate::data::imagefolder::scan_class_folders(&train)?.classes;
+            let spec = crate::train::DatasetSpec::ImageFolder { train, val, val_ground_truth, classes };
+            run_training(crate::train::Task::Pretrain, spec, None, args)
+        }
+        Command::Finetune { task, init_from, csv, train_val_list, test_list, reports, metadata, images, split_seed, args } => {
+            let missing = |flag: &str| CliError::Input(format!("--{flag} is required for this task"));
+            let (task, spec) = match task {
+                FinetuneTask::Nih => (
+                    crate::train::Task::Nih,
+                    crate::train::DatasetSpec::Nih { csv: csv.ok_or_else(|| missing("csv"))?, images, split_seed, train_val_list, test_list },
+                ),
+                FinetuneTask::Indiana => (
+                    crate::train::Task::Indiana,
+                    crate::train::DatasetSpec::Indiana {
+                        reports: reports.ok_or_else(|| missing("reports"))?,
+                        metadata: metadata.ok_or_else(|| missing("metadata"))?,
+                        images,
+                        split_seed,
+                    },
+                ),
+            };
+            run_training(task, spec, init_from, args)
+        }
+        Command::Evaluate { run, device } => {
+            let evaluation = crate::train::evaluate::evaluate_run(&run, &crate::train::device(&device)?)?;
+            println!("{}", serde_json::to_string_pretty(&evaluation).expect("JSON"));
+            Ok(())
+        }
+        Command::Compare { a, b, out } => {
+            let report = crate::train::compare::compare_runs(&a, &b, &out)?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Export { variant, seed, out, run: None } => {
             let device = Device::default();
             for variant in variant.variants() {
                 let exported = export_untrained(variant, seed, &out, &device)?;
@@ -167,6 +370,64 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Builds the run's config from the flags (the paper's values where a flag is unset) and trains it.
+fn run_training(
+    task: crate::train::Task,
+    dataset: crate::train::DatasetSpec,
+    init_from: Option<PathBuf>,
+    a: TrainArgs,
+) -> Result<(), CliError> {
+    use crate::train::{Task, TrainConfig, classes_for, dataset::splits_for, describe, train};
+    let pretrain = task == Task::Pretrain;
+    let folder_classes = match &dataset {
+        crate::train::DatasetSpec::ImageFolder { classes, .. } => classes.len(),
+        _ => 0,
+    };
+    let config = TrainConfig {
+        task,
+        variant: a.variant.into(),
+        num_classes: classes_for(task, folder_classes),
+        input_size: a.input_size,
+        batch_size: a.batch_size.unwrap_or(if pretrain { 64 } else { 32 }),
+        epochs: a.epochs,
+        optimizer: a.optimizer,
+        learning_rate: a.lr.unwrap_or(if pretrain { 0.01 } else { 1e-4 }),
+        lr_decay: a.lr_decay.unwrap_or(if pretrain { 0.94 } else { 1.0 }),
+        lr_decay_epochs: a.lr_decay_epochs,
+        rmsprop_decay: a.rmsprop_decay,
+        momentum: a.momentum,
+        epsilon: a.epsilon,
+        weight_decay: a.weight_decay,
+        dropout: a.dropout,
+        patience: a.patience.unwrap_or(if pretrain { 0 } else { 5 }),
+        seed: a.seed,
+        workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        max_bad_fraction: a.max_bad_fraction,
+        init_from,
+        dataset,
+        fingerprints: Default::default(),
+        git_commit: None,
+        producer: String::new(),
+    };
+    let splits = splits_for(&config.dataset)?;
+    eprintln!(
+        "{:?} {}: {} train / {} val / {} test images, {} classes, input {}², batch {}",
+        task,
+        config.variant,
+        splits.train.len(),
+        splits.val.len(),
+        splits.test.len(),
+        config.num_classes,
+        config.input_size,
+        config.batch_size
+    );
+    let config = describe(config, &splits);
+    let device = crate::train::device(&a.device)?;
+    let best = train(config, &splits, &a.out, a.resume, &device)?;
+    println!("{}", serde_json::to_string_pretty(&best).expect("JSON"));
+    Ok(())
 }
 
 /// Reads the truth and two score columns of a CSV; truth must be 0 or 1, scores finite numbers.

@@ -44,6 +44,8 @@ pub enum ExportError {
     Protobuf(#[from] protobuf::Error),
     #[error("exported ONNX graph has an unexpected interface: {0}")]
     Interface(String),
+    #[error("cannot export the run: {0}")]
+    Run(String),
     #[error("could not write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -92,9 +94,9 @@ pub fn untrained_card(variant: ModelVariant, seed: u64, parameters: u64) -> Mode
 
 /// Captures `model`'s forward pass and returns the finalised ONNX bytes carrying `card`.
 pub fn export_onnx(model: &InceptionV3, card: &ModelCard, device: &Device) -> Result<Vec<u8>, ExportError> {
-    let channels = card.channels;
-    let sample = Tensor::<4>::zeros([1, channels, INPUT_SIZE, INPUT_SIZE], device);
-    let validation = Tensor::<4>::zeros([2, channels, INPUT_SIZE, INPUT_SIZE], device);
+    let (channels, size) = (card.channels, card.input_size);
+    let sample = Tensor::<4>::zeros([1, channels, size, size], device);
+    let validation = Tensor::<4>::zeros([2, channels, size, size], device);
     let specs = [InputSpec::new([AxisSpec::dynamic(BATCH_AXIS), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
     // burn-onnx moves `module.clone()` to its capture device, but a clone shares BatchNorm's running statistics
     // (`RunningState` is reference-counted), so exporting `model` itself would strand the caller's running stats
@@ -120,6 +122,73 @@ pub fn export_untrained(
     let bytes = export_onnx(&model, &card, device)?;
     let export_seconds = started.elapsed().as_secs_f64();
     write_model(out_dir, &card, &bytes, export_seconds)
+}
+
+/// Exports a finished NIH fine-tuning run (`best.bpk` + `evaluation.json`) with a trained card: dataset, split
+/// seed, the kept epoch, validation and test metrics, and the per-label Youden thresholds from validation. The
+/// export keeps the run's input size; the server reads it from the card.
+pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<ExportedModel, ExportError> {
+    use crate::train::{DatasetSpec, Task, load_best};
+    let failed = |e: crate::train::TrainError| ExportError::Run(e.to_string());
+    let (config, model) = load_best(run, device).map_err(failed)?;
+    let DatasetSpec::Nih { split_seed, .. } = &config.dataset else {
+        return Err(ExportError::Run(format!(
+            "{} is a {:?} run; only NIH fine-tuning runs have the server's 14-finding interface",
+            run.display(),
+            config.task
+        )));
+    };
+    debug_assert_eq!(config.task, Task::Nih);
+    let evaluation = crate::train::evaluate::read_evaluation(run).map_err(failed)?;
+    let best: crate::train::BestCheckpoint = std::fs::read_to_string(run.join("best.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| ExportError::Run(format!("{}: no readable best.json", run.display())))?;
+    let mut test = std::collections::BTreeMap::from([("mean_auc".to_string(), evaluation.test_mean_auc)]);
+    for (label, estimate) in &evaluation.test_auc {
+        if let Some(e) = estimate {
+            test.insert(format!("auc_{label}"), e.auc);
+        }
+    }
+    let card_eval = cxr_core::card::Evaluation {
+        dataset: "NIH ChestX-ray14".into(),
+        split_seed: *split_seed,
+        epochs: best.epoch,
+        validation: std::collections::BTreeMap::from([
+            ("loss".to_string(), best.val_loss),
+            ("mean_auc".to_string(), evaluation.val_mean_auc),
+        ]),
+        test,
+        thresholds: LABELS
+            .iter()
+            .map(|l| evaluation.thresholds.get(*l).copied().flatten().map(|t| t as f32))
+            .collect(),
+    };
+    let mut card = untrained_card(config.variant, config.seed, model.num_trainable_params() as u64);
+    card.input_size = config.input_size;
+    card.trained = true;
+    card.version = format!("{}+run.{}.epoch.{}", env!("CARGO_PKG_VERSION"), config.seed, best.epoch);
+    card.provenance = Provenance {
+        trained: true,
+        description: format!(
+            "Inception-V3 ({} input channel(s)) fine-tuned on NIH ChestX-ray14 ({} epochs run, epoch {} kept by \
+             validation loss {:.4}){}; test mean AUC {:.4}.",
+            config.variant.channels(),
+            best.epochs_run,
+            best.epoch,
+            best.val_loss,
+            config.init_from.as_ref().map(|p| format!(" from the pretraining run {}", p.display())).unwrap_or_default(),
+            evaluation.test_mean_auc
+        ),
+        seed: config.seed,
+        datasets: vec!["NIH ChestX-ray14".into()],
+        producer: PRODUCER.into(),
+    };
+    card.evaluation = Some(card_eval);
+    card.validate().map_err(|e| ExportError::Interface(e.to_string()))?;
+    let started = Instant::now();
+    let bytes = export_onnx(&model, &card, device)?;
+    write_model(out_dir, &card, &bytes, started.elapsed().as_secs_f64())
 }
 
 /// Writes the ONNX file and its sidecar card atomically (temp file + rename) into `out_dir`.
@@ -189,7 +258,7 @@ pub fn finalize(onnx: &[u8], card: &ModelCard) -> Result<Vec<u8>, ExportError> {
     for node in graph.node.iter_mut() {
         node.input.iter_mut().chain(node.output.iter_mut()).for_each(rename);
     }
-    check_and_name_dims(&mut graph.input[0], &[None, Some(card.channels as i64), Some(INPUT_SIZE as i64), Some(INPUT_SIZE as i64)])?;
+    check_and_name_dims(&mut graph.input[0], &[None, Some(card.channels as i64), Some(card.input_size as i64), Some(card.input_size as i64)])?;
     for output in graph.output.iter_mut() {
         check_and_name_dims(output, &[None, Some(NUM_LABELS as i64)])?;
     }

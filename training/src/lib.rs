@@ -12,6 +12,7 @@
 //! - [`data`]: ImageNet (ImageFolder), NIH ChestX-ray14 and Indiana datasets, decoded and preprocessed by
 //!   `cxr-core`, and the seeded multi-threaded batch loader.
 //! - [`eval`]: ROC AUC with confidence intervals, DeLong's test (fast and brute force), ROC curves, thresholds.
+//! - [`train`]: pretraining and fine-tuning on burn-train (loop, metrics, checkpoints, early stopping, resume).
 //! - [`cli`]: the `cxr-train` command line.
 //!
 //! Architecture invariant: this crate never depends on the server's HTTP code; what it shares with the server
@@ -22,3 +23,4 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod model;
+pub mod train;

@@ -72,6 +72,39 @@ impl Split {
     }
 }
 
+/// Group-disjoint split of item indices (`groups[i]` is item `i`'s patient) with item shares as close to
+/// `fractions` (train, val; test gets the rest) as whole groups allow: groups are shuffled with `seed` and assigned
+/// in that order by the midpoint of their items, so no group spans two subsets and each subset misses its share by
+/// at most half of one group's items.
+pub fn split_groups<K: Ord + Clone>(groups: &[K], fractions: (f64, f64), seed: u64) -> Split {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut members: std::collections::BTreeMap<K, Vec<usize>> = std::collections::BTreeMap::new();
+    for (i, g) in groups.iter().enumerate() {
+        members.entry(g.clone()).or_default().push(i);
+    }
+    let mut order: Vec<&Vec<usize>> = members.values().collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let total = groups.len() as f64;
+    let (train_target, val_target) = (fractions.0 * total, (fractions.0 + fractions.1) * total);
+    let mut split = Split::default();
+    let mut assigned = 0usize;
+    for items in order {
+        let mid = assigned as f64 + items.len() as f64 / 2.0;
+        let subset = if mid <= train_target {
+            &mut split.train
+        } else if mid <= val_target {
+            &mut split.val
+        } else {
+            &mut split.test
+        };
+        subset.extend(items);
+        assigned += items.len();
+    }
+    split.sort();
+    split
+}
+
 /// What a sample's target is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Target {

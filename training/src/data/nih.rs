@@ -2,13 +2,10 @@
 //! patient-disjoint train/validation/test split the paper uses (70/10/20 of images, no patient in two subsets),
 //! or the official `train_val_list.txt` / `test_list.txt` when given.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use cxr_core::labels::{NUM_LABELS, label_index};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
 use super::{DataError, Split, read_text};
 
@@ -95,36 +92,10 @@ pub fn facts(records: &[NihRecord]) -> NihFacts {
 }
 
 /// Patient-disjoint split of record indices with image shares as close to `fractions` (train, val; test gets the
-/// rest) as whole patients allow: patients are shuffled with `seed` and assigned in that order until each subset
-/// reaches its share of images, so every subset misses its share by less than one patient's images.
+/// rest) as whole patients allow (see [`split_groups`](super::split_groups)).
 pub fn split_by_patient(records: &[NihRecord], fractions: (f64, f64), seed: u64) -> Split {
-    let mut by_patient: HashMap<u32, Vec<usize>> = HashMap::new();
-    for (i, r) in records.iter().enumerate() {
-        by_patient.entry(r.patient).or_default().push(i);
-    }
-    let mut patients: Vec<u32> = by_patient.keys().copied().collect();
-    patients.sort_unstable();
-    patients.shuffle(&mut StdRng::seed_from_u64(seed));
-    let total = records.len() as f64;
-    let (train_target, val_target) = (fractions.0 * total, (fractions.0 + fractions.1) * total);
-    let mut split = Split::default();
-    let mut assigned = 0usize;
-    for p in patients {
-        let images = &by_patient[&p];
-        // Assign by the midpoint of the patient's images so rounding errs to either side, not always over.
-        let mid = assigned as f64 + images.len() as f64 / 2.0;
-        let subset = if mid <= train_target {
-            &mut split.train
-        } else if mid <= val_target {
-            &mut split.val
-        } else {
-            &mut split.test
-        };
-        subset.extend(images);
-        assigned += images.len();
-    }
-    split.sort();
-    split
+    let patients: Vec<u32> = records.iter().map(|r| r.patient).collect();
+    super::split_groups(&patients, fractions, seed)
 }
 
 /// The official split: `test_list.txt` is the test set; `train_val_list.txt` is divided patient-disjointly into

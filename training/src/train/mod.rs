@@ -1,0 +1,451 @@
+//! Training on burn-train: ImageNet-style pretraining (softmax over the folder classes) and fine-tuning on NIH
+//! (14 sigmoid outputs, binary cross-entropy) or Indiana (2-class softmax), with burn-train's `SupervisedTraining`
+//! loop, metrics, checkpoints (last two + best by validation loss), early stopping and resume.
+//!
+//! A run directory holds `config.json` (every hyperparameter, the seed, the dataset fingerprints, the git commit),
+//! burn-train's `checkpoint/`, `train/` and `valid/` metric logs and `experiment.log`, this crate's
+//! `metrics.csv` (one row per epoch) and, once training ends, `best.bpk` (the kept model) and `best.json`.
+
+pub mod compare;
+pub mod dataset;
+pub mod evaluate;
+pub mod loader;
+pub mod renderer;
+pub mod steps;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::lr_scheduler::step::StepLrSchedulerConfig;
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, RmsPropConfig};
+use burn::tensor::Device;
+use burn::train::metric::store::{Aggregate, Direction, Split as MetricSplit};
+use burn::train::metric::{AccuracyMetric, AurocMetric, ClassReduction, LossMetric, TopKAccuracyMetric};
+use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
+use cxr_core::card::{ModelVariant, Normalization};
+use cxr_core::labels::NUM_LABELS;
+use serde::{Deserialize, Serialize};
+
+use crate::data::loader::{Loader, LoaderConfig};
+use crate::data::{Augment, DataError, Sample, fingerprint};
+use crate::model::{InceptionV3, InceptionV3Config};
+use loader::BurnLoader;
+use renderer::ProgressRenderer;
+use steps::{MultiLabelClassifier, SoftmaxClassifier};
+
+/// Errors of the training layer.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("{path}: {reason}")]
+    RunDir { path: String, reason: String },
+    #[error("training failed: {0}")]
+    Training(String),
+    #[error("cannot load the model from {path}: {reason}")]
+    Checkpoint { path: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl TrainError {
+    pub(crate) fn run_dir(path: &Path, reason: impl std::fmt::Display) -> Self {
+        TrainError::RunDir { path: path.display().to_string(), reason: reason.to_string() }
+    }
+}
+
+/// What a run learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// ImageNet-style pretraining: one softmax class per folder.
+    Pretrain,
+    /// NIH ChestX-ray14: 14 independent findings (sigmoid, binary cross-entropy).
+    Nih,
+    /// Indiana University: normal (0) vs abnormal (1), 2-class softmax.
+    Indiana,
+}
+
+impl Task {
+    /// Whether the head is a softmax over classes (else independent sigmoids).
+    pub fn is_softmax(self) -> bool {
+        !matches!(self, Task::Nih)
+    }
+}
+
+/// The optimizer of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// RMSProp as in the paper (decay 0.9, momentum 0.9, ε 1.0).
+    Rmsprop,
+    /// Adam (β 0.9/0.999); converges faster on small data, used by the CI smoke run.
+    Adam,
+}
+
+/// Every hyperparameter of a run; written to `config.json` and read back by `--resume`, `evaluate` and `export`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub task: Task,
+    pub variant: ModelVariant,
+    /// Output classes of the head (1000 for ImageNet, 14 for NIH, 2 for Indiana).
+    pub num_classes: usize,
+    pub input_size: usize,
+    pub batch_size: usize,
+    pub epochs: usize,
+    pub optimizer: OptimizerKind,
+    pub learning_rate: f64,
+    /// Multiply the learning rate by this every `lr_decay_epochs` epochs (1.0: constant).
+    pub lr_decay: f64,
+    pub lr_decay_epochs: usize,
+    pub rmsprop_decay: f32,
+    pub momentum: f32,
+    pub epsilon: f32,
+    pub weight_decay: f32,
+    pub dropout: f64,
+    /// Stop after this many epochs without a lower validation loss (0: never).
+    pub patience: usize,
+    pub seed: u64,
+    pub workers: usize,
+    pub max_bad_fraction: f64,
+    /// The run directory whose kept model the weights started from (fine-tuning from pretraining), if any.
+    pub init_from: Option<PathBuf>,
+    /// Where the data came from, so that `evaluate` can rebuild the test split from the run alone.
+    pub dataset: DatasetSpec,
+    /// Fingerprints of the train / validation / test sample lists.
+    pub fingerprints: Fingerprints,
+    /// `git rev-parse HEAD` of the working directory, when available.
+    pub git_commit: Option<String>,
+    pub producer: String,
+}
+
+/// The dataset a run used, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DatasetSpec {
+    /// Class folders for training and validation (ImageNet layout).
+    ImageFolder { train: PathBuf, val: PathBuf, val_ground_truth: Option<PathBuf>, classes: Vec<String> },
+    /// NIH ChestX-ray14.
+    Nih {
+        csv: PathBuf,
+        images: PathBuf,
+        split_seed: u64,
+        train_val_list: Option<PathBuf>,
+        test_list: Option<PathBuf>,
+    },
+    /// Indiana University / OpenI.
+    Indiana { reports: PathBuf, metadata: PathBuf, images: PathBuf, split_seed: u64 },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprints {
+    pub train: String,
+    pub val: String,
+    pub test: Option<String>,
+}
+
+/// The three sample lists of a run.
+#[derive(Debug, Clone)]
+pub struct Splits {
+    pub train: Vec<Sample>,
+    pub val: Vec<Sample>,
+    pub test: Vec<Sample>,
+}
+
+impl TrainConfig {
+    /// The loader settings for one split: training shuffles and augments, evaluation does neither.
+    pub fn loader_config(&self, training: bool) -> LoaderConfig {
+        let augment = match (training, self.task) {
+            (false, _) => Augment::None,
+            (true, Task::Pretrain) => Augment::Inception,
+            (true, _) => Augment::Flip,
+        };
+        LoaderConfig {
+            batch_size: self.batch_size,
+            input_size: self.input_size,
+            channels: self.variant.channels(),
+            normalization: Normalization::INCEPTION,
+            augment,
+            shuffle: training,
+            seed: self.seed,
+            workers: self.workers,
+            prefetch: 2,
+            max_bad_fraction: self.max_bad_fraction,
+        }
+    }
+
+    fn model_config(&self) -> InceptionV3Config {
+        InceptionV3Config::new(self.variant.channels(), self.num_classes).with_dropout(self.dropout)
+    }
+
+    /// A fresh network: seeded initialisation, then the `init_from` checkpoint's weights where the shapes agree
+    /// (everything but the head when the class count changes: fine-tuning gets a new head).
+    pub fn build_model(&self, device: &Device) -> Result<InceptionV3, TrainError> {
+        let model = self.model_config().init_seeded(self.seed, device);
+        match &self.init_from {
+            None => Ok(model),
+            Some(path) => load_backbone(model, path, device),
+        }
+    }
+
+    fn write(&self, dir: &Path) -> Result<(), TrainError> {
+        let json = serde_json::to_string_pretty(self).expect("config serialises");
+        std::fs::write(dir.join("config.json"), json).map_err(|e| TrainError::run_dir(dir, e))
+    }
+
+    /// Reads `config.json` of a run directory.
+    pub fn read(dir: &Path) -> Result<TrainConfig, TrainError> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::run_dir(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| TrainError::run_dir(&path, e))
+    }
+}
+
+/// The pretraining run in `run` as the starting point of a fine-tuning model: every weight from its `best.bpk`
+/// except the classifier head, which `fresh` provides (fine-tuning replaces the 1000-class head).
+fn load_backbone(fresh: InceptionV3, run: &Path, device: &Device) -> Result<InceptionV3, TrainError> {
+    let (pretrain, mut net) = load_best(run, device)?;
+    if net.in_channels() != fresh.in_channels() {
+        return Err(TrainError::Config(format!(
+            "--init-from {} is a {} model ({} input channel(s)); this run needs {} channel(s)",
+            run.display(),
+            pretrain.variant,
+            net.in_channels(),
+            fresh.in_channels()
+        )));
+    }
+    net.fc = fresh.fc;
+    net.aux_logits = fresh.aux_logits;
+    net.dropout = fresh.dropout;
+    Ok(net)
+}
+
+/// `git rev-parse HEAD`, if this is a git checkout.
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Fills in the fingerprints, commit and producer of a config for its splits.
+pub fn describe(mut config: TrainConfig, splits: &Splits) -> TrainConfig {
+    config.fingerprints = Fingerprints {
+        train: fingerprint(&splits.train),
+        val: fingerprint(&splits.val),
+        test: (!splits.test.is_empty()).then(|| fingerprint(&splits.test)),
+    };
+    config.git_commit = git_commit();
+    config.producer = crate::export::PRODUCER.into();
+    config
+}
+
+/// What a finished training run left behind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BestCheckpoint {
+    /// 1-based epoch of the kept model (lowest validation loss).
+    pub epoch: usize,
+    pub val_loss: f64,
+    /// Epochs actually run (early stopping may end a run before `epochs`).
+    pub epochs_run: usize,
+}
+
+/// The last `checkpoint/model-N.bpk` in a run directory (what `--resume` continues from).
+pub fn last_checkpoint(dir: &Path) -> Option<usize> {
+    std::fs::read_dir(dir.join("checkpoint"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("model-")?.strip_suffix(".bpk")?.parse::<usize>().ok()
+        })
+        .max()
+}
+
+/// The mean of each epoch's validation loss from burn-train's logs (`valid/epoch-N/Loss.log`, last line
+/// `value,final`).
+pub fn validation_losses(dir: &Path) -> Vec<(usize, f64)> {
+    let mut out = Vec::new();
+    for epoch in 1.. {
+        let path = dir.join("valid").join(format!("epoch-{epoch}")).join("Loss.log");
+        let Ok(text) = std::fs::read_to_string(&path) else { break };
+        let final_value = text
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_suffix(",final").and_then(|v| v.trim().parse::<f64>().ok()));
+        if let Some(v) = final_value {
+            out.push((epoch, v));
+        }
+    }
+    out
+}
+
+/// Trains one run in `dir` (created if missing). With `resume`, continues from the last checkpoint there using
+/// the directory's own `config.json`.
+pub fn train(
+    config: TrainConfig,
+    splits: &Splits,
+    dir: &Path,
+    resume: bool,
+    device: &Device,
+) -> Result<BestCheckpoint, TrainError> {
+    if config.batch_size == 0 || config.epochs == 0 || config.input_size < crate::model::MIN_INPUT_SIZE {
+        return Err(TrainError::Config(format!(
+            "batch size and epochs must be ≥ 1 and the input size ≥ {} (got {}, {}, {})",
+            crate::model::MIN_INPUT_SIZE,
+            config.batch_size,
+            config.epochs,
+            config.input_size
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::run_dir(dir, e))?;
+    let start_epoch = if resume {
+        let previous = TrainConfig::read(dir)?;
+        if previous.fingerprints != config.fingerprints {
+            return Err(TrainError::run_dir(dir, "--resume with a different dataset than the run was started on"));
+        }
+        last_checkpoint(dir).ok_or_else(|| TrainError::run_dir(dir, "--resume: no checkpoint/model-N.bpk to resume"))?
+    } else {
+        if dir.join("config.json").exists() {
+            return Err(TrainError::run_dir(dir, "already holds a run; use --resume or another --out"));
+        }
+        0
+    };
+    config.write(dir)?;
+    device.seed(config.seed);
+
+    let train_loader = Loader::new(splits.train.clone(), config.loader_config(true))?;
+    let val_loader = Loader::new(splits.val.clone(), config.loader_config(false))?;
+    let iters_per_epoch = train_loader.batches_per_epoch();
+    let train_dl = Arc::new(BurnLoader::new(train_loader, config.task, config.num_classes, device.clone(), start_epoch));
+    let val_dl = Arc::new(BurnLoader::new(val_loader, config.task, config.num_classes, device.clone(), 0));
+
+    let scheduler = StepLrSchedulerConfig::new(config.learning_rate, (config.lr_decay_epochs * iters_per_epoch).max(1))
+        .with_gamma(config.lr_decay)
+        .init()
+        .map_err(TrainError::Config)?;
+    let weight_decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay));
+    let optimizer = match config.optimizer {
+        OptimizerKind::Rmsprop => RmsPropConfig::new()
+            .with_alpha(config.rmsprop_decay)
+            .with_momentum(config.momentum)
+            .with_epsilon(config.epsilon)
+            .with_weight_decay(weight_decay)
+            .init(),
+        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(weight_decay).init(),
+    };
+    // Parameters must live on an autodiff device to be tracked: burn-train trains the model where it was built.
+    let model = config.build_model(&device.clone().autodiff())?;
+    let renderer = Box::new(ProgressRenderer::new(dir.join("metrics.csv"), config.epochs, start_epoch));
+
+    let stopping = (config.patience > 0).then(|| {
+        MetricEarlyStoppingStrategy::new(
+            &LossMetric::new(),
+            Aggregate::Mean,
+            Direction::Lowest,
+            MetricSplit::Valid,
+            StoppingCondition::NoImprovementSince { n_epochs: config.patience },
+        )
+    });
+
+    macro_rules! launch {
+        ($wrapper:expr, $training:expr) => {{
+            let mut training = $training
+                .renderer(renderer)
+                .with_application_logger(None)
+                .with_default_checkpointers()
+                .num_epochs(config.epochs);
+            if let Some(stopping) = stopping {
+                training = training.early_stopping(stopping);
+            }
+            if start_epoch > 0 {
+                training = training.checkpoint(start_epoch);
+            }
+            let result = training.launch(Learner::new($wrapper, optimizer, scheduler));
+            if let Some(error) = result.error {
+                return Err(TrainError::Training(error.to_string()));
+            }
+        }};
+    }
+
+    if config.task.is_softmax() {
+        let training = SupervisedTraining::new(dir, train_dl, val_dl).metrics((LossMetric::new(), AccuracyMetric::new()));
+        let training = if config.num_classes > 5 {
+            training.metric_train_numeric(TopKAccuracyMetric::new(5)).metric_valid_numeric(TopKAccuracyMetric::new(5))
+        } else {
+            training
+        };
+        launch!(SoftmaxClassifier { net: model }, training);
+    } else {
+        let training = SupervisedTraining::new(dir, train_dl, val_dl)
+            .metric_train_numeric(LossMetric::new())
+            .metric_valid_numeric(LossMetric::new())
+            .metric_valid_numeric(AurocMetric::multilabel(ClassReduction::Macro));
+        launch!(MultiLabelClassifier { net: model }, training);
+    }
+
+    keep_best(&config, dir, device)
+}
+
+/// Copies the checkpoint with the lowest validation loss to `best.bpk` and describes it in `best.json`.
+fn keep_best(config: &TrainConfig, dir: &Path, device: &Device) -> Result<BestCheckpoint, TrainError> {
+    let losses = validation_losses(dir);
+    let epochs_run = losses.last().map(|(e, _)| *e).unwrap_or(0);
+    let (epoch, val_loss) = losses
+        .iter()
+        .filter(|(e, _)| dir.join("checkpoint").join(format!("model-{e}.bpk")).exists())
+        .copied()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .ok_or_else(|| TrainError::run_dir(dir, "no validation loss with a kept checkpoint"))?;
+    let net = load_net(config, &dir.join("checkpoint").join(format!("model-{epoch}.bpk")), device)?;
+    net.save_file(dir.join("best")).map_err(|e| TrainError::run_dir(dir, format!("{e:?}")))?;
+    let best = BestCheckpoint { epoch, val_loss, epochs_run };
+    std::fs::write(dir.join("best.json"), serde_json::to_string_pretty(&best).expect("JSON"))
+        .map_err(|e| TrainError::run_dir(dir, e))?;
+    Ok(best)
+}
+
+/// Loads a checkpoint written by training (the `net` of a classifier wrapper) into a fresh network.
+pub fn load_net(config: &TrainConfig, path: &Path, device: &Device) -> Result<InceptionV3, TrainError> {
+    let err = |reason: String| TrainError::Checkpoint { path: path.display().to_string(), reason };
+    let net = config.model_config().init_seeded(config.seed, device);
+    let record = burn::store::ModuleRecord::load(path).map_err(|e| err(format!("{e:?}")))?;
+    if config.task.is_softmax() {
+        SoftmaxClassifier { net }.try_load_record(record).map(|m| m.net).map_err(|e| err(format!("{e:?}")))
+    } else {
+        MultiLabelClassifier { net }.try_load_record(record).map(|m| m.net).map_err(|e| err(format!("{e:?}")))
+    }
+}
+
+/// Loads a run's kept model (`best.bpk`, saved as the bare network).
+pub fn load_best(dir: &Path, device: &Device) -> Result<(TrainConfig, InceptionV3), TrainError> {
+    let config = TrainConfig::read(dir)?;
+    let path = dir.join("best.bpk");
+    let err = |reason: String| TrainError::Checkpoint { path: path.display().to_string(), reason };
+    let net = config.model_config().init_seeded(config.seed, device);
+    let net = net.try_load_file(dir.join("best")).map_err(|e| err(format!("{e:?}")))?;
+    Ok((config, net))
+}
+
+/// Number of outputs for a task.
+pub fn classes_for(task: Task, folder_classes: usize) -> usize {
+    match task {
+        Task::Pretrain => folder_classes,
+        Task::Nih => NUM_LABELS,
+        Task::Indiana => 2,
+    }
+}
+
+/// The Burn device named on the command line: `flex` (the CPU backend, always built) or a GPU backend this binary
+/// was built with (`cuda` with the crate feature `cuda`).
+pub fn device(name: &str) -> Result<Device, TrainError> {
+    match name {
+        "flex" | "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        other => Err(TrainError::Config(format!(
+            "device `{other}` is not built into this binary (built: flex{}); see README \"Training backends\"",
+            if cfg!(feature = "cuda") { ", cuda" } else { "" }
+        ))),
+    }
+}
