@@ -144,6 +144,25 @@ pub enum Command {
         #[arg(long)]
         b: String,
     },
+    /// Benchmark (not a test): training images/s at `--input-size` per variant and batch size on a device, and
+    /// loader images/s (decode + preprocess + augmentation) on the fixture images; prints a markdown table.
+    Bench {
+        #[arg(long, default_value = "flex")]
+        device: String,
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        batch_sizes: Vec<usize>,
+        #[arg(long, default_value_t = 299)]
+        input_size: usize,
+        /// Timed training steps per row (after one warm-up step).
+        #[arg(long, default_value_t = 2)]
+        steps: usize,
+        /// Images for the loader rows (default: the repository's fixtures in tests/data).
+        #[arg(long, default_value = "tests/data")]
+        images: PathBuf,
+        /// Decoding threads of the loader rows (default: CPUs).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Reads a dataset's metadata and prints what the pipeline derives from it (counts and split sizes) as JSON.
     #[command(subcommand)]
     Data(DataCommand),
@@ -210,7 +229,8 @@ pub struct TrainArgs {
     /// Fail the run when more than this fraction of images cannot be read.
     #[arg(long, default_value_t = 0.01)]
     pub max_bad_fraction: f64,
-    /// Burn device: `flex` (CPU; always built), `cuda` (feature `cuda`).
+    /// Burn device(s), comma-separated: `flex` (CPU; always built), `vulkan[:N]` / `cuda[:N]` (crate features).
+    /// Several devices train data-parallel.
     #[arg(long, default_value = "flex")]
     pub device: String,
 }
@@ -335,6 +355,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Bench { device, batch_sizes, input_size, steps, images, workers } => {
+            bench(&device, &batch_sizes, input_size, steps, &images, workers)
+        }
         Command::Delong { csv, truth, a, b } => {
             let (truth, a, b) = read_delong_columns(&csv, &truth, &a, &b)?;
             let test = delong(&truth, &a, &b)?;
@@ -370,6 +393,39 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+fn bench(device: &str, batch_sizes: &[usize], input_size: usize, steps: usize, images: &std::path::Path, workers: Option<usize>) -> Result<(), CliError> {
+    use crate::data::Augment;
+    use crate::train::bench::{loader_throughput, training_throughput};
+    let dev = crate::train::device(device)?;
+    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    println!("| what | device | variant | batch | input | images/s |");
+    println!("|---|---|---|---|---|---|");
+    for variant in ModelVariant::ALL {
+        for &batch in batch_sizes {
+            let rate = training_throughput(variant, batch, input_size, steps, &dev)?;
+            println!("| training step (fwd + bwd + RMSProp) | {device} | {variant} | {batch} | {input_size}² | {rate:.2} |");
+        }
+    }
+    let mut files: Vec<PathBuf> = ["images", "dicom"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(images.join(d)).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg" || e == "dcm"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(CliError::Input(format!("no images under {}/images or {}/dicom", images.display(), images.display())));
+    }
+    for (what, augment) in [("loader, X-ray (decode + preprocess + flip)", Augment::Flip), ("loader, ImageNet-style (+ Inception augmentation)", Augment::Inception)] {
+        for variant in ModelVariant::ALL {
+            let rate = loader_throughput(&files, 4 * files.len(), variant, augment, workers)?;
+            println!("| {what}, {} files, {workers} threads | cpu | {variant} | 32 | 299² | {rate:.1} |", files.len());
+        }
+    }
+    Ok(())
 }
 
 /// Builds the run's config from the flags (the paper's values where a flag is unset) and trains it.
@@ -424,8 +480,8 @@ fn run_training(
         config.batch_size
     );
     let config = describe(config, &splits);
-    let device = crate::train::device(&a.device)?;
-    let best = train(config, &splits, &a.out, a.resume, &device)?;
+    let devices = crate::train::devices(&a.device)?;
+    let best = train(config, &splits, &a.out, a.resume, &devices)?;
     println!("{}", serde_json::to_string_pretty(&best).expect("JSON"));
     Ok(())
 }

@@ -290,6 +290,11 @@ pub fn compare_models(
     Ok(rows)
 }
 
+/// A p-value for a table: three decimals, or scientific notation below 0.001.
+fn format_p(p: f64) -> String {
+    if p >= 0.001 { format!("{p:.3}") } else { format!("{p:.1e}") }
+}
+
 /// The comparison as the paper's Table 2: an `Average` row, then one row per label with both AUCs (95 % CI), z, p
 /// and the `*`/`**` marks on the better model's AUC.
 pub fn comparison_markdown(rows: &[ComparisonRow], name_a: &str, name_b: &str) -> String {
@@ -300,7 +305,7 @@ pub fn comparison_markdown(rows: &[ComparisonRow], name_a: &str, name_b: &str) -
         let marks = r.test.marks();
         let (mark_a, mark_b) = if r.test.auc_a > r.test.auc_b { (marks, "") } else { ("", marks) };
         out += &format!(
-            "| {} | {:.4} ({:.3}–{:.3}){} | {:.4} ({:.3}–{:.3}){} | {:.2} | {:.2e} |\n",
+            "| {} | {:.4} ({:.3}–{:.3}){} | {:.4} ({:.3}–{:.3}){} | {:.2} | {} |\n",
             r.label.replace('_', " "),
             r.a.auc,
             r.a.ci_low,
@@ -311,7 +316,7 @@ pub fn comparison_markdown(rows: &[ComparisonRow], name_a: &str, name_b: &str) -
             r.b.ci_high,
             if mark_b.is_empty() { String::new() } else { format!(" {mark_b}") },
             r.test.z,
-            r.test.p,
+            format_p(r.test.p),
         );
     }
     out

@@ -1,5 +1,6 @@
 //! The CI proof that the training pipeline learns, end to end, through the real binaries:
-//! `cxr-train pretrain` → `finetune --task nih` → `evaluate` → `export --run` → `cxr-serve` on the export.
+//! `cxr-train pretrain` → `finetune --task nih` → `evaluate`, for the gray and the color variant, then `compare`
+//! (the Table-2 DeLong table) and `export --run` of both → `cxr-serve` on the two exports.
 //!
 //! How the data is made (no real images can be downloaded here):
 //! - ImageNet stand-in: an ImageFolder with two classes of 64×64 RGB PNGs — a colored ring, or a colored bar — on
@@ -12,7 +13,7 @@
 //!   written as 8-bit PNG, half as DICOM (explicit VR little endian), so both decoders feed training.
 //!
 //! Asserted: test AUC ≥ 0.9 for the two drawn labels, 0.35–0.65 for the control; the export is served with
-//! `trained: true` and thresholds; the served Cardiomegaly probability follows the drawn disk.
+//! `trained: true` and thresholds; the served Cardiomegaly probability of both models follows the drawn disk.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -215,62 +216,87 @@ fn the_pipeline_learns_and_the_export_is_served() {
     let mut rng = StdRng::seed_from_u64(20180908);
     imagefolder(&root.join("imagenet"), &mut rng);
     let csv = nih(&root.join("nih"), &mut rng);
-    let common = ["--variant", "gray", "--input-size", INPUT, "--optimizer", "adam", "--workers", "2"];
+    let common = ["--input-size", INPUT, "--optimizer", "adam", "--workers", "2"];
+    let mut evaluations = HashMap::new();
+    for variant in ["gray", "color"] {
+        let t0 = Instant::now();
+        let pretrain = root.join(format!("runs/pretrain-{variant}"));
+        run(cxr_train()
+            .args(["pretrain", "--variant", variant, "--train"])
+            .arg(root.join("imagenet/train"))
+            .arg("--val")
+            .arg(root.join("imagenet/val"))
+            .args(common)
+            .args(["--epochs", "1", "--batch-size", "16", "--lr", "1e-3", "--out"])
+            .arg(&pretrain));
+        let pretrain_took = t0.elapsed();
+        let finetune = root.join(format!("runs/nih-{variant}"));
+        run(cxr_train()
+            .args(["finetune", "--task", "nih", "--variant", variant, "--csv"])
+            .arg(&csv)
+            .arg("--images")
+            .arg(root.join("nih/images"))
+            .arg("--init-from")
+            .arg(&pretrain)
+            .args(common)
+            .args(["--epochs", "8", "--batch-size", "16", "--lr", "1e-3", "--dropout", "0.2", "--patience", "0", "--out"])
+            .arg(&finetune));
+        let finetune_took = t0.elapsed() - pretrain_took;
+        let metrics = std::fs::read_to_string(finetune.join("metrics.csv")).expect("metrics.csv");
+        assert_eq!(metrics.lines().count(), 1 + 8, "a header and one row per epoch:\n{metrics}");
+        let config = json(&std::fs::read_to_string(finetune.join("config.json")).unwrap());
+        assert_eq!((config["task"].as_str(), config["variant"].as_str()), (Some("nih"), Some(variant)));
+        assert!(config["fingerprints"]["train"].as_str().unwrap().starts_with("fnv1a64:"));
+        assert!(finetune.join("best.bpk").exists() && finetune.join("best.json").exists());
 
-    let pretrain = root.join("runs/pretrain");
-    run(cxr_train()
-        .args(["pretrain", "--train"])
-        .arg(root.join("imagenet/train"))
-        .arg("--val")
-        .arg(root.join("imagenet/val"))
-        .args(common)
-        .args(["--epochs", "1", "--batch-size", "16", "--lr", "1e-3", "--out"])
-        .arg(&pretrain));
-    let pretrain_took = started.elapsed();
+        let evaluation = json(&run(cxr_train().arg("evaluate").arg("--run").arg(&finetune)));
+        let auc = |label: &str| {
+            evaluation["test_auc"][label]["auc"].as_f64().unwrap_or_else(|| panic!("{label}: {evaluation}"))
+        };
+        println!(
+            "{variant}: test AUC {CARDIOMEGALY} {:.3}, {EFFUSION} {:.3}, {CONTROL} (control) {:.3}; pretrain {:.0} s, finetune {:.0} s",
+            auc(CARDIOMEGALY),
+            auc(EFFUSION),
+            auc(CONTROL),
+            pretrain_took.as_secs_f64(),
+            finetune_took.as_secs_f64()
+        );
+        assert!(auc(CARDIOMEGALY) >= 0.9, "{variant}: {CARDIOMEGALY} was drawn: AUC {}", auc(CARDIOMEGALY));
+        assert!(auc(EFFUSION) >= 0.9, "{variant}: {EFFUSION} was drawn: AUC {}", auc(EFFUSION));
+        assert!((0.35..=0.65).contains(&auc(CONTROL)), "{variant}: {CONTROL} carries no signal: AUC {}", auc(CONTROL));
+        evaluations.insert(variant, finetune);
+    }
 
-    let finetune = root.join("runs/nih-gray");
-    run(cxr_train()
-        .args(["finetune", "--task", "nih", "--csv"])
-        .arg(&csv)
-        .arg("--images")
-        .arg(root.join("nih/images"))
-        .arg("--init-from")
-        .arg(&pretrain)
-        .args(common)
-        .args(["--epochs", "8", "--batch-size", "16", "--lr", "1e-3", "--dropout", "0.2", "--patience", "0", "--out"])
-        .arg(&finetune));
-    let finetune_took = started.elapsed() - pretrain_took;
-    let metrics = std::fs::read_to_string(finetune.join("metrics.csv")).expect("metrics.csv");
-    assert!(metrics.lines().count() >= 2, "one metrics row per epoch:\n{metrics}");
-    let config = json(&std::fs::read_to_string(finetune.join("config.json")).unwrap());
-    assert_eq!(config["task"], "nih");
-    assert!(config["fingerprints"]["train"].as_str().unwrap().starts_with("fnv1a64:"));
-
-    let evaluation = json(&run(cxr_train().arg("evaluate").arg("--run").arg(&finetune)));
-    let auc = |label: &str| evaluation["test_auc"][label]["auc"].as_f64().unwrap_or_else(|| panic!("{label}: {evaluation}"));
-    println!(
-        "test AUC: {CARDIOMEGALY} {:.3}, {EFFUSION} {:.3}, {CONTROL} (control) {:.3}; pretrain {:.0} s, finetune {:.0} s",
-        auc(CARDIOMEGALY),
-        auc(EFFUSION),
-        auc(CONTROL),
-        pretrain_took.as_secs_f64(),
-        finetune_took.as_secs_f64()
-    );
-    assert!(auc(CARDIOMEGALY) >= 0.9, "{CARDIOMEGALY} was drawn: AUC {}", auc(CARDIOMEGALY));
-    assert!(auc(EFFUSION) >= 0.9, "{EFFUSION} was drawn: AUC {}", auc(EFFUSION));
-    assert!((0.35..=0.65).contains(&auc(CONTROL)), "{CONTROL} carries no signal: AUC {}", auc(CONTROL));
+    // Table 2 for the two runs: same test images, DeLong per label, an Average row.
+    let table = run(cxr_train()
+        .arg("compare")
+        .arg("--a")
+        .arg(&evaluations["color"])
+        .arg("--b")
+        .arg(&evaluations["gray"])
+        .arg("--out")
+        .arg(root.join("table2")));
+    println!("{table}");
+    assert!(table.starts_with("| disease | AUC nih-color | AUC nih-gray | z | p |"), "{table}");
+    for row in ["| Average |", "| Cardiomegaly |", "| Effusion |", "| Infiltration |"] {
+        assert!(table.contains(row), "{row} missing:\n{table}");
+    }
+    assert!(root.join("table2/compare.json").exists());
 
     let models = root.join("models");
-    run(cxr_train().args(["export", "--variant", "color", "--out"]).arg(&models));
-    run(cxr_train().args(["export", "--run"]).arg(&finetune).arg("--out").arg(&models));
+    for run_dir in evaluations.values() {
+        run(cxr_train().args(["export", "--run"]).arg(run_dir).arg("--out").arg(&models));
+    }
     let (_server, port) = serve(&models);
     let (status, body) = http(port, "GET", "/v1/models", "text/plain", b"");
     assert_eq!(status, 200, "{body}");
     let listed = json(&body);
-    let gray = listed["models"].as_array().unwrap().iter().find(|m| m["model"] == "gray").expect("gray model listed");
-    assert_eq!(gray["card"]["trained"], true);
-    assert_eq!(gray["card"]["input_size"], 80);
-    assert_eq!(gray["card"]["evaluation"]["thresholds"].as_array().unwrap().len(), 14);
+    for variant in ["color", "gray"] {
+        let model = listed["models"].as_array().unwrap().iter().find(|m| m["model"] == variant).expect("model listed");
+        assert_eq!(model["card"]["trained"], true, "{variant}");
+        assert_eq!(model["card"]["input_size"], 80, "{variant}");
+        assert_eq!(model["card"]["evaluation"]["thresholds"].as_array().unwrap().len(), 14, "{variant}");
+    }
 
     // The served probability of Cardiomegaly follows the drawn disk, on fresh images.
     let mut with_disk = Vec::new();
@@ -279,15 +305,17 @@ fn the_pipeline_learns_and_the_export_is_served() {
         let disk = k % 2 == 0;
         let path = root.join(format!("probe{k}.png"));
         write_png(&path, radiograph(&mut rng, disk, false));
-        let (status, body) = http(port, "POST", "/predict?model=gray", "image/png", &std::fs::read(&path).unwrap());
+        let (status, body) = http(port, "POST", "/predict?model=both", "image/png", &std::fs::read(&path).unwrap());
         assert_eq!(status, 200, "{body}");
         let response = json(&body);
-        let result = &response["results"][0];
-        assert_eq!(result["trained"], true);
-        let finding = result["findings"].as_array().unwrap().iter().find(|f| f["label"] == CARDIOMEGALY).unwrap().clone();
-        assert!(finding["positive"].is_boolean(), "thresholded findings carry `positive`: {finding}");
-        let p = finding["probability"].as_f64().unwrap();
-        if disk { with_disk.push(p) } else { without.push(p) }
+        for result in response["results"].as_array().unwrap() {
+            assert_eq!(result["trained"], true);
+            let finding =
+                result["findings"].as_array().unwrap().iter().find(|f| f["label"] == CARDIOMEGALY).unwrap().clone();
+            assert!(finding["positive"].is_boolean(), "thresholded findings carry `positive`: {finding}");
+            let p = finding["probability"].as_f64().unwrap();
+            if disk { with_disk.push(p) } else { without.push(p) }
+        }
     }
     let lowest_with = with_disk.iter().copied().fold(f64::INFINITY, f64::min);
     let highest_without = without.iter().copied().fold(0.0, f64::max);

@@ -3,9 +3,13 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    ).init();
+    // Logs go to stderr: stdout carries the commands' results (JSON, tables). OpenJPEG's per-file chatter is muted.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,jpeg2k=warn,burn_train=warn".into()),
+        )
+        .init();
     match cxr_train::cli::run(cxr_train::cli::Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -6,6 +6,7 @@
 //! burn-train's `checkpoint/`, `train/` and `valid/` metric logs and `experiment.log`, this crate's
 //! `metrics.csv` (one row per epoch) and, once training ends, `best.bpk` (the kept model) and `best.json`.
 
+pub mod bench;
 pub mod compare;
 pub mod dataset;
 pub mod evaluate;
@@ -23,7 +24,9 @@ use burn::optim::{AdamConfig, RmsPropConfig};
 use burn::tensor::Device;
 use burn::train::metric::store::{Aggregate, Direction, Split as MetricSplit};
 use burn::train::metric::{AccuracyMetric, AurocMetric, ClassReduction, LossMetric, TopKAccuracyMetric};
-use burn::train::{Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining};
+use burn::train::{
+    ExecutionStrategy, Learner, MetricEarlyStoppingStrategy, MultiDeviceOptim, StoppingCondition, SupervisedTraining,
+};
 use cxr_core::card::{ModelVariant, Normalization};
 use cxr_core::labels::NUM_LABELS;
 use serde::{Deserialize, Serialize};
@@ -287,8 +290,9 @@ pub fn train(
     splits: &Splits,
     dir: &Path,
     resume: bool,
-    device: &Device,
+    devices: &[Device],
 ) -> Result<BestCheckpoint, TrainError> {
+    let device = devices.first().ok_or_else(|| TrainError::Config("no device".into()))?;
     if config.batch_size == 0 || config.epochs == 0 || config.input_size < crate::model::MIN_INPUT_SIZE {
         return Err(TrainError::Config(format!(
             "batch size and epochs must be ≥ 1 and the input size ≥ {} (got {}, {}, {})",
@@ -351,6 +355,11 @@ pub fn train(
     macro_rules! launch {
         ($wrapper:expr, $training:expr) => {{
             let mut training = $training
+                .with_training_strategy(if devices.len() > 1 {
+                    ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice).into()
+                } else {
+                    ExecutionStrategy::SingleDevice(device.clone()).into()
+                })
                 .renderer(renderer)
                 .with_application_logger(None)
                 .with_default_checkpointers()
@@ -436,16 +445,38 @@ pub fn classes_for(task: Task, folder_classes: usize) -> usize {
     }
 }
 
-/// The Burn device named on the command line: `flex` (the CPU backend, always built) or a GPU backend this binary
-/// was built with (`cuda` with the crate feature `cuda`).
+/// The Burn devices named on the command line, comma-separated: `flex` (the CPU backend, always built),
+/// `cuda[:N]` (feature `cuda`) or `vulkan[:N]` (feature `vulkan`, N-th discrete GPU). Several devices train
+/// data-parallel (burn-train's multi-device strategy; gradients are summed over devices, so scale `--lr`).
+pub fn devices(spec: &str) -> Result<Vec<Device>, TrainError> {
+    spec.split(',').map(|d| device(d.trim())).collect()
+}
+
+/// One device of [`devices`].
 pub fn device(name: &str) -> Result<Device, TrainError> {
-    match name {
+    let (kind, index) = match name.split_once(':') {
+        Some((k, i)) => (k, i.parse::<usize>().map_err(|_| TrainError::Config(format!("bad device index in `{name}`")))?),
+        None => (name, 0),
+    };
+    let _ = index;
+    match kind {
         "flex" | "cpu" => Ok(Device::flex()),
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(0)),
+        "cuda" => Ok(Device::cuda(index)),
+        #[cfg(feature = "vulkan")]
+        "vulkan" => Ok(Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index))),
         other => Err(TrainError::Config(format!(
-            "device `{other}` is not built into this binary (built: flex{}); see README \"Training backends\"",
-            if cfg!(feature = "cuda") { ", cuda" } else { "" }
+            "device `{other}` is not built into this binary (built: {}); see README \"Training backends\"",
+            BUILT_DEVICES.join(", ")
         ))),
     }
 }
+
+/// The device kinds this binary was built with.
+pub const BUILT_DEVICES: &[&str] = &[
+    "flex",
+    #[cfg(feature = "cuda")]
+    "cuda",
+    #[cfg(feature = "vulkan")]
+    "vulkan",
+];
