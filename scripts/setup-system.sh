@@ -2,7 +2,8 @@
 # Install the system packages the build needs, when they are missing (idempotent, fast when present):
 #   cmake  — charls-sys builds CharLS (the JPEG-LS decoder used for DICOM) from source;
 #   python3 + pip — fetches ONNX Runtime's wheel (scripts/setup-ort.sh) and runs the Python model checks;
-#   prometheus — only with --with-promtool (the tests): its `promtool` lints the `/metrics` exposition.
+#   prometheus — only with --with-promtool (the tests): its `promtool` lints the `/metrics` exposition;
+#   fonts-dejavu-core — the TrueType font `cxr-train compare` writes its ROC chart text with.
 #
 # usage: scripts/setup-system.sh [--with-promtool]
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 $with_promtool && ! command -v promtool >/dev/null 2>&1 && missing+=(prometheus)
+[[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
 if ((${#missing[@]} == 0)); then exit 0; fi
 if [[ $(id -u) -ne 0 ]] && ! command -v sudo >/dev/null; then
   echo "setup-system: missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2

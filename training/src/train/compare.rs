@@ -1,11 +1,12 @@
 //! `compare`: two evaluated runs on the same test images → per-class DeLong tests as the paper's Table 2
-//! (`compare.md`) and as JSON (`compare.json`).
+//! (`compare.md`), as JSON (`compare.json`) and as one ROC chart per label (`roc-NN-<label>.png`).
 
 use std::path::Path;
 
 use super::TrainError;
 use super::evaluate::Predictions;
-use crate::eval::{ComparisonRow, compare_models, comparison_markdown};
+use super::plot::{Curve, roc_png};
+use crate::eval::{ComparisonRow, compare_models, comparison_markdown, roc_curve};
 
 /// Compares the `test_predictions.csv` of runs `a` and `b`; returns the markdown table.
 pub fn compare_runs(a: &Path, b: &Path, out: &Path) -> Result<String, TrainError> {
@@ -33,5 +34,17 @@ pub fn compare_runs(a: &Path, b: &Path, out: &Path) -> Result<String, TrainError
     std::fs::write(out.join("compare.md"), &markdown).map_err(|e| TrainError::run_dir(out, e))?;
     std::fs::write(out.join("compare.json"), serde_json::to_string_pretty(&rows).expect("JSON"))
         .map_err(|e| TrainError::run_dir(out, e))?;
+    for (i, row) in rows.iter().enumerate() {
+        let k = labels.iter().position(|l| *l == row.label).expect("row label");
+        let (ca, cb) = (roc_curve(&truth[k], &sa[k]), roc_curve(&truth[k], &sb[k]));
+        let (Ok(ca), Ok(cb)) = (ca, cb) else { continue };
+        let path = out.join(format!("roc-{:02}-{}.png", i + 1, row.label));
+        let curves = [
+            Curve { name: &name(a), auc: row.a.auc, points: &ca },
+            Curve { name: &name(b), auc: row.b.auc, points: &cb },
+        ];
+        let title = format!("{}: DeLong p = {:.3}{}", row.label.replace('_', " "), row.test.p, row.test.marks());
+        roc_png(&path, &title, &curves).map_err(|e| TrainError::run_dir(&path, e))?;
+    }
     Ok(markdown)
 }

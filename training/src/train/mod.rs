@@ -11,6 +11,7 @@ pub mod compare;
 pub mod dataset;
 pub mod evaluate;
 pub mod loader;
+pub mod plot;
 pub mod renderer;
 pub mod steps;
 

@@ -111,7 +111,9 @@ impl TrainingProgressLogger for ProgressRenderer {
         self.epoch = starting_epoch.max(1);
     }
 
+    /// `epoch` is the 1-based epoch that just ended.
     fn update_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch;
         self.write_row();
         self.values.clear();
         self.split_rates.clear();

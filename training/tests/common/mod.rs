@@ -1,0 +1,97 @@
+//! Helpers shared by the training crate's end-to-end tests: the `cxr-train` binary and generated images.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+use dicom_core::smallvec::SmallVec;
+use dicom_core::{DataElement, PrimitiveValue, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+use rand::Rng;
+use rand::rngs::StdRng;
+
+pub const SIDE: u32 = 64;
+
+pub fn cxr_train() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cxr-train"))
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("command starts");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// A synthetic radiograph: smooth random background, noise, and the drawn findings.
+pub fn radiograph(rng: &mut StdRng, disk: bool, band: bool) -> Vec<u8> {
+    let (gx, gy, base) = (rng.random_range(-0.2..0.2), rng.random_range(-0.2..0.2), rng.random_range(0.25..0.45));
+    let (cx, cy) = (32.0 + rng.random_range(-4.0..4.0), 30.0 + rng.random_range(-4.0..4.0));
+    let radius = rng.random_range(11.0..15.0);
+    let band_top = rng.random_range(46..52);
+    (0..SIDE * SIDE)
+        .map(|i| {
+            let (x, y) = ((i % SIDE) as f64, (i / SIDE) as f64);
+            let mut v: f64 = base + gx * (x / 64.0 - 0.5) + gy * (y / 64.0 - 0.5) + rng.random_range(-0.06..0.06);
+            if disk && ((x - cx).powi(2) + (y - cy).powi(2)).sqrt() < radius {
+                v += 0.35;
+            }
+            if band && y as u32 >= band_top && y < 60.0 {
+                v += 0.35;
+            }
+            (v.clamp(0.0, 1.0) * 255.0).round() as u8
+        })
+        .collect()
+}
+
+pub fn write_png(path: &Path, pixels: Vec<u8>) {
+    image::GrayImage::from_raw(SIDE, SIDE, pixels).expect("buffer").save(path).expect("png written");
+}
+
+pub fn write_dicom(path: &Path, pixels: Vec<u8>) {
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    let text = |tag, vr, v: &str| DataElement::new(tag, vr, PrimitiveValue::from(v));
+    let obj = InMemDicomObject::from_element_iter([
+        text(tags::SOP_CLASS_UID, VR::UI, uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION),
+        text(tags::SOP_INSTANCE_UID, VR::UI, "2.25.42"),
+        us(tags::SAMPLES_PER_PIXEL, 1),
+        text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        us(tags::ROWS, SIDE as u16),
+        us(tags::COLUMNS, SIDE as u16),
+        us(tags::BITS_ALLOCATED, 8),
+        us(tags::BITS_STORED, 8),
+        us(tags::HIGH_BIT, 7),
+        us(tags::PIXEL_REPRESENTATION, 0),
+        DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(SmallVec::from_vec(pixels))),
+    ])
+    .with_meta(FileMetaTableBuilder::new().transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN))
+    .expect("meta table");
+    obj.write_to_file(path).expect("dicom written");
+}
+
+/// Two-class RGB ImageFolder (ring vs bar) for pretraining.
+pub fn imagefolder(root: &Path, rng: &mut StdRng) {
+    for (split, n) in [("train", 24), ("val", 8)] {
+        for class in ["bar", "ring"] {
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            for k in 0..n {
+                let bg = [rng.random_range(0..120u8), rng.random_range(0..120u8), rng.random_range(0..120u8)];
+                let fg = [rng.random_range(150..=255u8), rng.random_range(150..=255u8), rng.random_range(150..=255u8)];
+                let img = image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
+                    let (dx, dy) = (x as f32 - 32.0, y as f32 - 32.0);
+                    let r = (dx * dx + dy * dy).sqrt();
+                    let on = if class == "ring" { (12.0..18.0).contains(&r) } else { (28..36).contains(&y) && (8..56).contains(&x) };
+                    image::Rgb(if on { fg } else { bg })
+                });
+                img.save(dir.join(format!("{class}_{k:03}.png"))).unwrap();
+            }
+        }
+    }
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
