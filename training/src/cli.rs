@@ -70,6 +70,10 @@ pub enum Command {
         /// 1-based indices of the sorted training class folders).
         #[arg(long)]
         val_ground_truth: Option<PathBuf>,
+        /// Train the gray model: Luma (0.299, 0.587, 0.114) after augmentation, 1 input channel. The same as
+        /// `--variant gray` (the default; `--variant color` trains on RGB).
+        #[arg(long, conflicts_with = "variant")]
+        grayscale: bool,
         #[command(flatten)]
         args: TrainArgs,
     },
@@ -184,6 +188,7 @@ pub struct TrainArgs {
     /// Continue the run in `--out` from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// The model: `gray` (1 input channel) or `color` (3; X-rays are the gray plane stacked ×3).
     #[arg(long, value_enum, default_value = "gray")]
     pub variant: VariantArg,
     /// Input height and width (≥ 75; the paper and the server use 299).
@@ -304,7 +309,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Pretrain { train, val, val_ground_truth, args } => {
+        Command::Pretrain { train, val, val_ground_truth, grayscale, mut args } => {
+            if grayscale {
+                args.variant = VariantArg::Gray;
+            }
             let classes = crate::data::imagefolder::scan_class_folders(&train)?.classes;
             let spec = crate::train::DatasetSpec::ImageFolder { train, val, val_ground_truth, classes };
             run_training(crate::train::Task::Pretrain, spec, None, args)

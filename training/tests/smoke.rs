@@ -222,6 +222,35 @@ fn the_pipeline_learns_and_the_export_is_served() {
         assert_eq!(model["card"]["evaluation"]["thresholds"].as_array().unwrap().len(), 14, "{variant}");
     }
 
+    // Burn vs ONNX Runtime on the trained exports: the server's probabilities for test images equal the ones
+    // `evaluate` computed with Burn (same cxr-core decoding and preprocessing on both sides).
+    for (variant, run_dir) in &evaluations {
+        let csv = std::fs::read_to_string(run_dir.join("test_predictions.csv")).unwrap();
+        let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+        let score_col = header.iter().position(|h| *h == format!("score_{CARDIOMEGALY}")).unwrap();
+        let mut max_delta: f64 = 0.0;
+        for line in csv.lines().skip(1).take(6) {
+            let fields: Vec<&str> = line.split(',').collect();
+            let burn_p: f64 = fields[score_col].parse().unwrap();
+            let image = root.join("nih/images").join(fields[0]);
+            let media = if fields[0].ends_with(".dcm") { "application/dicom" } else { "image/png" };
+            let (status, body) = http(port, "POST", &format!("/predict?model={variant}"), media, &std::fs::read(&image).unwrap());
+            assert_eq!(status, 200, "{body}");
+            let response = json(&body);
+            let served = response["results"][0]["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["label"] == CARDIOMEGALY)
+                .unwrap()["probability"]
+                .as_f64()
+                .unwrap();
+            max_delta = max_delta.max((served - burn_p).abs());
+        }
+        println!("{variant}: served (ONNX Runtime) vs Burn, max |Δp| = {max_delta:.2e}");
+        assert!(max_delta <= 1e-4, "{variant}: the export disagrees with Burn by {max_delta}");
+    }
+
     // The served probability of Cardiomegaly follows the drawn disk, on fresh images.
     let mut with_disk = Vec::new();
     let mut without = Vec::new();

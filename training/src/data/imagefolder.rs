@@ -200,6 +200,41 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
+    fn both_validation_layouts_give_the_same_targets() {
+        let root = std::env::temp_dir().join(format!("cxr-imagefolder-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (class, files) in [("n01440764", ["a.JPEG", "b.JPEG"]), ("n01443537", ["c.JPEG", "d.JPEG"])] {
+            std::fs::create_dir_all(root.join("train").join(class)).unwrap();
+            for f in files {
+                std::fs::write(root.join("train").join(class).join(f), b"x").unwrap();
+            }
+        }
+        std::fs::write(root.join("train/n01440764/notes.txt"), b"not an image").unwrap();
+        let train = scan_class_folders(&root.join("train")).unwrap();
+        assert_eq!(train.classes, ["n01440764", "n01443537"]);
+        assert_eq!(train.samples.len(), 4);
+        assert_eq!(train.samples[2].target, Target::Class(1));
+        // Devkit layout: flat files in number order, one 1-based id per line.
+        std::fs::create_dir_all(root.join("val")).unwrap();
+        for n in 1..=3 {
+            std::fs::write(root.join("val").join(format!("ILSVRC2012_val_{n:08}.JPEG")), b"x").unwrap();
+        }
+        std::fs::write(root.join("gt.txt"), "2\n1\n2\n").unwrap();
+        let val = scan_flat_with_ground_truth(&root.join("val"), &root.join("gt.txt"), None).unwrap();
+        let targets: Vec<_> = val.iter().map(|s| s.target.clone()).collect();
+        assert_eq!(targets, [Target::Class(1), Target::Class(0), Target::Class(1)]);
+        // A mapping from devkit ids to folder indices, and the errors.
+        let mapped = scan_flat_with_ground_truth(&root.join("val"), &root.join("gt.txt"), Some(&[1, 0])).unwrap();
+        assert_eq!(mapped[0].target, Target::Class(0));
+        std::fs::write(root.join("short.txt"), "1\n").unwrap();
+        assert!(scan_flat_with_ground_truth(&root.join("val"), &root.join("short.txt"), None).is_err());
+        std::fs::write(root.join("zero.txt"), "0\n1\n1\n").unwrap();
+        let err = scan_flat_with_ground_truth(&root.join("val"), &root.join("zero.txt"), None).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+        std::fs::remove_dir_all(&root).ok();
+    }
+
+    #[test]
     fn boxes_respect_area_and_aspect() {
         let mut rng = StdRng::seed_from_u64(1);
         for _ in 0..1000 {
