@@ -459,16 +459,42 @@ pub fn device(name: &str) -> Result<Device, TrainError> {
         Some((k, i)) => (k, i.parse::<usize>().map_err(|_| TrainError::Config(format!("bad device index in `{name}`")))?),
         None => (name, 0),
     };
-    let _ = index;
-    match kind {
-        "flex" | "cpu" => Ok(Device::flex()),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::cuda(index)),
-        #[cfg(feature = "vulkan")]
-        "vulkan" => Ok(Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index))),
-        other => Err(TrainError::Config(format!(
-            "device `{other}` is not built into this binary (built: {}); see README \"Training backends\"",
+    if matches!(kind, "flex" | "cpu") {
+        return Ok(Device::flex());
+    }
+    match gpu_device(kind, index) {
+        Some(device) => probe(name, device),
+        None => Err(TrainError::Config(format!(
+            "device `{kind}` is not built into this binary (built: {}); see README \"Training backends\"",
             BUILT_DEVICES.join(", ")
+        ))),
+    }
+}
+
+/// The GPU device of a kind this binary was built with.
+fn gpu_device(kind: &str, index: usize) -> Option<Device> {
+    #[cfg(feature = "cuda")]
+    if kind == "cuda" {
+        return Some(Device::cuda(index));
+    }
+    #[cfg(feature = "vulkan")]
+    if kind == "vulkan" {
+        return Some(Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index)));
+    }
+    let _ = (kind, index);
+    None
+}
+
+/// GPU devices come up lazily and panic on first use when the machine has no such adapter: try one tiny tensor
+/// first, so a missing GPU is an error that names the device instead of a panic in the middle of a run.
+fn probe(name: &str, device: Device) -> Result<Device, TrainError> {
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        burn::tensor::Tensor::<1>::ones([1], &device).into_data().try_into_vec_as::<f32>().ok()
+    }));
+    match attempt {
+        Ok(Some(v)) if v == [1.0] => Ok(device),
+        _ => Err(TrainError::Config(format!(
+            "device `{name}` is not available on this machine (no such GPU or driver; see the log above)"
         ))),
     }
 }
