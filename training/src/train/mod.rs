@@ -284,8 +284,9 @@ pub fn validation_losses(dir: &Path) -> Vec<(usize, f64)> {
     out
 }
 
-/// Trains one run in `dir` (created if missing). With `resume`, continues from the last checkpoint there using
-/// the directory's own `config.json`.
+/// Trains one run in `dir` (created if missing; a directory that already holds a run is refused). With `resume`,
+/// continues from the last checkpoint there (model, optimizer and scheduler state), which must have been started on
+/// the same data (equal fingerprints); `config.json` is rewritten with the new settings (e.g. more epochs).
 pub fn train(
     config: TrainConfig,
     splits: &Splits,
