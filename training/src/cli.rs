@@ -364,7 +364,10 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Bench { device, batch_sizes, input_size, steps, images, workers } => {
-            bench(&device, &batch_sizes, input_size, steps, &images, workers)
+            let workers = workers.unwrap_or_else(crate::train::default_workers);
+            let dev = crate::train::device(&device)?;
+            crate::train::bench::print_table(&device, &dev, &batch_sizes, input_size, steps, &images, workers)?;
+            Ok(())
         }
         Command::Delong { csv, truth, a, b } => {
             let (truth, a, b) = read_delong_columns(&csv, &truth, &a, &b)?;
@@ -403,39 +406,6 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-fn bench(device: &str, batch_sizes: &[usize], input_size: usize, steps: usize, images: &std::path::Path, workers: Option<usize>) -> Result<(), CliError> {
-    use crate::data::Augment;
-    use crate::train::bench::{loader_throughput, training_throughput};
-    let dev = crate::train::device(device)?;
-    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    println!("| what | device | variant | batch | input | images/s |");
-    println!("|---|---|---|---|---|---|");
-    for variant in ModelVariant::ALL {
-        for &batch in batch_sizes {
-            let rate = training_throughput(variant, batch, input_size, steps, &dev)?;
-            println!("| training step (fwd + bwd + RMSProp) | {device} | {variant} | {batch} | {input_size}² | {rate:.2} |");
-        }
-    }
-    let mut files: Vec<PathBuf> = ["images", "dicom"]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(images.join(d)).ok())
-        .flatten()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg" || e == "dcm"))
-        .collect();
-    files.sort();
-    if files.is_empty() {
-        return Err(CliError::Input(format!("no images under {}/images or {}/dicom", images.display(), images.display())));
-    }
-    for (what, augment) in [("loader, X-ray (decode + preprocess + flip)", Augment::Flip), ("loader, ImageNet-style (+ Inception augmentation)", Augment::Inception)] {
-        for variant in ModelVariant::ALL {
-            let rate = loader_throughput(&files, 4 * files.len(), variant, augment, workers)?;
-            println!("| {what}, {} files, {workers} threads | cpu | {variant} | 32 | 299² | {rate:.1} |", files.len());
-        }
-    }
-    Ok(())
-}
-
 /// Builds the run's config from the flags (the paper's values where a flag is unset) and trains it.
 fn run_training(
     task: crate::train::Task,
@@ -443,16 +413,12 @@ fn run_training(
     init_from: Option<PathBuf>,
     a: TrainArgs,
 ) -> Result<(), CliError> {
-    use crate::train::{Task, TrainConfig, classes_for, dataset::splits_for, describe, train};
+    use crate::train::{Task, TrainConfig, dataset::class_names, dataset::splits_for, describe, train};
     let pretrain = task == Task::Pretrain;
-    let folder_classes = match &dataset {
-        crate::train::DatasetSpec::ImageFolder { classes, .. } => classes.len(),
-        _ => 0,
-    };
     let config = TrainConfig {
         task,
         variant: a.variant.into(),
-        num_classes: classes_for(task, folder_classes),
+        num_classes: class_names(&dataset).len(),
         input_size: a.input_size,
         batch_size: a.batch_size.unwrap_or(if pretrain { 64 } else { 32 }),
         epochs: a.epochs,
@@ -467,7 +433,7 @@ fn run_training(
         dropout: a.dropout,
         patience: a.patience.unwrap_or(if pretrain { 0 } else { 5 }),
         seed: a.seed,
-        workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        workers: a.workers.unwrap_or_else(crate::train::default_workers),
         max_bad_fraction: a.max_bad_fraction,
         init_from,
         dataset,

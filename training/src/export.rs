@@ -140,10 +140,7 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
     };
     debug_assert_eq!(config.task, Task::Nih);
     let evaluation = crate::train::evaluate::read_evaluation(run).map_err(failed)?;
-    let best: crate::train::BestCheckpoint = std::fs::read_to_string(run.join("best.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| ExportError::Run(format!("{}: no readable best.json", run.display())))?;
+    let best = crate::train::BestCheckpoint::read(run).map_err(failed)?;
     let mut test = std::collections::BTreeMap::from([("mean_auc".to_string(), evaluation.test_mean_auc)]);
     for (label, estimate) in &evaluation.test_auc {
         if let Some(e) = estimate {

@@ -2,7 +2,7 @@
 //! size on a Burn device, and loader throughput (decode + preprocess + augment, images/s) on real fixture files.
 //! A benchmark, not a test: it prints a markdown table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -86,4 +86,52 @@ pub fn loader_throughput(
         images += batch?.len();
     }
     Ok(images as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Runs every row and prints the markdown table: training steps per variant and batch size on `device`, then the
+/// loader with and without Inception augmentation on the PNG/JPEG/DICOM files under `images/{images,dicom}`.
+#[allow(clippy::too_many_arguments)]
+pub fn print_table(
+    device_name: &str,
+    device: &Device,
+    batch_sizes: &[usize],
+    input_size: usize,
+    steps: usize,
+    images: &Path,
+    workers: usize,
+) -> Result<(), TrainError> {
+    println!("| what | device | variant | batch | input | images/s |");
+    println!("|---|---|---|---|---|---|");
+    for variant in ModelVariant::ALL {
+        for &batch in batch_sizes {
+            let rate = training_throughput(variant, batch, input_size, steps, device)?;
+            println!("| training step (fwd + bwd + RMSProp) | {device_name} | {variant} | {batch} | {input_size}² | {rate:.2} |");
+        }
+    }
+    let mut files: Vec<PathBuf> = ["images", "dicom"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(images.join(d)).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "png" || e == "jpg" || e == "dcm"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(TrainError::Config(format!(
+            "no images under {}/images or {}/dicom",
+            images.display(),
+            images.display()
+        )));
+    }
+    let loaders = [
+        ("loader, X-ray (decode + preprocess + flip)", Augment::Flip),
+        ("loader, ImageNet-style (+ Inception augmentation)", Augment::Inception),
+    ];
+    for (what, augment) in loaders {
+        for variant in ModelVariant::ALL {
+            let rate = loader_throughput(&files, 4 * files.len(), variant, augment, workers)?;
+            println!("| {what}, {} files, {workers} threads | cpu | {variant} | 32 | 299² | {rate:.1} |", files.len());
+        }
+    }
+    Ok(())
 }

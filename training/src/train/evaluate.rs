@@ -199,7 +199,5 @@ pub fn evaluate_run(dir: &Path, device: &Device) -> Result<RunEvaluation, TrainE
 
 /// Reads a run's `evaluation.json`.
 pub fn read_evaluation(dir: &Path) -> Result<RunEvaluation, TrainError> {
-    let path = dir.join("evaluation.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::run_dir(&path, format!("{e} (run `cxr-train evaluate` first)")))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::run_dir(&path, e))
+    super::read_run_file(dir, "evaluation.json", "run `cxr-train evaluate` first")
 }

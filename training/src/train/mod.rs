@@ -29,7 +29,6 @@ use burn::train::{
     ExecutionStrategy, Learner, MetricEarlyStoppingStrategy, MultiDeviceOptim, StoppingCondition, SupervisedTraining,
 };
 use cxr_core::card::{ModelVariant, Normalization};
-use cxr_core::labels::NUM_LABELS;
 use serde::{Deserialize, Serialize};
 
 use crate::data::loader::{Loader, LoaderConfig};
@@ -61,7 +60,7 @@ impl TrainError {
 }
 
 /// What a run learns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
     /// ImageNet-style pretraining: one softmax class per folder.
@@ -184,8 +183,8 @@ impl TrainConfig {
         InceptionV3Config::new(self.variant.channels(), self.num_classes).with_dropout(self.dropout)
     }
 
-    /// A fresh network: seeded initialisation, then the `init_from` checkpoint's weights where the shapes agree
-    /// (everything but the head when the class count changes: fine-tuning gets a new head).
+    /// A fresh network: seeded initialisation, or with `init_from` the pretraining run's kept weights with this
+    /// network's fresh head (fine-tuning replaces the head).
     pub fn build_model(&self, device: &Device) -> Result<InceptionV3, TrainError> {
         let model = self.model_config().init_seeded(self.seed, device);
         match &self.init_from {
@@ -201,10 +200,15 @@ impl TrainConfig {
 
     /// Reads `config.json` of a run directory.
     pub fn read(dir: &Path) -> Result<TrainConfig, TrainError> {
-        let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::run_dir(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| TrainError::run_dir(&path, e))
+        read_run_file(dir, "config.json", "not a training run directory")
     }
+}
+
+/// Reads one JSON file of a run directory; `missing` says what to do when it is absent.
+pub(crate) fn read_run_file<T: serde::de::DeserializeOwned>(dir: &Path, name: &str, missing: &str) -> Result<T, TrainError> {
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::run_dir(&path, format!("{e} ({missing})")))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::run_dir(&path, e))
 }
 
 /// The pretraining run in `run` as the starting point of a fine-tuning model: every weight from its `best.bpk`
@@ -252,6 +256,13 @@ pub struct BestCheckpoint {
     pub val_loss: f64,
     /// Epochs actually run (early stopping may end a run before `epochs`).
     pub epochs_run: usize,
+}
+
+impl BestCheckpoint {
+    /// Reads `best.json` of a finished run.
+    pub fn read(dir: &Path) -> Result<BestCheckpoint, TrainError> {
+        read_run_file(dir, "best.json", "the run has not finished training")
+    }
 }
 
 /// The last `checkpoint/model-N.bpk` in a run directory (what `--resume` continues from).
@@ -438,20 +449,16 @@ pub fn load_best(dir: &Path, device: &Device) -> Result<(TrainConfig, InceptionV
     Ok((config, net))
 }
 
-/// Number of outputs for a task.
-pub fn classes_for(task: Task, folder_classes: usize) -> usize {
-    match task {
-        Task::Pretrain => folder_classes,
-        Task::Nih => NUM_LABELS,
-        Task::Indiana => 2,
-    }
-}
-
 /// The Burn devices named on the command line, comma-separated: `flex` (the CPU backend, always built),
 /// `cuda[:N]` (feature `cuda`) or `vulkan[:N]` (feature `vulkan`, N-th discrete GPU). Several devices train
 /// data-parallel (burn-train's multi-device strategy; gradients are summed over devices, so scale `--lr`).
 pub fn devices(spec: &str) -> Result<Vec<Device>, TrainError> {
     spec.split(',').map(|d| device(d.trim())).collect()
+}
+
+/// Loader threads when not set: one per CPU.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// One device of [`devices`].
