@@ -107,6 +107,31 @@ pub struct Provenance {
     pub datasets: Vec<String>,
     /// The tool and version that produced the file.
     pub producer: String,
+    /// For weights this project did not train: the file they came from (`cxr-train import` or `adopt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ExternalSource>,
+}
+
+/// How weights from outside entered the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A PyTorch / safetensors state dict loaded into the Burn network and exported by `cxr-train` (`import`).
+    Imported,
+    /// An ONNX classifier exported elsewhere, wrapped into the served interface (`adopt`).
+    Adopted,
+}
+
+/// The external file a model's weights came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalSource {
+    pub kind: SourceKind,
+    /// The file name as given to the tool.
+    pub file: String,
+    /// `pytorch`, `safetensors` or `onnx`.
+    pub format: String,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
 }
 
 /// Everything a consumer needs to run an exported classifier correctly.
@@ -258,6 +283,7 @@ mod tests {
                 seed: 7,
                 datasets: vec![],
                 producer: "test".into(),
+                source: None,
             },
             parameters: 1,
             evaluation: None,

@@ -170,6 +170,76 @@ pub enum Command {
     /// Reads a dataset's metadata and prints what the pipeline derives from it (counts and split sizes) as JSON.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Import torchvision `inception_v3` weights (`.pth` / `.pt` / `.safetensors`) into a directory that
+    /// `finetune --init-from` and `export --run` accept.
+    ///
+    /// Keys are torchvision's (`AuxLogits.*` optional, `num_batches_tracked` ignored); any head size. Missing,
+    /// unexpected or mis-shaped keys end the import with one error that lists them.
+    Import {
+        /// The state dict file.
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long, value_enum)]
+        variant: VariantArg,
+        /// Build the gray model's 1-channel first convolution from the color file's: `sum` (exactly the color model
+        /// on a gray image stacked three times) or `luma` (0.299/0.587/0.114 weighting). See README.
+        #[arg(long, value_enum)]
+        gray_from_color: Option<crate::import::GrayFromColor>,
+        /// Check that the file's head has this many classes.
+        #[arg(long, conflicts_with = "new_head")]
+        num_classes: Option<usize>,
+        /// Replace the head by a fresh (seeded) one with this many classes, e.g. 14 to export or fine-tune on NIH.
+        #[arg(long)]
+        new_head: Option<usize>,
+        /// State that the file's 14-class head was trained for the NIH findings (the exported card says so).
+        #[arg(long)]
+        trained: bool,
+        /// Seed of a fresh head.
+        #[arg(long, default_value_t = 20180908)]
+        seed: u64,
+        /// The import directory to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Wrap an ONNX image classifier exported elsewhere (torch.onnx, tf2onnx) into the served interface: input
+    /// `image [N, C, 299, 299]`, outputs `probabilities` and `logits` `[N, 14]` in NIH order, with a model card.
+    Adopt {
+        /// The ONNX file.
+        #[arg(long)]
+        onnx: PathBuf,
+        #[arg(long, value_enum)]
+        variant: VariantArg,
+        /// The model's output labels, one per line in output-column order (NIH names; `_`/space/case ignored).
+        #[arg(long)]
+        labels: PathBuf,
+        /// State that the model was trained for these findings (the card says so).
+        #[arg(long)]
+        trained: bool,
+        /// The graph output to use when there are several.
+        #[arg(long)]
+        output: Option<String>,
+        /// What the output holds (auto: probabilities when a Sigmoid produces it).
+        #[arg(long, value_enum, default_value = "auto")]
+        output_kind: crate::adopt::OutputKind,
+        /// The layout of the file's input; `nhwc` inserts a transpose (channels-last files are refused without it).
+        #[arg(long, value_enum)]
+        layout: Option<crate::adopt::Layout>,
+        /// Serve at this input size when the graph's is not 299.
+        #[arg(long)]
+        input_size: Option<usize>,
+        /// Mean the model subtracts from [0, 1] pixels, one value or one per channel (default 0.5: [-1, 1] input).
+        #[arg(long, value_delimiter = ',')]
+        input_mean: Option<Vec<f32>>,
+        /// Standard deviation the model divides by, one value or one per channel (default 0.5).
+        #[arg(long, value_delimiter = ',')]
+        input_std: Option<Vec<f32>>,
+        /// Serve only the 14 NIH findings when the model has more outputs.
+        #[arg(long)]
+        drop_extra_labels: bool,
+        /// Output directory for `<name>.onnx` and `<name>.json` (the server's --models folder).
+        #[arg(long, default_value = "models")]
+        out: PathBuf,
+    },
 }
 
 /// The fine-tuning datasets.
@@ -290,6 +360,10 @@ pub enum CliError {
     Eval(#[from] EvalError),
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
+    #[error(transparent)]
+    Adopt(#[from] crate::adopt::AdoptError),
     #[error("{0}")]
     Input(String),
 }
@@ -395,6 +469,58 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     "split": { "seed": split_seed, "train": split.train.len(), "val": split.val.len(), "test": split.test.len() },
                 }))
                 .expect("JSON")
+            );
+            Ok(())
+        }
+        Command::Import { from, variant, gray_from_color, num_classes, new_head, trained, seed, out } => {
+            let request = crate::import::ImportRequest {
+                from,
+                variant: variant.into(),
+                gray_from_color,
+                num_classes,
+                new_head,
+                seed,
+                trained,
+            };
+            let report = crate::import::import_to_dir(&request, &out, &Device::flex())?;
+            println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
+            Ok(())
+        }
+        Command::Adopt {
+            onnx,
+            variant,
+            labels,
+            trained,
+            output,
+            output_kind,
+            layout,
+            input_size,
+            input_mean,
+            input_std,
+            drop_extra_labels,
+            out,
+        } => {
+            let request = crate::adopt::AdoptRequest {
+                onnx,
+                variant: variant.into(),
+                labels,
+                trained,
+                output,
+                output_kind,
+                layout,
+                input_size,
+                input_mean,
+                input_std,
+                drop_extra_labels,
+            };
+            let adopted = crate::adopt::adopt(&request, &out)?;
+            println!(
+                "adopted {} ({} channel(s), {}² input, trained: {}) -> {}",
+                adopted.card.name,
+                adopted.card.channels,
+                adopted.card.input_size,
+                adopted.card.trained,
+                adopted.onnx_path.display()
             );
             Ok(())
         }

@@ -21,8 +21,8 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use cxr_core::card::{
-    CARD_METADATA_KEY, CARD_SCHEMA_VERSION, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, Normalization,
-    PROBABILITIES_NAME, Provenance,
+    CARD_METADATA_KEY, CARD_SCHEMA_VERSION, ExternalSource, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant,
+    Normalization, PROBABILITIES_NAME, Provenance, SourceKind,
 };
 use cxr_core::labels::{LABELS, NUM_LABELS};
 use cxr_core::preprocess::PREPROCESSING_DESCRIPTION;
@@ -86,6 +86,7 @@ pub fn untrained_card(variant: ModelVariant, seed: u64, parameters: u64) -> Mode
             seed,
             datasets: Vec::new(),
             producer: PRODUCER.into(),
+            source: None,
         },
         parameters,
         evaluation: None,
@@ -124,13 +125,49 @@ pub fn export_untrained(
     write_model(out_dir, &card, &bytes, export_seconds)
 }
 
-/// Exports a finished NIH fine-tuning run (`best.bpk` + `evaluation.json`) with a trained card: dataset, split
+/// Exports a finished NIH fine-tuning run (`best.bpk` + `evaluation.json`), or an import directory whose head has
+/// the 14 findings (card `trained` as the importer stated, `source` = the file), with a trained card: dataset, split
 /// seed, the kept epoch, validation and test metrics, and the per-label Youden thresholds from validation. The
 /// export keeps the run's input size; the server reads it from the card.
 pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<ExportedModel, ExportError> {
     use crate::train::{DatasetSpec, Task, load_best};
     let failed = |e: crate::train::TrainError| ExportError::Run(e.to_string());
     let (config, model) = load_best(run, device).map_err(failed)?;
+    if let DatasetSpec::Imported { source, format, sha256, gray_from_color, trained } = &config.dataset {
+        if config.num_classes != NUM_LABELS {
+            return Err(ExportError::Run(format!(
+                "{} holds an imported model with a {}-class head; the server needs the {NUM_LABELS} NIH findings: \
+                 fine-tune it (finetune --init-from {}) or import it with --new-head {NUM_LABELS}",
+                run.display(),
+                config.num_classes,
+                run.display()
+            )));
+        }
+        let mut card = untrained_card(config.variant, config.seed, model.num_trainable_params() as u64);
+        card.trained = *trained;
+        card.version = format!("{}+imported.{}", env!("CARGO_PKG_VERSION"), &sha256[..12]);
+        let file = source.file_name().map_or_else(|| source.display().to_string(), |n| n.to_string_lossy().into_owned());
+        card.provenance = Provenance {
+            trained: *trained,
+            description: format!(
+                "Inception-V3 weights imported from {file} ({format}, SHA-256 {sha256}){}. {}",
+                gray_from_color.map(|g| format!(", gray first convolution derived from the color one ({g:?})")).unwrap_or_default(),
+                if *trained {
+                    "Trained for the 14 NIH findings as stated by whoever imported it; not evaluated by this project."
+                } else {
+                    "NOT stated to be trained for the 14 NIH findings: its probabilities carry no diagnostic meaning."
+                }
+            ),
+            seed: config.seed,
+            datasets: Vec::new(),
+            producer: PRODUCER.into(),
+            source: Some(ExternalSource { kind: SourceKind::Imported, file, format: format.clone(), sha256: sha256.clone() }),
+        };
+        card.validate().map_err(|e| ExportError::Interface(e.to_string()))?;
+        let started = Instant::now();
+        let bytes = export_onnx(&model, &card, device)?;
+        return write_model(out_dir, &card, &bytes, started.elapsed().as_secs_f64());
+    }
     let DatasetSpec::Nih { split_seed, .. } = &config.dataset else {
         return Err(ExportError::Run(format!(
             "{} is a {:?} run; only NIH fine-tuning runs have the server's 14-finding interface",
@@ -180,6 +217,7 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
         seed: config.seed,
         datasets: vec!["NIH ChestX-ray14".into()],
         producer: PRODUCER.into(),
+        source: None,
     };
     card.evaluation = Some(card_eval);
     card.validate().map_err(|e| ExportError::Interface(e.to_string()))?;
@@ -259,9 +297,17 @@ pub fn finalize(onnx: &[u8], card: &ModelCard) -> Result<Vec<u8>, ExportError> {
     for output in graph.output.iter_mut() {
         check_and_name_dims(output, &[None, Some(NUM_LABELS as i64)])?;
     }
-    graph.name = card.name.clone();
-    graph.doc_string = card.provenance.description.clone();
+    embed_card(&mut model, card);
+    Ok(model.write_to_bytes()?)
+}
 
+/// Names the graph after the card and writes the card (plus flat `cxr.*` keys for tools that cannot parse JSON) into
+/// `metadata_props`, replacing what was there; sets producer, domain, version and doc string.
+pub fn embed_card(model: &mut ModelProto, card: &ModelCard) {
+    if let Some(graph) = model.graph.as_mut() {
+        graph.name = card.name.clone();
+        graph.doc_string = card.provenance.description.clone();
+    }
     model.producer_name = "cxr-train".into();
     model.producer_version = env!("CARGO_PKG_VERSION").into();
     model.domain = "org.cxr-gray".into();
@@ -287,7 +333,6 @@ pub fn finalize(onnx: &[u8], card: &ModelCard) -> Result<Vec<u8>, ExportError> {
         entry.key = key;
         entry.value = value;
     }
-    Ok(model.write_to_bytes()?)
 }
 
 /// Checks a value's static dims (`None` = the dynamic batch axis) and names the batch axis.

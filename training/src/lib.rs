@@ -12,6 +12,9 @@
 //! - [`data`]: ImageNet (ImageFolder), NIH ChestX-ray14 and Indiana datasets, decoded and preprocessed by
 //!   `cxr-core`, and the seeded multi-threaded batch loader.
 //! - [`eval`]: ROC AUC with confidence intervals, DeLong's test (fast and brute force), ROC curves, thresholds.
+//! - [`import`]: torchvision `inception_v3` weights (`.pth` / `.safetensors`, through burn-store) into an import
+//!   directory, and the gray first convolution derived from a color one.
+//! - [`adopt`]: ONNX classifiers exported elsewhere wrapped into the served interface with a card.
 //! - [`train`]: pretraining and fine-tuning on burn-train (loop, metrics, checkpoints, early stopping, resume).
 //! - [`cli`]: the `cxr-train` command line.
 //!
@@ -22,5 +25,7 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod export;
+pub mod import;
+pub mod adopt;
 pub mod model;
 pub mod train;

@@ -4,83 +4,22 @@
 //! [`cxr_train::export::export_onnx`], in ONNX Runtime 1.31 via `ort`, on real chest X-rays decoded and
 //! preprocessed by `cxr-core` (the same code the server uses). The probabilities must agree to 1e-4.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use cxr_core::card::{CARD_METADATA_KEY, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, PROBABILITIES_NAME};
-use cxr_core::decode::{DecodeLimits, decode};
 use cxr_core::labels::NUM_LABELS;
-use cxr_core::preprocess::Preprocessor;
 use cxr_train::export::{export_onnx, untrained_card};
 use cxr_train::model::{INPUT_SIZE, InceptionV3Config};
-use ort::environment::Environment;
-use ort::session::Session;
-use ort::value::Tensor as OrtTensor;
+
+mod common;
+
+use common::{fixture_batch, max_abs_diff, ort_probabilities, ort_session};
 
 const SEED: u64 = 7;
 const TOLERANCE: f32 = 1e-4;
 const FIXTURES: [&str; 2] = ["images/nih_00000001_000.png", "dicom/cxr_explicit_le.dcm"];
-
-fn testdata(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data")).join(rel)
-}
-
-fn ort_dylib() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/ort/cpu/libonnxruntime.so.1.31.1"))
-    })
-}
-
-/// ONNX Runtime allows one environment per process; the tests share it.
-fn ort_environment() -> &'static Environment {
-    static ENV: OnceLock<Environment> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let lib = ort_dylib();
-        assert!(lib.exists(), "ONNX Runtime not found at {}: run scripts/setup-ort.sh", lib.display());
-        ort::init_from(&lib).expect("load ONNX Runtime").with_name("parity").build().expect("ORT environment")
-    })
-}
-
-fn ort_session(onnx: &[u8]) -> Session {
-    Session::builder(ort_environment())
-        .expect("session builder")
-        .with_intra_threads(2)
-        .expect("threads")
-        .commit_from_memory(onnx)
-        .expect("ONNX Runtime accepts the export")
-}
-
-/// Decodes and preprocesses the fixtures into one `[N, C, 299, 299]` batch, through the server's code path.
-fn fixture_batch(channels: usize) -> (Vec<usize>, Vec<f32>) {
-    let pre = Preprocessor::new(INPUT_SIZE, cxr_core::card::Normalization::INCEPTION);
-    let mut data = Vec::new();
-    for rel in FIXTURES {
-        let bytes = std::fs::read(testdata(rel)).expect("fixture");
-        let decoded = decode(&bytes, &DecodeLimits::default()).expect("fixture decodes");
-        data.extend(pre.tensor(&decoded.image, channels));
-    }
-    (vec![FIXTURES.len(), channels, INPUT_SIZE, INPUT_SIZE], data)
-}
-
-fn ort_probabilities(session: &mut Session, shape: &[usize], data: Vec<f32>) -> Vec<f32> {
-    let input = OrtTensor::from_array((shape.to_vec(), data)).expect("input tensor");
-    let outputs = session.run(ort::inputs![INPUT_NAME => input]).expect("ORT run");
-    let (out_shape, probs) = outputs[PROBABILITIES_NAME].try_extract_tensor::<f32>().expect("probabilities");
-    assert_eq!(&**out_shape, &[shape[0] as i64, NUM_LABELS as i64]);
-    let (_, logits) = outputs[LOGITS_NAME].try_extract_tensor::<f32>().expect("logits");
-    for (p, l) in probs.iter().zip(logits) {
-        assert!((p - 1.0 / (1.0 + (-l).exp())).abs() < 1e-6, "probabilities are the sigmoid of logits");
-    }
-    probs.to_vec()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
 
 fn parity(variant: ModelVariant) {
     let device = Device::default();
@@ -91,7 +30,7 @@ fn parity(variant: ModelVariant) {
     let onnx = export_onnx(&model, &card, &device).expect("export");
     let export_s = started.elapsed().as_secs_f64();
 
-    let (shape, data) = fixture_batch(variant.channels());
+    let (shape, data) = fixture_batch(&FIXTURES, variant.channels());
     let started = Instant::now();
     let input = Tensor::<4>::from_data(TensorData::new(data.clone(), shape.clone()), &device);
     let burn: Vec<f32> = sigmoid(model.forward(input)).into_data().try_to_vec::<f32>().expect("f32 output");

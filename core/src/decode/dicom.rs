@@ -417,7 +417,7 @@ fn luma(data: &[u8], layout: &StoredLayout, pixels: usize, planar: bool) -> Vec<
     (0..pixels)
         .map(|i| {
             let [r, g, b] = rgb_indices(i, pixels, planar).map(|k| unsigned.stored(data, k) as f32);
-            ((0.299 * r + 0.587 * g + 0.114 * b) / max).clamp(0.0, 1.0)
+            ((super::LUMA[0] * r + super::LUMA[1] * g + super::LUMA[2] * b) / max).clamp(0.0, 1.0)
         })
         .collect()
 }

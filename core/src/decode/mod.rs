@@ -30,6 +30,10 @@
 //! error message contains a header value other than technical ones (transfer syntax UID, photometric
 //! interpretation, dimensions, bit depths), which are sanitised to their value character sets before use.
 
+/// Luma weights (R, G, B) of ITU-R BT.601, the convention of the reference decodes (and of PIL's `convert("L")`);
+/// also what training uses for gray images and what `cxr-train import --gray-from-color luma` weights filters by.
+pub const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+
 mod dicom;
 mod dicom_guard;
 mod grayscale;

@@ -11,10 +11,7 @@ use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageError, ImageRead
 use super::{DecodeError, DecodeLimits, Decoded, ImageFormat, InputInfo, guard_panics, jpeg_markers};
 use crate::image::GrayImage;
 
-/// Luma weights of ITU-R BT.601, the convention of the reference decodes (and of PIL's `convert("L")`).
-const LUMA_R: f32 = 0.299;
-const LUMA_G: f32 = 0.587;
-const LUMA_B: f32 = 0.114;
+use super::LUMA;
 
 pub(super) fn decode(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Result<Decoded, DecodeError> {
     let (dynamic, info) = decode_dynamic(bytes, format, limits)?;
@@ -138,7 +135,7 @@ fn to_gray(img: &DynamicImage) -> Vec<f32> {
 
 #[inline]
 fn luma(r: f32, g: f32, b: f32) -> f32 {
-    LUMA_R * r + LUMA_G * g + LUMA_B * b
+    LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
 }
 
 fn luma_u8(raw: &[u8], stride: usize) -> Vec<f32> {

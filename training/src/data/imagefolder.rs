@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cxr_core::decode::LUMA;
 use cxr_core::image::GrayImage;
 use cxr_core::preprocess::Preprocessor;
 use rand::Rng;
@@ -121,7 +122,7 @@ pub fn inception_augment(planes: [GrayImage; 3], pre: &Preprocessor, channels: u
     distort_color(&mut rgb, rng);
     let to_image = |data: Vec<f32>| GrayImage::new(cw as u32, ch as u32, data).expect("crop dimensions match");
     if channels == 1 {
-        let luma = (0..cw * ch).map(|i| 0.299 * rgb[0][i] + 0.587 * rgb[1][i] + 0.114 * rgb[2][i]).collect();
+        let luma = (0..cw * ch).map(|i| LUMA[0] * rgb[0][i] + LUMA[1] * rgb[1][i] + LUMA[2] * rgb[2][i]).collect();
         pre.plane(&to_image(luma))
     } else {
         let [r, g, b] = rgb;
@@ -154,7 +155,7 @@ fn distort_color(rgb: &mut [Vec<f32>; 3], rng: &mut StdRng) {
     let apply_brightness = |rgb: &mut [Vec<f32>; 3]| rgb.iter_mut().flatten().for_each(|v| *v += brightness);
     let apply_saturation = |rgb: &mut [Vec<f32>; 3]| {
         for i in 0..n {
-            let y = 0.299 * rgb[0][i] + 0.587 * rgb[1][i] + 0.114 * rgb[2][i];
+            let y = LUMA[0] * rgb[0][i] + LUMA[1] * rgb[1][i] + LUMA[2] * rgb[2][i];
             for plane in rgb.iter_mut() {
                 plane[i] = y + saturation * (plane[i] - y);
             }
@@ -164,7 +165,7 @@ fn distort_color(rgb: &mut [Vec<f32>; 3], rng: &mut StdRng) {
         let (s, c) = hue.sin_cos();
         for i in 0..n {
             let (r, g, b) = (rgb[0][i], rgb[1][i], rgb[2][i]);
-            let y = 0.299 * r + 0.587 * g + 0.114 * b;
+            let y = LUMA[0] * r + LUMA[1] * g + LUMA[2] * b;
             let iq_i = 0.596 * r - 0.274 * g - 0.322 * b;
             let iq_q = 0.211 * r - 0.523 * g + 0.312 * b;
             let (i2, q2) = (iq_i * c - iq_q * s, iq_i * s + iq_q * c);
@@ -257,7 +258,7 @@ mod tests {
         assert_eq!(rgb.len(), 3 * 64);
         // The same draws give the same RGB; its Luma is the gray output.
         for i in 0..64 {
-            let y = 0.299 * rgb[i] + 0.587 * rgb[64 + i] + 0.114 * rgb[128 + i];
+            let y = LUMA[0] * rgb[i] + LUMA[1] * rgb[64 + i] + LUMA[2] * rgb[128 + i];
             assert!((y - a[i]).abs() < 1e-5, "pixel {i}: {y} vs {}", a[i]);
         }
     }

@@ -17,6 +17,7 @@ pub fn class_names(spec: &DatasetSpec) -> Vec<String> {
         DatasetSpec::ImageFolder { classes, .. } => classes.clone(),
         DatasetSpec::Nih { .. } => cxr_core::labels::LABELS.iter().map(|l| l.to_string()).collect(),
         DatasetSpec::Indiana { .. } => vec!["normal".into(), "abnormal".into()],
+        DatasetSpec::Imported { .. } => cxr_core::labels::LABELS.iter().map(|l| l.to_string()).collect(),
     }
 }
 
@@ -81,5 +82,9 @@ pub fn splits_for(spec: &DatasetSpec) -> Result<Splits, DataError> {
                 .collect();
             Ok(from_split(samples, &split))
         }
+        DatasetSpec::Imported { source, .. } => Err(DataError::Format {
+            path: source.display().to_string(),
+            reason: "an imported model has no dataset to evaluate on; fine-tune it first (finetune --init-from)".into(),
+        }),
     }
 }

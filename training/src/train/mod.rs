@@ -69,6 +69,9 @@ pub enum Task {
     Nih,
     /// Indiana University: normal (0) vs abnormal (1), 2-class softmax.
     Indiana,
+    /// Weights brought in by `cxr-train import` (no training run); a starting point for `finetune --init-from`,
+    /// or exported as is when the head has the 14 NIH findings.
+    Imported,
 }
 
 impl Task {
@@ -140,6 +143,15 @@ pub enum DatasetSpec {
     },
     /// Indiana University / OpenI.
     Indiana { reports: PathBuf, metadata: PathBuf, images: PathBuf, split_seed: u64 },
+    /// No dataset: the weights came from a file (`cxr-train import`).
+    Imported {
+        source: PathBuf,
+        format: String,
+        sha256: String,
+        gray_from_color: Option<crate::import::GrayFromColor>,
+        /// The user's statement that the file's head was trained for the 14 NIH findings.
+        trained: bool,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,19 @@
-//! Helpers shared by the training crate's end-to-end tests: the `cxr-train` binary and generated images.
+//! Helpers shared by the training crate's end-to-end tests: the `cxr-train` binary, generated images, the fixture
+//! X-rays preprocessed by `cxr-core`, and ONNX Runtime.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+
+use cxr_core::card::{INPUT_NAME, LOGITS_NAME, Normalization, PROBABILITIES_NAME};
+use cxr_core::decode::{DecodeLimits, decode};
+use cxr_core::labels::NUM_LABELS;
+use cxr_core::preprocess::Preprocessor;
+use cxr_train::model::INPUT_SIZE;
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::Tensor as OrtTensor;
 
 use dicom_core::smallvec::SmallVec;
 use dicom_core::{DataElement, PrimitiveValue, VR};
@@ -95,3 +106,63 @@ pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+
+/// A file under the repository's `tests/data`.
+pub fn testdata(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data")).join(rel)
+}
+
+/// Decodes and preprocesses fixtures into one `[N, C, 299, 299]` batch, through the server's code path.
+pub fn fixture_batch<S: AsRef<str>>(fixtures: &[S], channels: usize) -> (Vec<usize>, Vec<f32>) {
+    let pre = Preprocessor::new(INPUT_SIZE, Normalization::INCEPTION);
+    let mut data = Vec::new();
+    for rel in fixtures {
+        let bytes = std::fs::read(testdata(rel.as_ref())).expect("fixture");
+        let decoded = decode(&bytes, &DecodeLimits::default()).expect("fixture decodes");
+        data.extend(pre.tensor(&decoded.image, channels));
+    }
+    (vec![fixtures.len(), channels, INPUT_SIZE, INPUT_SIZE], data)
+}
+
+fn ort_dylib() -> PathBuf {
+    std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/ort/cpu/libonnxruntime.so.1.31.1"))
+    })
+}
+
+/// ONNX Runtime allows one environment per process; the tests share it.
+fn ort_environment() -> &'static Environment {
+    static ENV: OnceLock<Environment> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let lib = ort_dylib();
+        assert!(lib.exists(), "ONNX Runtime not found at {}: run scripts/setup-ort.sh", lib.display());
+        ort::init_from(&lib).expect("load ONNX Runtime").with_name("cxr-train-tests").build().expect("ORT environment")
+    })
+}
+
+pub fn ort_session(onnx: &[u8]) -> Session {
+    Session::builder(ort_environment())
+        .expect("session builder")
+        .with_intra_threads(2)
+        .expect("threads")
+        .commit_from_memory(onnx)
+        .expect("ONNX Runtime accepts the model")
+}
+
+/// Runs a served-interface model; checks the output shape and that probabilities are the sigmoid of the logits.
+pub fn ort_probabilities(session: &mut Session, shape: &[usize], data: Vec<f32>) -> Vec<f32> {
+    let input = OrtTensor::from_array((shape.to_vec(), data)).expect("input tensor");
+    let outputs = session.run(ort::inputs![INPUT_NAME => input]).expect("ORT run");
+    let (out_shape, probs) = outputs[PROBABILITIES_NAME].try_extract_tensor::<f32>().expect("probabilities");
+    assert_eq!(&**out_shape, &[shape[0] as i64, NUM_LABELS as i64]);
+    let (_, logits) = outputs[LOGITS_NAME].try_extract_tensor::<f32>().expect("logits");
+    for (p, l) in probs.iter().zip(logits) {
+        assert!((p - 1.0 / (1.0 + (-l).exp())).abs() < 1e-6, "probabilities are the sigmoid of logits");
+    }
+    probs.to_vec()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
