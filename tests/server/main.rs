@@ -7,6 +7,7 @@
 mod helpers;
 
 mod ab;
+mod adopted;
 mod batching;
 mod docs;
 mod errors;
