@@ -8,7 +8,7 @@
 //! Architecture invariant: handlers know nothing about DICOM (decoding is `cxr_core::decode`'s job) and nothing
 //! about ONNX Runtime (that is [`crate::engine`]'s).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -108,6 +108,17 @@ impl Endpoint {
     }
 }
 
+/// Smallest default of `--max-concurrent-requests`.
+pub const MIN_CONCURRENT_REQUESTS: usize = 128;
+
+/// The default request limit for models whose largest batch is `max_batch`: 4 × `max_batch` (at least
+/// [`MIN_CONCURRENT_REQUESTS`]), so that 2 × `max_batch` closed-loop clients — a full batch running, a full batch
+/// queued — never meet the limit, even while one response is still being written when its client's next request
+/// arrives.
+pub fn default_concurrency(max_batch: usize) -> usize {
+    (4 * max_batch).max(MIN_CONCURRENT_REQUESTS)
+}
+
 /// State shared by every handler: the engine once loaded, the request limits, the metrics and the A/B window.
 #[derive(Clone)]
 pub struct AppState {
@@ -120,7 +131,9 @@ struct Shared {
     permits: Arc<Semaphore>,
     /// Slots for CPU-bound image work (decode, preprocess): `--decode-threads`.
     cpu_work: Arc<Semaphore>,
-    max_concurrent_requests: usize,
+    /// The permits of `permits`: `--max-concurrent-requests`, or derived from the models' batch size once loaded.
+    max_concurrent_requests: AtomicUsize,
+    concurrency_configured: bool,
     max_body_bytes: usize,
     decode_limits: DecodeLimits,
     default_model: ModelSelection,
@@ -140,9 +153,12 @@ impl AppState {
             shared: Arc::new(Shared {
                 engine: OnceLock::new(),
                 draining: AtomicBool::new(false),
-                permits: Arc::new(Semaphore::new(config.max_concurrent_requests)),
+                permits: Arc::new(Semaphore::new(config.max_concurrent_requests.unwrap_or(MIN_CONCURRENT_REQUESTS))),
                 cpu_work: Arc::new(Semaphore::new(config.decode_threads)),
-                max_concurrent_requests: config.max_concurrent_requests,
+                max_concurrent_requests: AtomicUsize::new(
+                    config.max_concurrent_requests.unwrap_or(MIN_CONCURRENT_REQUESTS),
+                ),
+                concurrency_configured: config.max_concurrent_requests.is_some(),
                 max_body_bytes: config.max_body_bytes,
                 decode_limits: DecodeLimits::new(config.max_pixels),
                 default_model: config.default_model,
@@ -167,9 +183,19 @@ impl AppState {
         Ok(state)
     }
 
-    /// Makes the server ready; a second call is ignored.
+    /// Makes the server ready; a second call is ignored. Without `--max-concurrent-requests`, the request limit
+    /// grows to [`default_concurrency`] of the loaded models' batch size first.
     pub fn set_engine(&self, engine: Engine) {
         self.shared.metrics.describe_models(&engine);
+        if !self.shared.concurrency_configured && self.shared.engine.get().is_none() {
+            let max_batch = engine.models().map(|m| m.info().max_batch).max().unwrap_or(1);
+            let target = default_concurrency(max_batch);
+            let current = self.shared.max_concurrent_requests.load(Ordering::SeqCst);
+            if target > current {
+                self.shared.permits.add_permits(target - current);
+                self.shared.max_concurrent_requests.store(target, Ordering::SeqCst);
+            }
+        }
         if self.shared.engine.set(Arc::new(engine)).is_err() {
             tracing::warn!("engine already set; ignoring the second one");
         }
@@ -228,7 +254,7 @@ impl AppState {
     }
 
     pub fn max_concurrent_requests(&self) -> usize {
-        self.shared.max_concurrent_requests
+        self.shared.max_concurrent_requests.load(Ordering::SeqCst)
     }
 
     pub fn max_body_bytes(&self) -> usize {
@@ -348,6 +374,9 @@ async fn models(State(state): State<AppState>) -> Result<Json<ModelsResponse>, A
                 outputs: info.outputs.clone(),
                 warm_up_ms: millis(info.warm_up),
                 max_batch: info.max_batch,
+                batch_sizes: info.batch_sizes.clone(),
+                warmed_batch_sizes: info.warmed.clone(),
+                queue_capacity: info.queue_capacity,
                 card: info.card.clone(),
             }
         })
@@ -376,6 +405,12 @@ pub struct ModelDescription {
     pub warm_up_ms: f64,
     /// Most images the model's worker stacks into one session run.
     pub max_batch: usize,
+    /// The padded batch sizes (empty: every batch runs at its own size).
+    pub batch_sizes: Vec<usize>,
+    /// The batch sizes run once before the model became ready.
+    pub warmed_batch_sizes: Vec<usize>,
+    /// Jobs that may wait in the model's queue.
+    pub queue_capacity: usize,
     pub card: ModelCard,
 }
 

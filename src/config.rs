@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use cxr_core::card::ModelVariant;
 
-use crate::engine::{Device, EngineSettings};
+use crate::engine::{BatchSizes, ConvSearch, Device, EngineSettings};
 
 /// Where ONNX Runtime is looked for when neither `--ort-dylib` nor `ORT_DYLIB_PATH` is given; made by
 /// `scripts/setup-ort.sh`.
@@ -38,9 +38,24 @@ pub struct Config {
     #[arg(long, env = "CXR_DEVICE", default_value = "cpu")]
     pub device: Device,
 
-    /// Threads ONNX Runtime uses inside one operator, per model.
+    /// Threads of ONNX Runtime's intra-op pool, shared by both models (one global pool, default: the CPUs).
     #[arg(long, env = "CXR_INTRA_THREADS", default_value_t = default_intra_threads(), value_parser = parse_positive)]
     pub intra_threads: usize,
+
+    /// Whether idle intra-op threads spin before sleeping (`true`, ONNX Runtime's default: no wake-up cost between
+    /// operators) or sleep at once (`false`: less CPU burnt while idle, slower inference).
+    #[arg(long, env = "CXR_INTRA_OP_SPINNING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub intra_op_spinning: bool,
+
+    /// Batch sizes the sessions run: `auto` (CUDA: padded to 1, 2, 4, … up to --max-batch, each warmed before
+    /// ready, so cuDNN never tunes a new shape on the request path; CPU: exact sizes), `exact`, or a list such as
+    /// `1,4,16,64` (padded to those sizes plus --max-batch; padding rows never reach a response).
+    #[arg(long, env = "CXR_BATCH_SIZES", default_value = "auto")]
+    pub batch_sizes: BatchSizes,
+
+    /// cuDNN convolution algorithm search on CUDA: `exhaustive` (ONNX Runtime's default), `heuristic` or `default`.
+    #[arg(long, env = "CXR_CUDNN_CONV_ALGO_SEARCH")]
+    pub cudnn_conv_algo_search: Option<ConvSearch>,
 
     /// Model(s) used by `POST /predict` when the request has no `model` parameter: `gray`, `color` or `both`.
     #[arg(long, env = "CXR_DEFAULT_MODEL", default_value = "gray")]
@@ -70,13 +85,15 @@ pub struct Config {
     #[arg(long, env = "CXR_SHADOW")]
     pub shadow: Option<ModelVariant>,
 
-    /// Requests that may wait for each model beyond the batch being run; a full queue answers 503.
-    #[arg(long, env = "CXR_QUEUE_CAPACITY", default_value_t = 64, value_parser = parse_positive)]
-    pub queue_capacity: usize,
+    /// Requests that may wait for each model beyond the batch being run; a full queue answers 503. Default:
+    /// 2 × the model's max batch, at least 64 (a closed loop of 2 × max-batch clients never fills it).
+    #[arg(long, env = "CXR_QUEUE_CAPACITY", value_parser = parse_positive)]
+    pub queue_capacity: Option<usize>,
 
-    /// Prediction requests handled at once (from body upload to response); more get 503 at once.
-    #[arg(long, env = "CXR_MAX_CONCURRENT_REQUESTS", default_value_t = 128, value_parser = parse_positive)]
-    pub max_concurrent_requests: usize,
+    /// Prediction requests handled at once (from body upload to response); more get 503 at once. Default:
+    /// 4 × the largest max batch of the loaded models, at least 128.
+    #[arg(long, env = "CXR_MAX_CONCURRENT_REQUESTS", value_parser = parse_positive)]
+    pub max_concurrent_requests: Option<usize>,
 
     /// Images decoded or preprocessed at once (default: the number of CPUs). Requests beyond it wait their turn, so
     /// under load decoding neither oversubscribes the cores that inference uses nor holds a decoded image per
@@ -131,6 +148,9 @@ impl Config {
             models_dir: self.models.clone(),
             device: self.device,
             intra_threads: self.intra_threads,
+            spinning: self.intra_op_spinning,
+            batch_sizes: self.batch_sizes.clone(),
+            conv_search: self.cudnn_conv_algo_search,
             max_batch: self.max_batch,
             max_batch_delay: self.max_batch_delay(),
             queue_capacity: self.queue_capacity,
@@ -263,8 +283,25 @@ mod tests {
         assert_eq!(config.max_batch, None, "resolved from the execution provider: 8 on the CPU, 64 on CUDA");
         assert_eq!(config.max_batch_delay(), Duration::from_millis(2));
         assert_eq!(config.shadow, None);
-        assert_eq!(config.queue_capacity, 64);
+        assert_eq!(config.queue_capacity, None, "derived from the batch size");
+        assert_eq!(config.max_concurrent_requests, None, "derived from the batch size");
         assert!(config.intra_threads >= 1);
+        assert!(config.intra_op_spinning);
+        assert_eq!(config.batch_sizes, BatchSizes::Auto);
+        assert_eq!(config.cudnn_conv_algo_search, None);
+    }
+
+    #[test]
+    fn limits_and_padded_sizes_follow_the_batch() {
+        use crate::engine::{CPU_PROVIDER, CUDA_PROVIDER, default_queue_capacity};
+        assert_eq!((default_queue_capacity(8), default_queue_capacity(64)), (64, 128));
+        assert_eq!((crate::api::default_concurrency(8), crate::api::default_concurrency(64)), (128, 256));
+        assert_eq!(BatchSizes::Auto.resolve(CUDA_PROVIDER, 64), [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(BatchSizes::Auto.resolve(CUDA_PROVIDER, 48), [1, 2, 4, 8, 16, 32, 48]);
+        assert!(BatchSizes::Auto.resolve(CPU_PROVIDER, 8).is_empty(), "exact sizes on the CPU");
+        assert_eq!("1,4,16".parse::<BatchSizes>().unwrap().resolve(CPU_PROVIDER, 8), [1, 4, 8]);
+        assert!("1,0".parse::<BatchSizes>().is_err() && "x".parse::<BatchSizes>().is_err());
+        assert_eq!("exact".parse::<BatchSizes>().unwrap().resolve(CUDA_PROVIDER, 64), Vec::<usize>::new());
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //! | `cxr_queue_depth` | gauge | `model` | jobs waiting for the worker (read at scrape time) |
 //! | `cxr_pending_requests` | gauge | `model` | admitted requests still decoding/preprocessing |
 //! | `cxr_dropped_jobs_total` | counter | `model` | jobs skipped because their client went away |
+//! | `cxr_cold_batch_shapes_total` | counter | `model` | session runs at a padded batch size not warmed at startup (must stay 0) |
 //! | `cxr_model_info` | gauge (1) | `model`, `version`, `provider`, `trained` | the loaded models |
 //! | `cxr_shadow_duration_seconds` | histogram | `model` | shadow runs, from the complete body to the result |
 //! | `cxr_shadow_failures_total` | counter | `model` | shadow runs that failed (logged) |
@@ -87,6 +88,7 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     pending: IntGaugeVec,
     dropped_jobs: IntCounterVec,
+    cold_shapes: IntCounterVec,
     model_info: IntGaugeVec,
     shadow_duration: HistogramVec,
     shadow_failures: IntCounterVec,
@@ -207,6 +209,14 @@ impl Metrics {
                     &["model"],
                 ),
             ),
+            cold_shapes: register(
+                &registry,
+                counter_vec(
+                    "cxr_cold_batch_shapes_total",
+                    "Session runs at a padded batch size that was not warmed before ready (should stay 0).",
+                    &["model"],
+                ),
+            ),
             model_info: register(
                 &registry,
                 gauge_vec(
@@ -278,7 +288,7 @@ impl Metrics {
             ] {
                 histogram.with_label_values(&model);
             }
-            for counter in [&self.dropped_jobs, &self.shadow_failures, &self.shadow_skipped] {
+            for counter in [&self.dropped_jobs, &self.cold_shapes, &self.shadow_failures, &self.shadow_skipped] {
                 counter.with_label_values(&model);
             }
             self.queue_depth.with_label_values(&model);
@@ -307,6 +317,7 @@ impl Metrics {
             inference: self.inference.with_label_values(&model),
             batch_size: self.batch_size.with_label_values(&model),
             dropped_jobs: self.dropped_jobs.with_label_values(&model),
+            cold_shapes: self.cold_shapes.with_label_values(&model),
         }
     }
 
@@ -413,6 +424,7 @@ pub struct ModelMetrics {
     inference: Histogram,
     batch_size: Histogram,
     dropped_jobs: IntCounter,
+    cold_shapes: IntCounter,
 }
 
 impl ModelMetrics {
@@ -427,6 +439,7 @@ impl ModelMetrics {
             inference: histogram("inference", latency_buckets()),
             batch_size: histogram("batch_size", batch_size_buckets()),
             dropped_jobs: IntCounter::new("dropped_jobs", "detached").expect("valid metric definition"),
+            cold_shapes: IntCounter::new("cold_shapes", "detached").expect("valid metric definition"),
         }
     }
 
@@ -449,6 +462,16 @@ impl ModelMetrics {
     /// Jobs dropped so far.
     pub fn dropped_jobs(&self) -> u64 {
         self.dropped_jobs.get()
+    }
+
+    /// A session run at a padded batch size that was not warmed before the model became ready.
+    pub fn cold_shape(&self) {
+        self.cold_shapes.inc();
+    }
+
+    /// Cold padded shapes run so far.
+    pub fn cold_shapes(&self) -> u64 {
+        self.cold_shapes.get()
     }
 }
 

@@ -6,21 +6,34 @@ use std::sync::Mutex;
 
 use cxr_core::card::{CARD_METADATA_KEY, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, PROBABILITIES_NAME};
 use cxr_core::labels::NUM_LABELS;
-use ort::environment::Environment;
+use ort::environment::{Environment, GlobalThreadPoolOptions};
 use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
-use super::{CPU_PROVIDER, CUDA_PROVIDER, CardSource, Device, EngineError, EngineSettings, TensorInfo};
+use super::{CPU_PROVIDER, CUDA_PROVIDER, CardSource, ConvSearch, Device, EngineError, EngineSettings, TensorInfo};
 
 /// The one ONNX Runtime environment of the process (ONNX Runtime allows a single one, and the shared library can be
 /// loaded only once).
 static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
 
+/// ONNX Runtime's global intra-op thread pool, shared by every session of the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadPool {
+    pub intra_threads: usize,
+    /// Whether idle threads spin before sleeping.
+    pub spinning: bool,
+}
+
 /// Loads ONNX Runtime from `dylib` and creates the process's environment, or returns the existing one (a later call
-/// with another path gets the library loaded first).
-pub fn ort_environment(dylib: &Path) -> Result<Environment, EngineError> {
+/// gets the library and thread pool of the first).
+///
+/// With `pool`, the environment has one global intra-op thread pool and every session created in it uses that pool
+/// instead of its own threads: the server's two models then share `intra_threads` threads instead of starting
+/// 2 × `intra_threads` that compete for the same cores. Without it (the benchmark's raw sessions), each session
+/// owns its threads as ONNX Runtime does by default.
+pub fn ort_environment(dylib: &Path, pool: Option<ThreadPool>) -> Result<Environment, EngineError> {
     let mut slot = ENVIRONMENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(environment) = slot.as_ref() {
         return Ok(environment.clone());
@@ -29,33 +42,37 @@ pub fn ort_environment(dylib: &Path) -> Result<Environment, EngineError> {
     if !dylib.is_file() {
         return Err(runtime_error("no such file".into()));
     }
-    let environment = ort::init_from(dylib)
-        .map_err(|e| runtime_error(e.to_string()))?
-        .with_name("cxr-serve")
-        .with_telemetry(false)
-        .build()
-        .map_err(|e| runtime_error(e.to_string()))?;
-    tracing::info!(dylib = %dylib.display(), "ONNX Runtime loaded");
+    let mut builder = ort::init_from(dylib).map_err(|e| runtime_error(e.to_string()))?.with_name("cxr-serve").with_telemetry(false);
+    if let Some(pool) = pool {
+        let options = GlobalThreadPoolOptions::default()
+            .with_intra_threads(pool.intra_threads)
+            .and_then(|o| o.with_inter_threads(1))
+            .and_then(|o| o.with_spin_control(pool.spinning))
+            .map_err(|e| runtime_error(format!("global thread pool: {e}")))?;
+        builder = builder.with_global_thread_pool(options);
+    }
+    let environment = builder.build().map_err(|e| runtime_error(e.to_string()))?;
+    tracing::info!(dylib = %dylib.display(), pool = ?pool, "ONNX Runtime loaded");
     *slot = Some(environment.clone());
     Ok(environment)
 }
 
 /// Creates the session of one model on the requested device; returns it with the active provider's name. The
-/// benchmark (`crate::bench`) builds its raw-ONNX-Runtime sessions here too, so both measure the same session.
-pub(crate) fn open_session(
+/// benchmark (`bench/rust`, `cxr-bench`) builds its "raw ONNX Runtime with the server's options" sessions here too.
+pub fn open_session(
     environment: &Environment,
     path: &Path,
     settings: &EngineSettings,
 ) -> Result<(Session, &'static str), EngineError> {
     match settings.device {
         Device::Cpu => Ok((commit(environment, path, settings, cpu())?, CPU_PROVIDER)),
-        Device::Cuda => match commit(environment, path, settings, cuda(path)?) {
+        Device::Cuda => match commit(environment, path, settings, cuda(path, settings)?) {
             Ok(session) => Ok((session, CUDA_PROVIDER)),
             Err(EngineError::Session { path, reason }) => Err(EngineError::Cuda { path, reason }),
             Err(other) => Err(other),
         },
         Device::Auto => {
-            let attempt = cuda(path).and_then(|eps| commit(environment, path, settings, eps));
+            let attempt = cuda(path, settings).and_then(|eps| commit(environment, path, settings, eps));
             match attempt {
                 Ok(session) => Ok((session, CUDA_PROVIDER)),
                 Err(error) => {
@@ -72,10 +89,20 @@ fn cpu() -> ExecutionProviderDispatch {
 }
 
 /// The CUDA provider, registered so that a failure is an error instead of ONNX Runtime's silent CPU fallback.
-fn cuda(path: &Path) -> Result<ExecutionProviderDispatch, EngineError> {
+fn cuda(path: &Path, settings: &EngineSettings) -> Result<ExecutionProviderDispatch, EngineError> {
     let unavailable = |reason: String| EngineError::Cuda { path: path.to_path_buf(), reason };
     match ep::CUDA::is_available() {
-        Ok(true) => Ok(ep::CUDA::default().build().error_on_failure()),
+        Ok(true) => {
+            let mut cuda = ep::CUDA::default();
+            if let Some(search) = settings.conv_search {
+                cuda = cuda.with_conv_algorithm_search(match search {
+                    ConvSearch::Exhaustive => ep::cuda::ConvAlgorithmSearch::Exhaustive,
+                    ConvSearch::Heuristic => ep::cuda::ConvAlgorithmSearch::Heuristic,
+                    ConvSearch::Default => ep::cuda::ConvAlgorithmSearch::Default,
+                });
+            }
+            Ok(cuda.build().error_on_failure())
+        }
         Ok(false) => Err(unavailable(
             "this ONNX Runtime build has no CUDA execution provider (install the GPU build: scripts/setup-ort.sh gpu)"
                 .into(),
@@ -102,8 +129,9 @@ fn commit(
         .map_err(|e| session_error(e.into()))?
         .with_inter_threads(1)
         .map_err(|e| session_error(e.into()))?
-        // Two sessions share the cores; spinning idle threads would steal them from the busy one.
-        .with_intra_op_spinning(false)
+        // Ignored in the server's environment, whose sessions use the global pool (see `ort_environment`); used by
+        // sessions in an environment without one (the benchmark's "server's options" row).
+        .with_intra_op_spinning(settings.spinning)
         .map_err(|e| session_error(e.into()))?
         .with_log_id(log_id)
         .map_err(|e| session_error(e.into()))?

@@ -35,8 +35,7 @@ use cxr_core::preprocess::Preprocessor;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-pub(crate) use self::load::open_session;
-pub use self::load::ort_environment;
+pub use self::load::{ThreadPool, open_session, ort_environment};
 use crate::metrics::{Metrics, ModelMetrics};
 
 /// Where the models run.
@@ -97,21 +96,120 @@ pub fn default_max_batch(provider: &str) -> usize {
     if provider == CUDA_PROVIDER { DEFAULT_MAX_BATCH_CUDA } else { DEFAULT_MAX_BATCH_CPU }
 }
 
+/// Smallest default queue per model; the default grows with the batch ([`default_queue_capacity`]).
+pub const MIN_QUEUE_CAPACITY: usize = 64;
+
+/// The default queue capacity of a model: room for two full batches beyond the one running (at least
+/// [`MIN_QUEUE_CAPACITY`]), so that a closed loop of 2 × `max_batch` clients never finds the queue full.
+pub fn default_queue_capacity(max_batch: usize) -> usize {
+    (2 * max_batch).max(MIN_QUEUE_CAPACITY)
+}
+
+/// Which batch sizes a model's session runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchSizes {
+    /// Padded buckets on CUDA (powers of two up to `max_batch`, and `max_batch`), exact sizes on the CPU.
+    Auto,
+    /// Every batch runs at its own size (the CPU execution provider has no per-shape tuning to pay).
+    Exact,
+    /// Batches are padded with zero images to the smallest of these sizes that holds them; padding rows never reach
+    /// a response. Every size is warmed before the model is ready, so no shape is ever tuned on the request path.
+    Buckets(Vec<usize>),
+}
+
+impl BatchSizes {
+    /// The padded sizes for a session on `provider` with `max_batch` (empty: exact sizes), sorted, ending at
+    /// `max_batch`.
+    pub fn resolve(&self, provider: &str, max_batch: usize) -> Vec<usize> {
+        let powers = || {
+            let mut sizes: Vec<usize> = std::iter::successors(Some(1usize), |n| n.checked_mul(2))
+                .take_while(|n| *n < max_batch)
+                .collect();
+            sizes.push(max_batch);
+            sizes
+        };
+        match self {
+            BatchSizes::Exact => Vec::new(),
+            BatchSizes::Auto if provider == CUDA_PROVIDER => powers(),
+            BatchSizes::Auto => Vec::new(),
+            BatchSizes::Buckets(sizes) => {
+                let mut sizes: Vec<usize> = sizes.iter().copied().filter(|n| *n >= 1 && *n < max_batch).collect();
+                sizes.push(max_batch);
+                sizes.sort_unstable();
+                sizes.dedup();
+                sizes
+            }
+        }
+    }
+}
+
+impl FromStr for BatchSizes {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(BatchSizes::Auto),
+            "exact" => Ok(BatchSizes::Exact),
+            list => list
+                .split(',')
+                .map(|n| match n.trim().parse::<usize>() {
+                    Ok(0) | Err(_) => Err(format!("{n:?} is not a batch size ≥ 1 (expected auto, exact or e.g. 1,2,4,8)")),
+                    Ok(n) => Ok(n),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(BatchSizes::Buckets),
+        }
+    }
+}
+
+/// cuDNN's convolution algorithm search of the CUDA execution provider (`cudnn_conv_algo_search`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConvSearch {
+    /// Benchmark every algorithm once per input shape (ONNX Runtime's default; fastest kernels, slow first run).
+    Exhaustive,
+    /// cuDNN's heuristics, no benchmarking.
+    Heuristic,
+    /// The default algorithm.
+    Default,
+}
+
+impl FromStr for ConvSearch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "exhaustive" => Ok(ConvSearch::Exhaustive),
+            "heuristic" => Ok(ConvSearch::Heuristic),
+            "default" => Ok(ConvSearch::Default),
+            other => Err(format!("unknown search {other:?} (expected exhaustive, heuristic or default)")),
+        }
+    }
+}
+
 /// Everything the engine needs to load and run the models.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// Directory holding `cxr-inception-v3-{color,gray}.onnx` (and optionally their sidecar cards).
     pub models_dir: PathBuf,
     pub device: Device,
-    /// ONNX Runtime intra-op threads per session.
+    /// Threads of ONNX Runtime's intra-op pool, shared by both sessions (the environment's global thread pool).
     pub intra_threads: usize,
+    /// Whether idle pool threads spin before sleeping (ONNX Runtime's default). Off saves CPU when idle but makes
+    /// every operator wake sleeping threads.
+    pub spinning: bool,
+    /// Padded batch sizes, or exact ones.
+    pub batch_sizes: BatchSizes,
+    /// cuDNN convolution algorithm search on CUDA (`None`: ONNX Runtime's default, exhaustive).
+    pub conv_search: Option<ConvSearch>,
     /// Most jobs stacked into one session run (at least 1); `None` picks the default of the execution provider
     /// the session actually runs on ([`default_max_batch`]: 8 on the CPU, 64 with CUDA).
     pub max_batch: Option<usize>,
     /// Longest a worker waits for more jobs once it holds one, and only while more are known to be coming.
     pub max_batch_delay: Duration,
-    /// Jobs that may wait in each model's queue (at least 1).
-    pub queue_capacity: usize,
+    /// Jobs that may wait in each model's queue (at least 1); `None`: [`default_queue_capacity`] of the model's
+    /// batch size.
+    pub queue_capacity: Option<usize>,
     /// The ONNX Runtime shared library; only the first engine of a process loads it.
     pub ort_dylib: PathBuf,
 }
@@ -162,6 +260,12 @@ pub struct ModelInfo {
     pub warm_up: Duration,
     /// Most images the worker stacks into one session run (resolved from the provider when not configured).
     pub max_batch: usize,
+    /// The padded batch sizes (empty: every batch runs at its own size).
+    pub batch_sizes: Vec<usize>,
+    /// The batch sizes run once before the model became ready (every padded size; else 1 and `max_batch`).
+    pub warmed: Vec<usize>,
+    /// Jobs that may wait in the model's queue.
+    pub queue_capacity: usize,
 }
 
 impl ModelInfo {
@@ -388,7 +492,10 @@ impl Engine {
     }
 
     fn start(settings: &EngineSettings, metrics: impl Fn(ModelVariant) -> ModelMetrics) -> Result<Engine, EngineError> {
-        let environment = ort_environment(&settings.ort_dylib)?;
+        let environment = ort_environment(
+            &settings.ort_dylib,
+            Some(ThreadPool { intra_threads: settings.intra_threads, spinning: settings.spinning }),
+        )?;
         for variant in ModelVariant::ALL {
             let path = settings.model_path(variant);
             if !path.is_file() {

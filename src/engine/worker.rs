@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use super::load::{check_signature, open_session, read_card};
 use super::{
     Arrivals, EngineError, EngineSettings, InferError, Job, ModelHandle, ModelInfo, Prediction, default_max_batch,
+    default_queue_capacity,
 };
 use crate::metrics::ModelMetrics;
 
@@ -68,8 +69,6 @@ pub(super) fn spawn(
     environment: Environment,
     metrics: ModelMetrics,
 ) -> Result<Starting, EngineError> {
-    let capacity = settings.queue_capacity.max(1);
-    let (queue, jobs) = mpsc::channel::<Job>(capacity);
     let (report, loaded) = std_mpsc::sync_channel(1);
     let settings = settings.clone();
     let thread = std::thread::Builder::new()
@@ -83,6 +82,8 @@ pub(super) fn spawn(
                     return;
                 }
             };
+            // The queue is sized once the batch size is known (it depends on the provider the session runs on).
+            let (queue, jobs) = mpsc::channel::<Job>(info.queue_capacity);
             let batching = Batching { max_batch: info.max_batch, max_delay: settings.max_batch_delay };
             let info = Arc::new(info);
             let arrivals = Arc::new(Arrivals::default());
@@ -90,7 +91,7 @@ pub(super) fn spawn(
                 preprocessor: Arc::new(Preprocessor::new(info.card.input_size, info.card.normalization)),
                 info: Arc::clone(&info),
                 queue,
-                capacity,
+                capacity: info.queue_capacity,
                 arrivals: Arc::clone(&arrivals),
             };
             if report.send(Ok(handle)).is_err() {
@@ -104,7 +105,9 @@ pub(super) fn spawn(
     Ok(Starting { loaded, thread, variant })
 }
 
-/// Opens, checks and warms up one model.
+/// Opens, checks and warms up one model: one run at every padded batch size (or at 1 and `max_batch` when batches
+/// run at their own size), so that no shape is first seen on the request path — on CUDA a new shape costs cuDNN's
+/// algorithm search, seconds.
 fn open(
     environment: &Environment,
     variant: ModelVariant,
@@ -115,6 +118,10 @@ fn open(
     let (mut session, provider) = open_session(environment, path, settings)?;
     let (card, card_source) = read_card(&session, path, settings, variant)?;
     let (input, outputs) = check_signature(&session, path, &card)?;
+    let max_batch = settings.max_batch.unwrap_or_else(|| default_max_batch(provider)).max(1);
+    let batch_sizes = settings.batch_sizes.resolve(provider, max_batch);
+    let mut warmed = if batch_sizes.is_empty() { vec![1, max_batch] } else { batch_sizes.clone() };
+    warmed.dedup();
     let mut info = ModelInfo {
         variant,
         card,
@@ -124,20 +131,25 @@ fn open(
         input,
         outputs,
         warm_up: Duration::ZERO,
-        max_batch: settings.max_batch.unwrap_or_else(|| default_max_batch(provider)).max(1),
+        max_batch,
+        batch_sizes,
+        warmed: Vec::new(),
+        queue_capacity: settings.queue_capacity.unwrap_or_else(|| default_queue_capacity(max_batch)).max(1),
     };
 
-    // The first run allocates ONNX Runtime's buffers and picks kernels; do it before declaring the model ready.
     let warm_started = Instant::now();
-    let probabilities = run_batch(&mut session, &info, vec![0.0; info.tensor_len()], 1)
-        .map_err(|e| EngineError::WarmUp { path: path.to_path_buf(), reason: e.to_string() })?;
-    if let Some(bad) = probabilities.iter().find(|p| !(0.0..=1.0).contains(*p)) {
-        return Err(EngineError::WarmUp {
-            path: path.to_path_buf(),
-            reason: format!("probability {bad} outside [0, 1]: is {PROBABILITIES_NAME:?} a sigmoid output?"),
-        });
+    for &n in &warmed {
+        let probabilities = run_batch(&mut session, &info, vec![0.0; n * info.tensor_len()], n)
+            .map_err(|e| EngineError::WarmUp { path: path.to_path_buf(), reason: format!("batch {n}: {e}") })?;
+        if let Some(bad) = probabilities.iter().find(|p| !(0.0..=1.0).contains(*p)) {
+            return Err(EngineError::WarmUp {
+                path: path.to_path_buf(),
+                reason: format!("probability {bad} outside [0, 1]: is {PROBABILITIES_NAME:?} a sigmoid output?"),
+            });
+        }
     }
     info.warm_up = warm_started.elapsed();
+    info.warmed = warmed;
     tracing::info!(
         model = %variant,
         file = %path.display(),
@@ -146,11 +158,19 @@ fn open(
         provider = info.provider,
         card = ?info.card_source,
         max_batch = info.max_batch,
+        batch_sizes = ?info.batch_sizes,
+        warmed = ?info.warmed,
+        queue_capacity = info.queue_capacity,
         load_ms = started.elapsed().as_secs_f64() * 1e3,
         warm_up_ms = info.warm_up.as_secs_f64() * 1e3,
         "model ready"
     );
     Ok((session, info))
+}
+
+/// The size a batch of `n` jobs runs at: the smallest padded size that holds it, or `n` itself.
+pub(super) fn padded_size(n: usize, batch_sizes: &[usize]) -> usize {
+    batch_sizes.iter().copied().find(|&b| b >= n).unwrap_or(n)
 }
 
 /// What the serving loop of one model needs besides its session and queue.
@@ -203,12 +223,22 @@ impl Worker<'_> {
             self.metrics.observe_queue_wait(queue);
             replies.push((job.reply, queue));
         }
-        let result = run_batch(session, info, input, n);
+        // Padding rows are zero images; their outputs are cut off below and never reach a response.
+        let run_size = padded_size(n, &info.batch_sizes);
+        if run_size > n {
+            input.resize(run_size * info.tensor_len(), 0.0);
+        }
+        if !info.batch_sizes.is_empty() && !info.warmed.contains(&run_size) {
+            self.metrics.cold_shape();
+            tracing::warn!(model = %info.variant, batch = run_size, "running a batch size that was not warmed at startup");
+        }
+        let result = run_batch(session, info, input, run_size);
         let inference = started.elapsed();
         self.metrics.observe_batch(n, inference);
         tracing::debug!(model = %info.variant, batch = n, inference_ms = inference.as_secs_f64() * 1e3, "batch done");
         match result {
             Ok(probabilities) => {
+                // `zip` stops at the last real job: padding rows are dropped here.
                 for ((reply, queue), row) in replies.into_iter().zip(probabilities.chunks_exact(NUM_LABELS)) {
                     let _ = reply.send(Ok(Prediction { probabilities: row.to_vec(), queue, inference, batch_size: n }));
                 }
@@ -310,6 +340,14 @@ mod tests {
 
     fn batching(max_batch: usize, max_delay_ms: u64) -> Batching {
         Batching { max_batch, max_delay: Duration::from_millis(max_delay_ms) }
+    }
+
+    #[test]
+    fn batches_are_padded_to_the_smallest_size_that_holds_them() {
+        let sizes = [1, 2, 4, 8];
+        let padded: Vec<usize> = (1..=8).map(|n| padded_size(n, &sizes)).collect();
+        assert_eq!(padded, [1, 2, 4, 4, 8, 8, 8, 8]);
+        assert_eq!(padded_size(5, &[]), 5, "exact sizes");
     }
 
     #[tokio::test]

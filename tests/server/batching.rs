@@ -79,3 +79,81 @@ async fn batched_and_lone_results_are_identical() {
     }
     assert!(largest_batch > 1, "six concurrent requests with a 300 ms batching window never shared a run");
 }
+
+/// Padded batch sizes (the GPU default, forced here on the CPU): every size is warmed before ready, a batch of 3 runs
+/// padded to 4 and answers exactly what the images answer alone, and no unwarmed shape is ever run.
+#[tokio::test]
+async fn padded_batches_answer_like_lone_runs_and_every_size_is_warmed_before_ready() {
+    let server =
+        TestServer::start(config(&["--max-batch", "8", "--max-batch-delay-ms", "300", "--batch-sizes", "1,4"]));
+    let models: Value = client().get(server.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    for model in models["models"].as_array().unwrap() {
+        assert_eq!(model["batch_sizes"], serde_json::json!([1, 4, 8]), "{model}");
+        assert_eq!(model["warmed_batch_sizes"], model["batch_sizes"], "warmed before /readyz");
+    }
+    let images = ["images/nih_00000001_000.png", "dicom/cxr_explicit_le.dcm", "images/padchest_16747_3_1.jpg"];
+    let mut alone = Vec::new();
+    for file in images {
+        let image = fixture(file);
+        alone.push(expect_prediction(post_raw(&server, "", image.media_type(), image.bytes()).await, &["gray"], file).await);
+    }
+    let mut largest = 0;
+    for _attempt in 0..3 {
+        let requests: Vec<_> = images
+            .iter()
+            .map(|file| {
+                let image = fixture(file);
+                tokio::spawn(
+                    client().post(server.url("/predict")).header("content-type", image.media_type()).body(image.bytes()).send(),
+                )
+            })
+            .collect();
+        for (i, request) in requests.into_iter().enumerate() {
+            let body = expect_prediction(request.await.unwrap().unwrap(), &["gray"], images[i]).await;
+            let result = &body["results"][0];
+            largest = largest.max(result["batch_size"].as_u64().unwrap());
+            let diff = max_abs_diff(&probabilities(result), &probabilities(&alone[i]["results"][0]));
+            assert!(diff <= BATCH_TOLERANCE, "{}: padded batch differs from the lone run by {diff}", images[i]);
+        }
+        if largest == 3 {
+            break;
+        }
+    }
+    assert!(largest >= 2, "three concurrent requests never shared a (padded) run");
+    let text = crate::helpers::scrape(&server).await;
+    for model in ["color", "gray"] {
+        assert_eq!(crate::helpers::metric(&text, "cxr_cold_batch_shapes_total", &[("model", model)]), 0.0, "{model}");
+    }
+}
+
+/// The default queue and request limit grow with --max-batch: a closed loop of 2 × max-batch clients gets no 503,
+/// even when the first request runs alone and all the others queue behind it (the old fixed 64-job queue refused
+/// them).
+#[tokio::test]
+async fn two_times_max_batch_clients_get_no_503_with_the_default_limits() {
+    const MAX_BATCH: usize = 48;
+    let server = TestServer::start(config(&["--max-batch", &MAX_BATCH.to_string()]));
+    let models: Value = client().get(server.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(models["models"][0]["queue_capacity"], 2 * MAX_BATCH);
+    let image = fixture("dicom/cxr_explicit_le.dcm");
+    let clients: Vec<_> = (0..2 * MAX_BATCH)
+        .map(|_| {
+            let (url, body, media) = (server.url("/predict"), image.bytes(), image.media_type());
+            tokio::spawn(async move {
+                let client = client();
+                let mut statuses = Vec::new();
+                for _ in 0..2 {
+                    let response = client.post(&url).header("content-type", media).body(body.clone()).send().await;
+                    statuses.push(response.expect("answered").status().as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in clients {
+        statuses.extend(c.await.unwrap());
+    }
+    let refused = statuses.iter().filter(|s| **s != 200).count();
+    assert_eq!(refused, 0, "{refused} of {} requests were not 200: {:?}", statuses.len(), statuses);
+}

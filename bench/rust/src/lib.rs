@@ -2,15 +2,16 @@
 //!
 //! One run, for both models on the same files and intra-op thread count, one phase at a time so that nothing else
 //! competes for the cores:
-//! 1. **raw ONNX Runtime** in this process ([`raw`]): `Session::run` on the server's own session construction, batch
-//!    1 latency and batch 1/2/4/8 throughput;
+//! 1. **raw ONNX Runtime** in this process ([`raw`]): `Session::run` with ONNX Runtime's default session options
+//!    (the anchors: as they come, and with one thread per CPU) and with the server's options, batch 1 latency and
+//!    batch 1/2/4/8 throughput;
 //! 2. **`cxr-serve`** ([`process`], [`http`]): the real binary on `127.0.0.1:0` (or `--url`), latency at concurrency
 //!    1 for a 1024² 16-bit PNG and a 1024² DICOM with the server's own `timing_ms` breakdown, closed-loop
 //!    throughput at saturation, optionally an RSS soak;
 //! 3. **the Python reference** (`bench/python/reference_server.py`: FastAPI + uvicorn + onnxruntime + Pillow/numpy),
 //!    one process per model, under the same client with the same PNG.
 //!
-//! [`report`] turns the measurements into ratios against the targets of issue 4, a markdown table and JSON.
+//! [`report`] turns the measurements into ratios against the targets of issue 10, a markdown table and JSON.
 //! This is a benchmark, not a test: it reports whatever it measures and never fails on a missed target.
 
 pub mod config;
@@ -32,7 +33,7 @@ use self::config::Plan;
 use self::http::{Input, Target};
 use self::process::ServerProcess;
 use self::report::{GrayOverColor, InputFile, Machine, PythonModel, Report, ServerModel, ServerRun};
-use crate::engine::{EngineError, EngineSettings, ort_environment};
+use cxr_serve::engine::{EngineError, EngineSettings, ort_environment};
 
 /// How long a server may take to print its address, and then to become ready.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -89,7 +90,7 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
         "--max-batch".into(),
         plan.max_batch.to_string(),
     ];
-    let server_config = crate::Config::try_parse_from(
+    let server_config = cxr_serve::Config::try_parse_from(
         std::iter::once("cxr-serve".to_string())
             .chain(server_args.iter().cloned())
             .chain(["--ort-dylib".to_string(), config.ort_dylib.display().to_string()]),
@@ -114,7 +115,7 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
     let (png, png_file) = read("png", "image/png", config.png_path())?;
     let (dicom, dicom_file) = read("dicom", "application/dicom", config.dicom_path())?;
 
-    let _environment = ort_environment(&settings.ort_dylib)?;
+    let _environment = ort_environment(&settings.ort_dylib, None)?;
     let cpu_start = report::CpuSnapshot::take();
     let mut machine = Machine::probe(&ort_dylib.display().to_string(), ort::info(), plan.intra_threads);
     eprintln!(
@@ -146,8 +147,10 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
             notes.push("Raw ONNX Runtime ran while the --url server was (presumably) idle.".into());
         }
         for variant in ModelVariant::ALL {
-            eprintln!("cxr-bench: raw ONNX Runtime, {variant} model");
-            raw.push(raw::measure(&settings, variant, &image, &plan)?);
+            for options in raw::RawOptions::ALL {
+                eprintln!("cxr-bench: raw ONNX Runtime ({}), {variant} model", options.label());
+                raw.push(raw::measure(&settings, variant, &image, &plan, options)?);
+            }
         }
     }
 

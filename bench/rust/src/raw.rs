@@ -1,8 +1,13 @@
-//! Raw ONNX Runtime in this process: the lower bound the server is compared with.
+//! Raw ONNX Runtime in this process: the anchors the server is compared with.
 //!
-//! The session is built by the server's own [`open_session`](crate::engine::open_session) from the same
-//! [`EngineSettings`] the server derives from its command line (same file, execution provider, optimisation level,
-//! intra/inter-op threads, spinning), so the only difference left is what the server adds around `Session::run`.
+//! Three session constructions ([`RawOptions`]) on the same file and execution provider:
+//! - **ONNX Runtime's defaults** (`Session::builder().commit_from_file()`, nothing set: ORT picks the intra-op
+//!   threads — one per physical core — and spins), what a user gets without tuning;
+//! - **defaults with one intra-op thread per logical CPU**, in case that is the better setting on the machine;
+//! - **the server's options**, built by the server's own [`open_session`](cxr_serve::engine::open_session) from
+//!   the [`EngineSettings`] its command line gives (kept to show what the server's settings cost or gain).
+//!
+//! The bench process's ONNX Runtime environment has no global thread pool, so every session here owns its threads.
 //! The input is the real benchmark image, decoded and preprocessed by `cxr-core` exactly as the server does, and
 //! built into an ORT tensor once: only `Session::run` is timed.
 
@@ -18,15 +23,45 @@ use serde::Serialize;
 use super::BenchError;
 use super::config::Plan;
 use super::stats::{Summary, ms};
-use crate::engine::{EngineSettings, open_session, ort_environment};
+use cxr_serve::engine::{Device, EngineSettings, open_session, ort_environment};
 
 /// Most timed runs of one batch size, whatever the time budget.
 const MAX_RUNS: usize = 1000;
 
-/// Raw ONNX Runtime results of one model.
+/// How a raw session is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOptions {
+    /// ONNX Runtime's default session options.
+    OrtDefaults,
+    /// The defaults with `intra_op_num_threads` = the logical CPUs.
+    OrtDefaultsAllThreads,
+    /// The server's session options (threads, spinning) from its flags.
+    ServerOptions,
+}
+
+impl RawOptions {
+    pub const ALL: [RawOptions; 3] = [RawOptions::OrtDefaults, RawOptions::OrtDefaultsAllThreads, RawOptions::ServerOptions];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RawOptions::OrtDefaults => "ORT defaults",
+            RawOptions::OrtDefaultsAllThreads => "ORT defaults, 1 thread/CPU",
+            RawOptions::ServerOptions => "server's options",
+        }
+    }
+
+    /// Whether this is one of ONNX Runtime's own settings (the anchors), not the server's.
+    pub fn is_ort_default(self) -> bool {
+        self != RawOptions::ServerOptions
+    }
+}
+
+/// Raw ONNX Runtime results of one model with one session construction.
 #[derive(Debug, Clone, Serialize)]
 pub struct RawModel {
     pub model: ModelVariant,
+    pub options: RawOptions,
     pub provider: String,
     pub session_load_ms: f64,
     /// `Session::run` at batch 1, per call.
@@ -54,6 +89,7 @@ pub fn measure(
     variant: ModelVariant,
     image: &GrayImage,
     plan: &Plan,
+    options: RawOptions,
 ) -> Result<RawModel, BenchError> {
     let path = settings.model_path(variant);
     let card_path = settings.card_path(variant);
@@ -64,9 +100,27 @@ pub fn measure(
     let plane = Preprocessor::new(card.input_size, card.normalization).tensor(image, card.channels);
     let shape = |n: usize| [n, card.channels, card.input_size, card.input_size];
 
-    let environment = ort_environment(&settings.ort_dylib)?;
+    let environment = ort_environment(&settings.ort_dylib, None)?;
     let loading = Instant::now();
-    let (mut session, provider) = open_session(&environment, &path, settings)?;
+    let (mut session, provider) = match options {
+        RawOptions::ServerOptions => open_session(&environment, &path, settings)?,
+        RawOptions::OrtDefaults | RawOptions::OrtDefaultsAllThreads => {
+            let failed = |e: ort::Error| BenchError::Setup(format!("{}: raw session: {e}", path.display()));
+            let mut builder = Session::builder(&environment).map_err(failed)?;
+            let mut provider = cxr_serve::engine::CPU_PROVIDER;
+            if settings.device != Device::Cpu {
+                builder = builder
+                    .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                    .map_err(|e| failed(e.into()))?;
+                provider = cxr_serve::engine::CUDA_PROVIDER;
+            }
+            if options == RawOptions::OrtDefaultsAllThreads {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                builder = builder.with_intra_threads(cpus).map_err(|e| failed(e.into()))?;
+            }
+            (builder.commit_from_file(&path).map_err(failed)?, provider)
+        }
+    };
     let session_load_ms = ms(loading.elapsed());
     let run_error = |e: ort::Error| BenchError::Setup(format!("{variant}: raw ONNX Runtime run failed: {e}"));
 
@@ -114,7 +168,7 @@ pub fn measure(
         });
     }
     let best = points.iter().max_by(|a, b| a.img_per_s.total_cmp(&b.img_per_s)).cloned().expect("batch 1 measured");
-    Ok(RawModel { model: variant, provider: provider.to_string(), session_load_ms, batch1_ms, points, best })
+    Ok(RawModel { model: variant, options, provider: provider.to_string(), session_load_ms, batch1_ms, points, best })
 }
 
 /// One `Session::run`, timed; the outputs are dropped after the clock stops.

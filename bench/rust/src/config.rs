@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::engine::Device;
+use cxr_serve::engine::Device;
 
 /// Command-line configuration of `cxr-bench`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -45,7 +45,7 @@ pub struct BenchConfig {
     pub concurrency: Option<usize>,
 
     /// ONNX Runtime shared library (the one the server is given too).
-    #[arg(long, env = "ORT_DYLIB_PATH", default_value = crate::config::DEFAULT_ORT_DYLIB)]
+    #[arg(long, env = "ORT_DYLIB_PATH", default_value = cxr_serve::config::DEFAULT_ORT_DYLIB)]
     pub ort_dylib: PathBuf,
 
     /// The `cxr-serve` binary to start (default: `cxr-serve` next to this binary, i.e. target/release/cxr-serve).

@@ -1,14 +1,14 @@
-//! The `cxr-bench` binary: parses [`BenchConfig`], runs [`cxr_serve::bench::run`], prints the markdown summary on
+//! The `cxr-bench` binary: parses [`BenchConfig`], runs [`cxr_bench::run`], prints the markdown summary on
 //! stdout and says where the JSON went. A missed target is reported, not an error: this is a benchmark.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use cxr_serve::bench::{self, BenchConfig};
+use cxr_bench::{self, BenchConfig};
 
 fn main() -> ExitCode {
     let config = BenchConfig::parse();
-    match bench::run(&config) {
+    match cxr_bench::run(&config) {
         Ok((report, out)) => {
             println!("{}", report.markdown());
             eprintln!("cxr-bench: results written to {}", out.display());
