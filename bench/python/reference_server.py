@@ -7,12 +7,13 @@ method as cxr-core (see the model card's `preprocessing`), so the probabilities 
     -> letterbox onto a centred black square -> Pillow BILINEAR resize (antialiased when downscaling) to N x N
     -> (x - mean) / std -> 1 channel, or the plane stacked to 3 (color) -> session.run
 
-The ONNX Runtime session gets the server's options: all graph optimisations, the same intra-op thread count, one
-inter-op thread, no spinning. Only PNG/JPEG are decoded (the benchmark sends the PNG): DICOM would need pydicom and
+The ONNX Runtime session is what a user writes: `ort.InferenceSession(model, providers=[...])` with ONNX Runtime's
+default options (all graph optimisations, one intra-op thread per physical core, spinning); `--intra-threads N`
+overrides the thread count only when given. Only PNG/JPEG are decoded (the benchmark sends the PNG): DICOM would need pydicom and
 is not part of the comparison.
 
     python reference_server.py --model models/cxr-inception-v3-gray.onnx --card models/cxr-inception-v3-gray.json \
-        --intra-threads 2 --bind 127.0.0.1:0
+        --bind 127.0.0.1:0
 
 prints `listening on HOST:PORT` once the model is loaded and warmed up, then serves `POST /predict` (raw image body)
 and `GET /readyz`.
@@ -63,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--card", required=True, help="the model's sidecar card (input size, normalisation)")
-    parser.add_argument("--intra-threads", type=int, default=1)
+    parser.add_argument("--intra-threads", type=int, default=0, help="0: ONNX Runtime's default")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--bind", default="127.0.0.1:0")
     args = parser.parse_args()
@@ -73,11 +74,9 @@ def main() -> None:
     size, channels = card["input_size"], card["channels"]
     mean, std = card["normalization"]["mean"], card["normalization"]["std"]
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = args.intra_threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options = ort.SessionOptions()  # ONNX Runtime's defaults
+    if args.intra_threads:
+        options.intra_op_num_threads = args.intra_threads
     if args.device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             sys.exit("reference_server: --device cuda but this onnxruntime has no CUDAExecutionProvider "

@@ -229,6 +229,50 @@ pub async fn latency(
     })
 }
 
+/// Idle time before each step of [`latency_paired`], longer than ONNX Runtime's spin-before-sleep.
+const PAIR_GAP: Duration = Duration::from_millis(30);
+
+/// [`latency`] with one raw ONNX Runtime batch-1 run before each request (warm-up included): returns the server's
+/// latency and the raw runs' summary, measured alternately.
+pub async fn latency_paired(
+    target: &Target,
+    model: &str,
+    input: &Input,
+    warmup: usize,
+    requests: usize,
+    raw: &mut crate::raw::PairedRaw,
+) -> Result<(Latency, Summary), BenchError> {
+    let fail = |e: String| BenchError::Http(format!("{} {model} {}: {e}", target.base, input.kind));
+    // ONNX Runtime's pool threads spin for a while after a run (its default, in both processes): without a pause the
+    // next run would share the cores with the other process's spinning threads and both would be measured slow.
+    let settle = || std::thread::sleep(PAIR_GAP);
+    for _ in 0..warmup {
+        settle();
+        raw.run()?;
+        settle();
+        target.predict(model, input).await.map_err(fail)?;
+    }
+    let mut samples = Vec::with_capacity(requests);
+    let mut raw_times = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        settle();
+        raw_times.push(raw.run()?);
+        settle();
+        samples.push(target.predict(model, input).await.map_err(fail)?);
+    }
+    let latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
+    let latency = Latency {
+        input: input.kind,
+        bytes: input.bytes.len(),
+        warmup,
+        client_ms: Summary::of_durations(&latencies).expect("at least one request"),
+        server_ms: ServerTimingMedians::of(&samples),
+        provider: samples.last().and_then(|s| s.provider.clone()),
+        probabilities: samples.last().map(|s| s.probabilities.clone()).unwrap_or_default(),
+    };
+    Ok((latency, Summary::of_durations(&raw_times).expect("at least one run")))
+}
+
 /// A saturated closed-loop phase: `concurrency` clients, each sending its next request as soon as the previous one
 /// is answered; only requests completed inside the measurement window count.
 #[derive(Debug, Clone, Serialize)]

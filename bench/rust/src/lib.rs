@@ -32,7 +32,7 @@ pub use self::config::BenchConfig;
 use self::config::Plan;
 use self::http::{Input, Target};
 use self::process::ServerProcess;
-use self::report::{GrayOverColor, InputFile, Machine, PythonModel, Report, ServerModel, ServerRun};
+use self::report::{GrayOverColor, InputFile, Machine, PairedLatency, PythonModel, Report, ServerModel, ServerRun};
 use cxr_serve::engine::{EngineError, EngineSettings, ort_environment};
 
 /// How long a server may take to print its address, and then to become ready.
@@ -159,7 +159,20 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
         .build()
         .map_err(|e| BenchError::Setup(format!("tokio runtime: {e}")))?;
 
-    // 2. cxr-serve (its process is stopped before the Python reference starts).
+    // 2. cxr-serve (its process is stopped before the Python reference starts). One ORT-default session per model
+    // stays open for the paired c=1 DICOM measurement.
+    let paired_raw = if config.no_raw {
+        None
+    } else {
+        let image = decode::decode(&dicom.bytes, &DecodeLimits::default())
+            .map_err(|e| BenchError::Setup(format!("{}: {e}", dicom_file.path)))?
+            .image;
+        let mut sessions = Vec::new();
+        for variant in ModelVariant::ALL {
+            sessions.push((variant, raw::PairedRaw::open(&settings, variant, &image)?));
+        }
+        Some(sessions)
+    };
     let (server, soak) = runtime.block_on(server_phase(
         config,
         &plan,
@@ -168,6 +181,7 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
         &dicom,
         &log_path("cxr-serve"),
         &mut notes,
+        paired_raw,
     ))?;
 
     // 3. The Python reference server, one model per process.
@@ -250,6 +264,7 @@ async fn server_phase(
     dicom: &Input,
     log: &Path,
     notes: &mut Vec<String>,
+    mut paired_raw: Option<Vec<(ModelVariant, raw::PairedRaw)>>,
 ) -> Result<(ServerRun, Option<http::Soak>), BenchError> {
     let started = Instant::now();
     let (mut process, target, origin, binary) = match &config.url {
@@ -279,19 +294,43 @@ async fn server_phase(
     let mut models = Vec::new();
     for variant in ModelVariant::ALL {
         let mut latency = Vec::new();
-        for input in [png, dicom] {
-            eprintln!("cxr-bench: cxr-serve, {variant} model, {} at concurrency 1", input.kind);
-            latency.push(http::latency(&target, variant.as_str(), input, plan.warmup, plan.requests).await?);
+        eprintln!("cxr-bench: cxr-serve, {variant} model, png at concurrency 1");
+        latency.push(http::latency(&target, variant.as_str(), png, plan.warmup, plan.requests).await?);
+        let mut paired = None;
+        match paired_raw.as_mut().and_then(|p| p.iter_mut().find(|(v, _)| *v == variant)) {
+            Some((_, raw)) => {
+                eprintln!("cxr-bench: cxr-serve, {variant} model, dicom at concurrency 1, alternating with raw ORT");
+                let (l, raw_ms) =
+                    http::latency_paired(&target, variant.as_str(), dicom, plan.warmup, plan.requests, raw).await?;
+                paired = Some(PairedLatency { input: dicom.kind, server_client_ms: l.client_ms.clone(), raw_b1_ms: raw_ms });
+                latency.push(l);
+            }
+            None => {
+                eprintln!("cxr-bench: cxr-serve, {variant} model, dicom at concurrency 1");
+                latency.push(http::latency(&target, variant.as_str(), dicom, plan.warmup, plan.requests).await?);
+            }
         }
-        models.push((variant, latency));
+        models.push((variant, latency, paired));
     }
     let mut server_models = Vec::new();
-    for (variant, latency) in models {
+    for (variant, latency, paired) in models {
         eprintln!("cxr-bench: cxr-serve, {variant} model, saturated with {} clients", plan.concurrency);
         let saturation =
             http::saturate(&target, variant.as_str(), png, plan.concurrency, plan.saturation_warmup(), plan.duration())
                 .await;
-        server_models.push(ServerModel { model: variant, latency, saturation });
+        // DICOM too: the raw-ORT ratio is about what the server adds, and a 1024² PNG's decode (~6 ms of one core on
+        // the development machine, in every server alike) would otherwise dominate it on a small CPU.
+        eprintln!("cxr-bench: cxr-serve, {variant} model, saturated with {} clients (DICOM)", plan.concurrency);
+        let saturation_dicom =
+            http::saturate(&target, variant.as_str(), dicom, plan.concurrency, plan.saturation_warmup(), plan.duration())
+                .await;
+        server_models.push(ServerModel {
+            model: variant,
+            latency,
+            saturation,
+            saturation_dicom: Some(saturation_dicom),
+            paired,
+        });
     }
 
     let soak = match plan.soak_minutes {
@@ -334,8 +373,7 @@ async fn python_phase(
         settings.model_path(variant).display().to_string(),
         "--card".into(),
         settings.card_path(variant).display().to_string(),
-        "--intra-threads".into(),
-        plan.intra_threads.to_string(),
+        // No --intra-threads: the reference keeps ONNX Runtime's default session options, as a user's code would.
         "--device".into(),
         config.device.to_string(),
         "--bind".into(),

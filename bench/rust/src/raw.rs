@@ -92,11 +92,7 @@ pub fn measure(
     options: RawOptions,
 ) -> Result<RawModel, BenchError> {
     let path = settings.model_path(variant);
-    let card_path = settings.card_path(variant);
-    let card = std::fs::read_to_string(&card_path)
-        .map_err(|e| e.to_string())
-        .and_then(|json| ModelCard::from_json(&json).map_err(|e| e.to_string()))
-        .map_err(|e| BenchError::Setup(format!("{}: {e}", card_path.display())))?;
+    let card = read_card(settings, variant)?;
     let plane = Preprocessor::new(card.input_size, card.normalization).tensor(image, card.channels);
     let shape = |n: usize| [n, card.channels, card.input_size, card.input_size];
 
@@ -104,22 +100,8 @@ pub fn measure(
     let loading = Instant::now();
     let (mut session, provider) = match options {
         RawOptions::ServerOptions => open_session(&environment, &path, settings)?,
-        RawOptions::OrtDefaults | RawOptions::OrtDefaultsAllThreads => {
-            let failed = |e: ort::Error| BenchError::Setup(format!("{}: raw session: {e}", path.display()));
-            let mut builder = Session::builder(&environment).map_err(failed)?;
-            let mut provider = cxr_serve::engine::CPU_PROVIDER;
-            if settings.device != Device::Cpu {
-                builder = builder
-                    .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                    .map_err(|e| failed(e.into()))?;
-                provider = cxr_serve::engine::CUDA_PROVIDER;
-            }
-            if options == RawOptions::OrtDefaultsAllThreads {
-                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-                builder = builder.with_intra_threads(cpus).map_err(|e| failed(e.into()))?;
-            }
-            (builder.commit_from_file(&path).map_err(failed)?, provider)
-        }
+        RawOptions::OrtDefaults => default_session(&environment, settings, &path, false)?,
+        RawOptions::OrtDefaultsAllThreads => default_session(&environment, settings, &path, true)?,
     };
     let session_load_ms = ms(loading.elapsed());
     let run_error = |e: ort::Error| BenchError::Setup(format!("{variant}: raw ONNX Runtime run failed: {e}"));
@@ -169,6 +151,64 @@ pub fn measure(
     }
     let best = points.iter().max_by(|a, b| a.img_per_s.total_cmp(&b.img_per_s)).cloned().expect("batch 1 measured");
     Ok(RawModel { model: variant, options, provider: provider.to_string(), session_load_ms, batch1_ms, points, best })
+}
+
+/// A session with ONNX Runtime's default options (plus the CUDA provider when the device is not the CPU; with
+/// `all_threads`, one intra-op thread per logical CPU).
+fn default_session(
+    environment: &ort::environment::Environment,
+    settings: &EngineSettings,
+    path: &std::path::Path,
+    all_threads: bool,
+) -> Result<(Session, &'static str), BenchError> {
+    let failed = |e: ort::Error| BenchError::Setup(format!("{}: raw session: {e}", path.display()));
+    let mut builder = Session::builder(environment).map_err(failed)?;
+    let mut provider = cxr_serve::engine::CPU_PROVIDER;
+    if settings.device != Device::Cpu {
+        builder = builder
+            .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+            .map_err(|e| failed(e.into()))?;
+        provider = cxr_serve::engine::CUDA_PROVIDER;
+    }
+    if all_threads {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        builder = builder.with_intra_threads(cpus).map_err(|e| failed(e.into()))?;
+    }
+    Ok((builder.commit_from_file(path).map_err(failed)?, provider))
+}
+
+/// An ONNX-Runtime-default batch-1 session kept open while the server is measured at concurrency 1: the benchmark
+/// alternates one raw run and one server request, so both see the same machine state (this VM's speed drifts by
+/// ~10 % over tens of seconds, more than the ratio being measured).
+pub struct PairedRaw {
+    session: Session,
+    input: Tensor<f32>,
+}
+
+impl PairedRaw {
+    pub fn open(settings: &EngineSettings, variant: ModelVariant, image: &GrayImage) -> Result<PairedRaw, BenchError> {
+        let path = settings.model_path(variant);
+        let card = read_card(settings, variant)?;
+        let plane = Preprocessor::new(card.input_size, card.normalization).tensor(image, card.channels);
+        let environment = ort_environment(&settings.ort_dylib, None)?;
+        let (session, _) = default_session(&environment, settings, &path, false)?;
+        let input = Tensor::from_array(([1, card.channels, card.input_size, card.input_size], plane))
+            .map_err(|e| BenchError::Setup(format!("{variant}: {e}")))?;
+        Ok(PairedRaw { session, input })
+    }
+
+    /// One timed batch-1 `Session::run`.
+    pub fn run(&mut self) -> Result<Duration, BenchError> {
+        timed_run(&mut self.session, &self.input).map_err(|e| BenchError::Setup(format!("raw run: {e}")))
+    }
+}
+
+fn read_card(settings: &EngineSettings, variant: ModelVariant) -> Result<ModelCard, BenchError> {
+    let card_path = settings.card_path(variant);
+    std::fs::read_to_string(&card_path)
+        .map_err(|e| e.to_string())
+        .and_then(|json| ModelCard::from_json(&json).map_err(|e| e.to_string()))
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", card_path.display())))
 }
 
 /// One `Session::run`, timed; the outputs are dropped after the clock stops.
