@@ -27,12 +27,14 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, T
 use tracing::Level;
 
 use crate::ab::{AbStats, AbSummary};
+use crate::auth::{self, ApiKeys};
 use crate::config::{Config, ModelSelection};
 use crate::engine::{CardSource, Engine, EngineError, TensorInfo};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 use crate::middleware::{self, RequestId};
 use crate::predict;
+use crate::v2;
 
 /// The OpenAPI description served at `/openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -54,11 +56,23 @@ pub enum Endpoint {
     Metrics,
     /// `GET /v1/ab`: live A/B statistics of the color and gray models.
     Ab,
+    /// `GET /v2`: Open Inference Protocol server metadata.
+    V2Server,
+    /// `GET /v2/health/live`.
+    V2Live,
+    /// `GET /v2/health/ready`.
+    V2Ready,
+    /// `GET /v2/models/{name}`: model metadata.
+    V2Model,
+    /// `GET /v2/models/{name}/ready`.
+    V2ModelReady,
+    /// `POST /v2/models/{name}/infer`: inference on preprocessed tensors.
+    V2Infer,
 }
 
 impl Endpoint {
     /// The route table; [`app`] serves exactly these.
-    pub const ALL: [Endpoint; 7] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Predict,
         Endpoint::Models,
         Endpoint::Ab,
@@ -66,12 +80,21 @@ impl Endpoint {
         Endpoint::Readyz,
         Endpoint::Metrics,
         Endpoint::OpenApi,
+        Endpoint::V2Server,
+        Endpoint::V2Live,
+        Endpoint::V2Ready,
+        Endpoint::V2Model,
+        Endpoint::V2ModelReady,
+        Endpoint::V2Infer,
     ];
 
     /// The HTTP method, upper case.
     pub const fn method(self) -> &'static str {
         match self {
-            Endpoint::Predict => "POST",
+            Endpoint::Predict | Endpoint::V2Infer => "POST",
+            Endpoint::V2Server | Endpoint::V2Live | Endpoint::V2Ready | Endpoint::V2Model | Endpoint::V2ModelReady => {
+                "GET"
+            }
             Endpoint::Models
             | Endpoint::Healthz
             | Endpoint::Readyz
@@ -91,10 +114,34 @@ impl Endpoint {
             Endpoint::OpenApi => "/openapi.yaml",
             Endpoint::Metrics => "/metrics",
             Endpoint::Ab => "/v1/ab",
+            Endpoint::V2Server => "/v2",
+            Endpoint::V2Live => "/v2/health/live",
+            Endpoint::V2Ready => "/v2/health/ready",
+            Endpoint::V2Model => "/v2/models/{name}",
+            Endpoint::V2ModelReady => "/v2/models/{name}/ready",
+            Endpoint::V2Infer => "/v2/models/{name}/infer",
         }
     }
 
+    /// Whether the route needs an API key when keys are configured (inference and model routes; health, readiness,
+    /// metrics and the OpenAPI document stay open).
+    pub const fn protected(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Predict | Endpoint::Models | Endpoint::Ab | Endpoint::V2Model | Endpoint::V2ModelReady | Endpoint::V2Infer
+        )
+    }
+
     fn handler(self, state: &AppState) -> MethodRouter<AppState> {
+        let handler = self.unprotected_handler(state);
+        if self.protected() {
+            handler.layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key))
+        } else {
+            handler
+        }
+    }
+
+    fn unprotected_handler(self, state: &AppState) -> MethodRouter<AppState> {
         match self {
             Endpoint::Predict => post(predict::predict)
                 .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_concurrency)),
@@ -104,6 +151,12 @@ impl Endpoint {
             Endpoint::OpenApi => get(openapi),
             Endpoint::Metrics => get(metrics),
             Endpoint::Ab => get(ab),
+            Endpoint::V2Server => get(v2::server_metadata),
+            Endpoint::V2Live => get(v2::live),
+            Endpoint::V2Ready => get(v2::ready),
+            Endpoint::V2Model => get(v2::model_metadata),
+            Endpoint::V2ModelReady => get(v2::model_ready),
+            Endpoint::V2Infer => post(v2::infer),
         }
     }
 }
@@ -138,6 +191,10 @@ struct Shared {
     decode_limits: DecodeLimits,
     default_model: ModelSelection,
     shadow: Option<ModelVariant>,
+    api_keys: ApiKeys,
+    /// `/metrics` is served on `--metrics-bind` instead of the main listener.
+    metrics_elsewhere: bool,
+    cors_origins: Vec<String>,
     metrics: Arc<Metrics>,
     ab: Arc<AbStats>,
 }
@@ -163,6 +220,13 @@ impl AppState {
                 decode_limits: DecodeLimits::new(config.max_pixels),
                 default_model: config.default_model,
                 shadow: config.shadow_model(),
+                // Fails closed: keys that cannot be loaded refuse every protected request (`serve` refuses to start).
+                api_keys: config.api_keys().unwrap_or_else(|error| {
+                    tracing::error!(%error, "API keys could not be loaded: refusing every protected request");
+                    ApiKeys::deny_all()
+                }),
+                metrics_elsewhere: config.metrics_bind.is_some(),
+                cors_origins: config.cors_origins.clone(),
                 metrics: Arc::new(Metrics::new()),
                 ab: Arc::new(AbStats::default()),
             }),
@@ -257,6 +321,11 @@ impl AppState {
         self.shared.max_concurrent_requests.load(Ordering::SeqCst)
     }
 
+    /// The accepted API keys (none: nothing is checked).
+    pub fn api_keys(&self) -> &ApiKeys {
+        &self.shared.api_keys
+    }
+
     pub fn max_body_bytes(&self) -> usize {
         self.shared.max_body_bytes
     }
@@ -303,7 +372,9 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let routes = Endpoint::ALL
         .into_iter()
+        .filter(|endpoint| !(*endpoint == Endpoint::Metrics && state.shared.metrics_elsewhere))
         .fold(Router::new(), |router, endpoint| router.route(endpoint.path(), endpoint.handler(&state)));
+    let cors = cors_layer(&state.shared.cors_origins);
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
             let id = request.extensions().get::<RequestId>().map_or("", RequestId::as_str);
@@ -321,7 +392,42 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::track_requests))
         .layer(trace)
         .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(cors)
         .with_state(state)
+}
+
+/// CORS for `--cors-origin` (off when none: no CORS headers, browsers keep the same-origin rule).
+fn cors_layer(origins: &[String]) -> tower::util::Either<tower_http::cors::CorsLayer, tower::layer::util::Identity> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return tower::util::Either::Right(tower::layer::util::Identity::new());
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    tower::util::Either::Left(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                header::HeaderName::from_static("x-api-key"),
+                header::HeaderName::from_static("x-request-id"),
+                header::HeaderName::from_static(crate::v2::HEADER_LENGTH),
+            ])
+            .expose_headers([
+                header::HeaderName::from_static("x-request-id"),
+                header::HeaderName::from_static(crate::v2::HEADER_LENGTH),
+            ]),
+    )
+}
+
+/// The router of `--metrics-bind`: `/metrics` alone.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new().route(Endpoint::Metrics.path(), get(metrics)).with_state(state)
 }
 
 async fn not_found(request: Request) -> ApiError {

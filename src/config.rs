@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use cxr_core::card::ModelVariant;
 
+use crate::auth::{ApiKey, ApiKeys, KeyFileError};
 use crate::engine::{BatchSizes, ConvSearch, Device, EngineSettings};
 
 /// Where ONNX Runtime is looked for when neither `--ort-dylib` nor `ORT_DYLIB_PATH` is given; made by
@@ -110,6 +111,24 @@ pub struct Config {
     #[arg(long, env = "ORT_DYLIB_PATH", default_value = DEFAULT_ORT_DYLIB)]
     pub ort_dylib: PathBuf,
 
+    /// API key required on the inference and model routes (repeatable; `CXR_API_KEYS` takes a comma-separated list;
+    /// at least 16 characters). Health, readiness, metrics and the OpenAPI document stay open. Default: no keys.
+    #[arg(long = "api-key", env = "CXR_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<ApiKey>,
+
+    /// A file of API keys, one per line (`#` comments), added to `--api-key`.
+    #[arg(long, env = "CXR_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Serve `/metrics` on this address instead of the main one (e.g. a port only the scraper can reach).
+    #[arg(long, env = "CXR_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Origin allowed to call the API from a browser (CORS; repeatable, `CXR_CORS_ORIGINS` comma-separated, `*` for
+    /// any). Default: none, no CORS headers.
+    #[arg(long = "cors-origin", env = "CXR_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Log format: `text` (human-readable) or `json` (one object per line).
     #[arg(long, env = "CXR_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -135,6 +154,11 @@ impl Config {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The API keys of `--api-key` and `--api-key-file`.
+    pub fn api_keys(&self) -> Result<ApiKeys, KeyFileError> {
+        ApiKeys::load(&self.api_keys, self.api_key_file.as_deref())
     }
 
     /// The shadow model of a valid configuration (`None` without `--shadow`, or when [`Config::validate`] fails).

@@ -51,6 +51,8 @@ pub enum ProblemKind {
     InvalidMultipart,
     /// Any other malformed request (bad query string, empty body).
     BadRequest,
+    /// An API key is required and the request presented none that is accepted.
+    Unauthorized,
     /// A queue or the concurrency limit is full; retry after `Retry-After` seconds.
     Overloaded,
     /// The models are still loading (or the server is shutting down).
@@ -65,7 +67,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 16] = [
+    pub const ALL: [ProblemKind; 17] = [
         ProblemKind::UnsupportedMediaType,
         ProblemKind::CorruptImage,
         ProblemKind::UnsupportedTransferSyntax,
@@ -77,6 +79,7 @@ impl ProblemKind {
         ProblemKind::UnknownModel,
         ProblemKind::InvalidMultipart,
         ProblemKind::BadRequest,
+        ProblemKind::Unauthorized,
         ProblemKind::Overloaded,
         ProblemKind::NotReady,
         ProblemKind::NotFound,
@@ -99,6 +102,7 @@ impl ProblemKind {
             ProblemKind::InvalidMultipart | ProblemKind::BadRequest => StatusCode::BAD_REQUEST,
             ProblemKind::Overloaded | ProblemKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProblemKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +121,7 @@ impl ProblemKind {
             ProblemKind::UnknownModel => "unknown-model",
             ProblemKind::InvalidMultipart => "invalid-multipart",
             ProblemKind::BadRequest => "bad-request",
+            ProblemKind::Unauthorized => "unauthorized",
             ProblemKind::Overloaded => "overloaded",
             ProblemKind::NotReady => "not-ready",
             ProblemKind::NotFound => "not-found",
@@ -139,6 +144,7 @@ impl ProblemKind {
             ProblemKind::UnknownModel => "Unknown model",
             ProblemKind::InvalidMultipart => "Invalid multipart body",
             ProblemKind::BadRequest => "Bad request",
+            ProblemKind::Unauthorized => "Unauthorized",
             ProblemKind::Overloaded => "Server overloaded",
             ProblemKind::NotReady => "Not ready",
             ProblemKind::NotFound => "Not found",
@@ -217,6 +223,8 @@ pub enum ApiError {
     InvalidMultipart(String),
     #[error("{0}")]
     BadRequest(String),
+    #[error("a valid API key is required (Authorization: Bearer KEY, or X-API-Key: KEY)")]
+    Unauthorized,
     #[error("{0}")]
     Overloaded(String),
     #[error("{0}")]
@@ -247,6 +255,7 @@ impl ApiError {
             ApiError::UnknownModel(_) => ProblemKind::UnknownModel,
             ApiError::InvalidMultipart(_) => ProblemKind::InvalidMultipart,
             ApiError::BadRequest(_) => ProblemKind::BadRequest,
+            ApiError::Unauthorized => ProblemKind::Unauthorized,
             ApiError::Overloaded(_) => ProblemKind::Overloaded,
             ApiError::NotReady(_) => ProblemKind::NotReady,
             ApiError::NotFound(_) => ProblemKind::NotFound,
@@ -291,7 +300,11 @@ impl IntoResponse for ApiError {
             ProblemKind::NotReady => tracing::debug!(error = %self, problem = kind.slug(), "request refused"),
             _ => tracing::info!(error = %self, problem = kind.slug(), "request rejected"),
         }
-        self.problem().into_response_with(kind.retry_after())
+        let mut response = self.problem().into_response_with(kind.retry_after());
+        if kind == ProblemKind::Unauthorized {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

@@ -18,6 +18,7 @@
 
 pub mod ab;
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod middleware;
 pub mod predict;
 pub mod server;
 pub mod shadow;
+pub mod v2;
 
 pub use api::{AppState, Endpoint, app};
 pub use config::Config;

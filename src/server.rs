@@ -29,6 +29,8 @@ pub enum ServeError {
     Engine(#[from] EngineError),
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Keys(#[from] crate::auth::KeyFileError),
 }
 
 /// Installs the global `tracing` subscriber (stderr, `RUST_LOG` filter, default `info`).
@@ -50,6 +52,10 @@ pub fn init_tracing(format: LogFormat) {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(?config, "effective configuration");
     config.validate()?;
+    let keys = config.api_keys()?;
+    if keys.required() {
+        tracing::info!(keys = ?keys, "API keys required on the inference and model routes");
+    }
     let signals = ShutdownSignals::register()?;
     let listener =
         TcpListener::bind(config.bind).await.map_err(|source| ServeError::Bind { addr: config.bind, source })?;
@@ -104,6 +110,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             let _ = draining_tx.send(true);
         }
     };
+    // `/metrics` on its own listener, when asked; it stops with the process.
+    let metrics_server = match config.metrics_bind {
+        Some(metrics_addr) => {
+            let metrics_listener = TcpListener::bind(metrics_addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr: metrics_addr, source })?;
+            let bound = metrics_listener.local_addr().map_err(ServeError::Http)?;
+            tracing::info!(addr = %bound, "metrics listening");
+            let router = crate::api::metrics_app(state.clone());
+            Some(tokio::spawn(async move { axum::serve(metrics_listener, router).await }))
+        }
+        None => None,
+    };
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     let served = tokio::select! {
@@ -117,6 +136,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     };
 
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     if let Some(error) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(ServeError::Engine(error));
     }

@@ -280,6 +280,8 @@ impl ModelInfo {
 pub struct Prediction {
     /// Sigmoid probabilities, one per label of [`cxr_core::labels::LABELS`].
     pub probabilities: Vec<f32>,
+    /// The logits the probabilities are the sigmoid of, same order.
+    pub logits: Vec<f32>,
     /// From submission to the start of the batch that ran this job.
     pub queue: Duration,
     /// Wall time of the batch's session run (shared by every job of the batch).

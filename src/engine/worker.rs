@@ -22,7 +22,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cxr_core::card::{INPUT_NAME, ModelVariant, PROBABILITIES_NAME};
+use cxr_core::card::{INPUT_NAME, LOGITS_NAME, ModelVariant, PROBABILITIES_NAME};
 use cxr_core::labels::NUM_LABELS;
 use cxr_core::preprocess::Preprocessor;
 use ort::environment::Environment;
@@ -140,7 +140,8 @@ fn open(
     let warm_started = Instant::now();
     for &n in &warmed {
         let probabilities = run_batch(&mut session, &info, vec![0.0; n * info.tensor_len()], n)
-            .map_err(|e| EngineError::WarmUp { path: path.to_path_buf(), reason: format!("batch {n}: {e}") })?;
+            .map_err(|e| EngineError::WarmUp { path: path.to_path_buf(), reason: format!("batch {n}: {e}") })?
+            .probabilities;
         if let Some(bad) = probabilities.iter().find(|p| !(0.0..=1.0).contains(*p)) {
             return Err(EngineError::WarmUp {
                 path: path.to_path_buf(),
@@ -237,10 +238,17 @@ impl Worker<'_> {
         self.metrics.observe_batch(n, inference);
         tracing::debug!(model = %info.variant, batch = n, inference_ms = inference.as_secs_f64() * 1e3, "batch done");
         match result {
-            Ok(probabilities) => {
+            Ok(output) => {
                 // `zip` stops at the last real job: padding rows are dropped here.
-                for ((reply, queue), row) in replies.into_iter().zip(probabilities.chunks_exact(NUM_LABELS)) {
-                    let _ = reply.send(Ok(Prediction { probabilities: row.to_vec(), queue, inference, batch_size: n }));
+                let rows = output.probabilities.chunks_exact(NUM_LABELS).zip(output.logits.chunks_exact(NUM_LABELS));
+                for ((reply, queue), (probabilities, logits)) in replies.into_iter().zip(rows) {
+                    let _ = reply.send(Ok(Prediction {
+                        probabilities: probabilities.to_vec(),
+                        logits: logits.to_vec(),
+                        queue,
+                        inference,
+                        batch_size: n,
+                    }));
                 }
             }
             Err(error) => {
@@ -308,23 +316,32 @@ fn keep_if_wanted(job: &Job, metrics: &ModelMetrics) -> bool {
     }
 }
 
-/// One session run on `n` stacked images; returns the `n × 14` probabilities, row-major.
-fn run_batch(session: &mut Session, info: &ModelInfo, input: Vec<f32>, n: usize) -> Result<Vec<f32>, InferError> {
+/// The `n × 14` outputs of one session run, row-major.
+pub(super) struct BatchOutput {
+    pub probabilities: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+/// One session run on `n` stacked images.
+fn run_batch(session: &mut Session, info: &ModelInfo, input: Vec<f32>, n: usize) -> Result<BatchOutput, InferError> {
     let variant = info.variant;
     let failed = |reason: String| InferError::Run { variant, reason };
     let size = info.card.input_size;
     let shape = [n, info.card.channels, size, size];
     let tensor = Tensor::from_array((shape, input)).map_err(|e| failed(e.to_string()))?;
     let outputs = session.run(ort::inputs![INPUT_NAME => tensor]).map_err(|e| failed(e.to_string()))?;
-    let output = outputs.get(PROBABILITIES_NAME).ok_or_else(|| failed(format!("no {PROBABILITIES_NAME:?} output")))?;
-    let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| failed(e.to_string()))?;
-    if **shape != [n as i64, NUM_LABELS as i64] {
-        return Err(failed(format!("{PROBABILITIES_NAME:?} has shape {:?}, expected [{n}, {NUM_LABELS}]", &**shape)));
-    }
-    if let Some(bad) = values.iter().find(|p| !p.is_finite()) {
-        return Err(failed(format!("non-finite probability {bad}")));
-    }
-    Ok(values.to_vec())
+    let extract = |name: &str| -> Result<Vec<f32>, InferError> {
+        let output = outputs.get(name).ok_or_else(|| failed(format!("no {name:?} output")))?;
+        let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| failed(e.to_string()))?;
+        if **shape != [n as i64, NUM_LABELS as i64] {
+            return Err(failed(format!("{name:?} has shape {:?}, expected [{n}, {NUM_LABELS}]", &**shape)));
+        }
+        if let Some(bad) = values.iter().find(|p| !p.is_finite()) {
+            return Err(failed(format!("non-finite {name:?} value {bad}")));
+        }
+        Ok(values.to_vec())
+    };
+    Ok(BatchOutput { probabilities: extract(PROBABILITIES_NAME)?, logits: extract(LOGITS_NAME)? })
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@ mod helpers;
 
 mod ab;
 mod adopted;
+mod auth;
+mod v2;
 mod batching;
 mod docs;
 mod errors;

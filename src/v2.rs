@@ -1,0 +1,368 @@
+//! The Open Inference Protocol (KServe v2 / Triton HTTP) beside `/predict`, for clients such as `tritonclient`.
+//!
+//! Routes: `GET /v2` (server metadata), `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2/models/{name}`
+//! (model metadata), `GET /v2/models/{name}/ready`, `POST /v2/models/{name}/infer`. Models are named `color` and
+//! `gray`, version `1`; each has one input `image` (FP32 `[-1, C, S, S]`, already preprocessed: the tensor the
+//! server would build from an image with `cxr-core`) and two outputs `probabilities` and `logits` (FP32
+//! `[-1, 14]`, NIH label order).
+//!
+//! An inference request is JSON, or JSON followed by binary tensor data (the binary tensor extension): the header
+//! `Inference-Header-Content-Length` then gives the JSON's length, and each input with
+//! `parameters.binary_data_size` takes that many bytes (little-endian FP32) from what follows, in input order. The
+//! Python client sends such bodies without a `Content-Type`. The answer is JSON, with each output whose request
+//! asks for `parameters.binary_data` (or all, with `parameters.binary_data_output`) appended as binary data in the
+//! same way. Every image of the batch is one job of the model's batcher, exactly like a `/predict` request, so
+//! batching, queue limits and the engine's metrics are shared.
+//!
+//! Errors are `{"error": "..."}` with 400 (malformed request), 404 (unknown model), 503 (not ready, overloaded;
+//! with `Retry-After`) or 500, as the protocol specifies — not problem+json.
+
+use std::str::FromStr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cxr_core::card::{INPUT_NAME, LOGITS_NAME, ModelVariant, PROBABILITIES_NAME};
+use cxr_core::labels::NUM_LABELS;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api::AppState;
+use crate::engine::{InferError, ModelHandle, Prediction};
+
+/// The header of the binary tensor extension.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+/// The only model version.
+pub const MODEL_VERSION: &str = "1";
+
+/// An Open Inference Protocol error: a status and `{"error": message}`.
+#[derive(Debug)]
+pub struct V2Error {
+    status: StatusCode,
+    message: String,
+}
+
+impl V2Error {
+    fn bad_request(message: impl Into<String>) -> V2Error {
+        V2Error { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+}
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if retry {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<InferError> for V2Error {
+    fn from(error: InferError) -> Self {
+        let status = match &error {
+            InferError::Overloaded { .. } | InferError::Stopped { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            InferError::InputSize { .. } => StatusCode::BAD_REQUEST,
+            InferError::Run { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(%error, "v2 inference failed");
+        }
+        V2Error { status, message: error.to_string() }
+    }
+}
+
+/// The model handle for `name`, or 404 / 503.
+fn model(state: &AppState, name: &str) -> Result<ModelHandle, V2Error> {
+    let variant = ModelVariant::from_str(name).map_err(|_| V2Error {
+        status: StatusCode::NOT_FOUND,
+        message: format!("unknown model {name:?} (models: color, gray)"),
+    })?;
+    let engine = state.engine().ok_or(V2Error {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "the models are still loading".into(),
+    })?;
+    engine.model(variant).cloned().ok_or(V2Error {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!("model {name} is not loaded"),
+    })
+}
+
+/// `GET /v2`: server metadata.
+pub async fn server_metadata() -> Json<Value> {
+    Json(json!({
+        "name": "cxr-serve",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+/// `GET /v2/health/live`: 200 while the process serves.
+pub async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+/// `GET /v2/health/ready`: 200 once the models are loaded and warmed up, 503 before and while shutting down.
+pub async fn ready(State(state): State<AppState>) -> StatusCode {
+    if state.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+}
+
+/// `GET /v2/models/{name}/ready`.
+pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, V2Error> {
+    let handle = model(&state, &name)?;
+    if handle.is_running() && state.is_ready() {
+        Ok(StatusCode::OK)
+    } else {
+        Err(V2Error { status: StatusCode::SERVICE_UNAVAILABLE, message: format!("model {name} is not ready") })
+    }
+}
+
+/// `GET /v2/models/{name}`: model metadata.
+pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, V2Error> {
+    let handle = model(&state, &name)?;
+    let card = &handle.info().card;
+    let size = card.input_size as i64;
+    let tensor = |name: &str, shape: Vec<i64>| json!({ "name": name, "datatype": "FP32", "shape": shape });
+    Ok(Json(json!({
+        "name": handle.info().variant,
+        "versions": [MODEL_VERSION],
+        "platform": "onnxruntime_onnx",
+        "inputs": [tensor(INPUT_NAME, vec![-1, card.channels as i64, size, size])],
+        "outputs": [
+            tensor(PROBABILITIES_NAME, vec![-1, NUM_LABELS as i64]),
+            tensor(LOGITS_NAME, vec![-1, NUM_LABELS as i64]),
+        ],
+    })))
+}
+
+/// One input tensor of an inference request.
+#[derive(Debug, Deserialize)]
+struct RequestInput {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Parameters,
+    data: Option<Value>,
+}
+
+/// One requested output.
+#[derive(Debug, Deserialize)]
+struct RequestOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Parameters,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Parameters {
+    binary_data_size: Option<u64>,
+    binary_data: Option<bool>,
+    binary_data_output: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InferRequest {
+    id: Option<String>,
+    inputs: Vec<RequestInput>,
+    outputs: Option<Vec<RequestOutput>>,
+    #[serde(default)]
+    parameters: Parameters,
+}
+
+#[derive(Debug, Serialize)]
+struct ResponseOutput {
+    name: &'static str,
+    datatype: &'static str,
+    shape: [usize; 2],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Vec<f32>>,
+}
+
+/// Splits a body into the JSON request and the binary data after it.
+fn split_body(headers: &HeaderMap, body: &Bytes) -> Result<(InferRequest, Bytes), V2Error> {
+    let json_len = match headers.get(HEADER_LENGTH) {
+        None => body.len(),
+        Some(value) => {
+            let len = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| V2Error::bad_request(format!("{HEADER_LENGTH} is not a byte count")))?;
+            if len > body.len() {
+                return Err(V2Error::bad_request(format!(
+                    "{HEADER_LENGTH} is {len} but the body has only {} bytes",
+                    body.len()
+                )));
+            }
+            len
+        }
+    };
+    let request: InferRequest = serde_json::from_slice(&body[..json_len])
+        .map_err(|e| V2Error::bad_request(format!("the inference request is not valid JSON for this protocol: {e}")))?;
+    Ok((request, body.slice(json_len..)))
+}
+
+/// Flattens nested JSON arrays of numbers (the protocol allows both flat and nested `data`).
+fn flatten(value: &Value, out: &mut Vec<f32>) -> Result<(), V2Error> {
+    match value {
+        Value::Array(items) => items.iter().try_for_each(|v| flatten(v, out)),
+        Value::Number(n) => {
+            out.push(n.as_f64().ok_or_else(|| V2Error::bad_request("data holds a number that is not FP32"))? as f32);
+            Ok(())
+        }
+        _ => Err(V2Error::bad_request("data must hold only numbers")),
+    }
+}
+
+/// The `[N, C, S, S]` input as N image tensors, checked against the model.
+fn images(handle: &ModelHandle, request: &InferRequest, binary: &Bytes) -> Result<Vec<Vec<f32>>, V2Error> {
+    let [input] = request.inputs.as_slice() else {
+        return Err(V2Error::bad_request(format!("expected exactly one input ({INPUT_NAME:?}), got {}", request.inputs.len())));
+    };
+    if input.name != INPUT_NAME {
+        return Err(V2Error::bad_request(format!("unknown input {:?} (the model's input is {INPUT_NAME:?})", input.name)));
+    }
+    if input.datatype != "FP32" {
+        return Err(V2Error::bad_request(format!("input datatype {} is not FP32", input.datatype)));
+    }
+    let card = &handle.info().card;
+    let expected = [card.channels as i64, card.input_size as i64, card.input_size as i64];
+    let n = match input.shape.as_slice() {
+        [n, c, h, w] if *n >= 1 && [*c, *h, *w] == expected => *n as usize,
+        shape => {
+            return Err(V2Error::bad_request(format!(
+                "input shape {shape:?} does not match [N ≥ 1, {}, {}, {}]",
+                expected[0], expected[1], expected[2]
+            )));
+        }
+    };
+    let per_image = handle.info().tensor_len();
+    let total = n.checked_mul(per_image).ok_or_else(|| V2Error::bad_request("input shape is too large"))?;
+    let values: Vec<f32> = match (&input.data, input.parameters.binary_data_size) {
+        (Some(_), Some(_)) => return Err(V2Error::bad_request("input has both data and binary_data_size")),
+        (Some(data), None) => {
+            let mut values = Vec::with_capacity(total);
+            flatten(data, &mut values)?;
+            values
+        }
+        (None, Some(size)) => {
+            if size as usize != binary.len() || size as usize != total * 4 {
+                return Err(V2Error::bad_request(format!(
+                    "binary_data_size is {size}, the binary data after the header has {} bytes, and the shape needs \
+                     {} bytes",
+                    binary.len(),
+                    total * 4
+                )));
+            }
+            binary.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        }
+        (None, None) => return Err(V2Error::bad_request("input has neither data nor binary_data_size")),
+    };
+    if values.len() != total {
+        return Err(V2Error::bad_request(format!("input has {} values, its shape needs {total}", values.len())));
+    }
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(V2Error::bad_request("input holds NaN or infinite values"));
+    }
+    Ok(values.chunks_exact(per_image).map(<[f32]>::to_vec).collect())
+}
+
+/// `POST /v2/models/{name}/infer`.
+pub async fn infer(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, V2Error> {
+    let handle = model(&state, &name)?;
+    // The same request limit as `/predict`.
+    let _permit = state.permits().try_acquire_owned().map_err(|_| V2Error {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!("{} requests are already in progress; retry later", state.max_concurrent_requests()),
+    })?;
+    let (request, binary) = split_body(&headers, &body)?;
+    let images = images(&handle, &request, &binary)?;
+    drop(body);
+    let requested: Vec<(&'static str, bool)> = match &request.outputs {
+        None => vec![(PROBABILITIES_NAME, false), (LOGITS_NAME, false)],
+        Some(outputs) => outputs
+            .iter()
+            .map(|o| match o.name.as_str() {
+                PROBABILITIES_NAME => Ok((PROBABILITIES_NAME, o.parameters.binary_data.unwrap_or(false))),
+                LOGITS_NAME => Ok((LOGITS_NAME, o.parameters.binary_data.unwrap_or(false))),
+                other => Err(V2Error::bad_request(format!(
+                    "unknown output {other:?} (outputs: {PROBABILITIES_NAME}, {LOGITS_NAME})"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let all_binary = request.parameters.binary_data_output.unwrap_or(false);
+
+    // Every image is one job of the batcher; all are admitted first, so the worker waits for the rest of the batch.
+    let n = images.len();
+    let admissions: Vec<_> = (0..n).map(|_| handle.admit()).collect();
+    let jobs: Vec<_> = admissions
+        .into_iter()
+        .zip(images)
+        .map(|(admission, tensor)| tokio::spawn(admission.infer(tensor)))
+        .collect();
+    let mut predictions: Vec<Prediction> = Vec::with_capacity(n);
+    for job in jobs {
+        let prediction = job.await.map_err(|e| V2Error {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: format!("inference task failed: {e}"),
+        })??;
+        predictions.push(prediction);
+    }
+
+    let mut outputs = Vec::with_capacity(requested.len());
+    let mut tail: Vec<u8> = Vec::new();
+    for (output, binary) in requested {
+        let values: Vec<f32> = predictions
+            .iter()
+            .flat_map(|p| if output == PROBABILITIES_NAME { p.probabilities.iter() } else { p.logits.iter() })
+            .copied()
+            .collect();
+        if binary || all_binary {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            outputs.push(ResponseOutput {
+                name: output,
+                datatype: "FP32",
+                shape: [n, NUM_LABELS],
+                parameters: Some(json!({ "binary_data_size": bytes.len() })),
+                data: None,
+            });
+            tail.extend(bytes);
+        } else {
+            outputs.push(ResponseOutput { name: output, datatype: "FP32", shape: [n, NUM_LABELS], parameters: None, data: Some(values) });
+        }
+    }
+    let mut document = json!({ "model_name": handle.info().variant, "model_version": MODEL_VERSION, "outputs": outputs });
+    if let Some(id) = request.id {
+        document["id"] = Value::String(id);
+    }
+    let json = serde_json::to_vec(&document).map_err(|e| V2Error {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: format!("cannot serialise the response: {e}"),
+    })?;
+    if tail.is_empty() {
+        return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response());
+    }
+    let header_len = json.len();
+    let mut body = json;
+    body.extend(tail);
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream")),
+            (header::HeaderName::from_static(HEADER_LENGTH), HeaderValue::from(header_len)),
+        ],
+        body,
+    )
+        .into_response())
+}
