@@ -55,7 +55,8 @@ test-rust: ort models
 
 test-python: ort models
 	@py=$$(scripts/setup-python.sh) && $$py tests/python/check_models.py $(MODELS_DIR) && \
-	  $$py tests/python/oip_tritonclient.py --server $(BIN)/cxr-serve --models $(MODELS_DIR) --ort-dylib $(ORT_DYLIB_PATH)
+	  $$py tests/python/oip_tritonclient.py --server $(BIN)/cxr-serve --models $(MODELS_DIR) --ort-dylib $(ORT_DYLIB_PATH) && \
+	  tests/python/schemathesis.sh $$py $(BIN)/cxr-serve $(MODELS_DIR) $(ORT_DYLIB_PATH)
 
 # The benchmark (BENCHMARKS.md), not a test: raw ONNX Runtime vs cxr-serve vs the Python reference server, for
 # both models. About 4-8 minutes on 2 cores; `make bench BENCH_ARGS=--quick` is a 1-2 minute smoke run. On a GPU:
