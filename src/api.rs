@@ -192,6 +192,7 @@ struct Shared {
     default_model: ModelSelection,
     shadow: Option<ModelVariant>,
     api_keys: ApiKeys,
+    body_timeout: Duration,
     /// `/metrics` is served on `--metrics-bind` instead of the main listener.
     metrics_elsewhere: bool,
     cors_origins: Vec<String>,
@@ -226,6 +227,7 @@ impl AppState {
                     ApiKeys::deny_all()
                 }),
                 metrics_elsewhere: config.metrics_bind.is_some(),
+                body_timeout: Duration::from_secs(config.body_timeout_secs as u64),
                 cors_origins: config.cors_origins.clone(),
                 metrics: Arc::new(Metrics::new()),
                 ab: Arc::new(AbStats::default()),
@@ -319,6 +321,11 @@ impl AppState {
 
     pub fn max_concurrent_requests(&self) -> usize {
         self.shared.max_concurrent_requests.load(Ordering::SeqCst)
+    }
+
+    /// Longest a request body may take to arrive.
+    pub fn body_timeout(&self) -> Duration {
+        self.shared.body_timeout
     }
 
     /// The accepted API keys (none: nothing is checked).

@@ -102,6 +102,11 @@ pub struct Config {
     #[arg(long, env = "CXR_DECODE_THREADS", default_value_t = default_intra_threads(), value_parser = parse_positive)]
     pub decode_threads: usize,
 
+    /// Longest a request body may take to arrive, in seconds; slower uploads (stalled or slowloris-style clients)
+    /// get 408 `request-timeout` and free their request slot.
+    #[arg(long, env = "CXR_BODY_TIMEOUT_SECS", default_value_t = 60, value_parser = parse_positive)]
+    pub body_timeout_secs: usize,
+
     /// Seconds to wait for in-flight requests after SIGTERM/SIGINT before exiting anyway.
     #[arg(long, env = "CXR_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub shutdown_grace_secs: u64,

@@ -45,6 +45,8 @@ pub enum ProblemKind {
     EmptyImage,
     /// The body is larger than `--max-body-bytes`.
     PayloadTooLarge,
+    /// The body did not arrive within `--body-timeout-secs` (a stalled or deliberately slow upload).
+    RequestTimeout,
     /// `?model=` names no model.
     UnknownModel,
     /// A multipart body that cannot be parsed or has no `file` field.
@@ -67,7 +69,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 17] = [
+    pub const ALL: [ProblemKind; 18] = [
         ProblemKind::UnsupportedMediaType,
         ProblemKind::CorruptImage,
         ProblemKind::UnsupportedTransferSyntax,
@@ -76,6 +78,7 @@ impl ProblemKind {
         ProblemKind::TooManyPixels,
         ProblemKind::EmptyImage,
         ProblemKind::PayloadTooLarge,
+        ProblemKind::RequestTimeout,
         ProblemKind::UnknownModel,
         ProblemKind::InvalidMultipart,
         ProblemKind::BadRequest,
@@ -98,6 +101,7 @@ impl ProblemKind {
             | ProblemKind::TooManyPixels
             | ProblemKind::EmptyImage => StatusCode::UNPROCESSABLE_ENTITY,
             ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProblemKind::UnknownModel | ProblemKind::NotFound => StatusCode::NOT_FOUND,
             ProblemKind::InvalidMultipart | ProblemKind::BadRequest => StatusCode::BAD_REQUEST,
             ProblemKind::Overloaded | ProblemKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
@@ -118,6 +122,7 @@ impl ProblemKind {
             ProblemKind::TooManyPixels => "too-many-pixels",
             ProblemKind::EmptyImage => "empty-image",
             ProblemKind::PayloadTooLarge => "payload-too-large",
+            ProblemKind::RequestTimeout => "request-timeout",
             ProblemKind::UnknownModel => "unknown-model",
             ProblemKind::InvalidMultipart => "invalid-multipart",
             ProblemKind::BadRequest => "bad-request",
@@ -141,6 +146,7 @@ impl ProblemKind {
             ProblemKind::TooManyPixels => "Image has too many pixels",
             ProblemKind::EmptyImage => "Image has no pixels",
             ProblemKind::PayloadTooLarge => "Payload too large",
+            ProblemKind::RequestTimeout => "Request body timed out",
             ProblemKind::UnknownModel => "Unknown model",
             ProblemKind::InvalidMultipart => "Invalid multipart body",
             ProblemKind::BadRequest => "Bad request",
@@ -217,6 +223,8 @@ pub enum ApiError {
     Decode(#[from] DecodeError),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     #[error(transparent)]
     UnknownModel(#[from] UnknownModel),
     #[error("{0}")]
@@ -252,6 +260,7 @@ impl ApiError {
                 DecodeError::EmptyImage => ProblemKind::EmptyImage,
             },
             ApiError::PayloadTooLarge(_) => ProblemKind::PayloadTooLarge,
+            ApiError::RequestTimeout(_) => ProblemKind::RequestTimeout,
             ApiError::UnknownModel(_) => ProblemKind::UnknownModel,
             ApiError::InvalidMultipart(_) => ProblemKind::InvalidMultipart,
             ApiError::BadRequest(_) => ProblemKind::BadRequest,

@@ -111,15 +111,16 @@ pub async fn predict(
     query: Result<Query<PredictParams>, QueryRejection>,
     request: Request,
 ) -> Result<Json<PredictResponse>, ApiError> {
+    let request_id = request.extensions().get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
+    // The body is read (within its size and time limits) before any other check can refuse the request: an HTTP/1.1
+    // client still uploading would otherwise see the connection reset instead of the answer.
+    let upload = read_upload(request, &state).await?;
     let Query(params) = query?;
     let selection = match params.model.as_deref() {
         Some(name) => name.parse::<ModelSelection>()?,
         None => state.default_model(),
     };
     let engine = Arc::clone(state.ready_engine()?);
-    let request_id = request.extensions().get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
-
-    let upload = read_upload(request, &state).await?;
     let received = Instant::now();
     if upload.bytes.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty; send a DICOM, PNG or JPEG file".into()));
@@ -279,13 +280,21 @@ impl ModelRun {
 }
 
 /// The uploaded file and the media type the client declared for it.
-struct Upload {
-    bytes: Bytes,
-    declared_type: Option<String>,
+pub struct Upload {
+    pub bytes: Bytes,
+    pub declared_type: Option<String>,
 }
 
 /// Reads the image from a raw body or from the `file` field of a multipart body, within the body size limit.
-async fn read_upload(request: Request, state: &AppState) -> Result<Upload, ApiError> {
+/// Public for the multipart fuzz target (`fuzz/fuzz_targets/multipart.rs`).
+pub async fn read_upload(request: Request, state: &AppState) -> Result<Upload, ApiError> {
+    let timeout = state.body_timeout();
+    tokio::time::timeout(timeout, read_upload_untimed(request, state))
+        .await
+        .map_err(|_| ApiError::RequestTimeout(timeout.as_secs()))?
+}
+
+async fn read_upload_untimed(request: Request, state: &AppState) -> Result<Upload, ApiError> {
     let limit = state.max_body_bytes();
     let too_large = |error: ApiError| match error {
         ApiError::PayloadTooLarge(_) => ApiError::payload_too_large(Some(limit)),

@@ -277,9 +277,23 @@ fn images(handle: &ModelHandle, request: &InferRequest, binary: &Bytes) -> Resul
 pub async fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Result<Response, V2Error> {
+    let headers = request.headers().clone();
+    // The body under the same deadline as `/predict`'s uploads.
+    let timeout = state.body_timeout();
+    let body = match tokio::time::timeout(timeout, <Bytes as axum::extract::FromRequest<AppState>>::from_request(request, &state)).await {
+        Err(_) => {
+            return Err(V2Error {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: format!("the request body did not arrive within {} s", timeout.as_secs()),
+            });
+        }
+        Ok(Err(rejection)) => {
+            return Err(V2Error { status: rejection.status(), message: rejection.body_text() });
+        }
+        Ok(Ok(body)) => body,
+    };
     let handle = model(&state, &name)?;
     // The same request limit as `/predict`.
     let _permit = state.permits().try_acquire_owned().map_err(|_| V2Error {

@@ -15,4 +15,5 @@ mod docs;
 mod errors;
 mod lifecycle;
 mod metrics;
+mod mutations;
 mod predict;

@@ -15,6 +15,7 @@
 //! This is a benchmark, not a test: it reports whatever it measures and never fails on a missed target.
 
 pub mod config;
+pub mod fault;
 pub mod http;
 pub mod process;
 pub mod raw;
