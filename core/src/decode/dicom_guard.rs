@@ -8,8 +8,12 @@
 //! - sequences nested deeper than [`MAX_DEPTH`];
 //! - a file that ends in the middle of an element header, sequence or item.
 //!
-//! It is deliberately lenient about everything else: when it meets a construct it cannot follow (an unknown
-//! VR code, a stray delimiter), it stops checking and leaves the verdict to the real parser.
+//! - any construct it cannot follow (an unknown VR code, a delimiter or tag out of place, an undefined length on an
+//!   element that cannot have one): the parser would read on from a position nobody checked, and a hostile length
+//!   there is again an allocation of up to 4 GiB that the parser zero-fills before failing — seconds of CPU and
+//!   gigabytes of memory per request (found by the `decode_dicom` fuzz target; the input is replayed by
+//!   `core/tests/fuzz_regressions.rs`). Only a few stray bytes (fewer than an element header) after the last
+//!   element are left to the parser.
 //!
 //! A deflated data set is inflated here first, with a cap on its inflated size (a few kilobytes of deflate
 //! stream can expand to gigabytes), and the inflated body is walked like any explicit VR little endian one.
@@ -186,13 +190,13 @@ impl Walker<'_> {
                 let _len = self.u32(end)?;
                 return match (tag, closing) {
                     (ITEM_DELIMITER, Closing::Delimiter) => Ok(Flow::Continue),
-                    _ => Ok(Flow::Stop),
+                    _ => Err(format!("an item or delimiter tag out of place at offset {}", self.pos - 8)),
                 };
             }
             let (vr, len) = if self.explicit {
                 let vr_bytes = self.bytes::<2>(end)?;
                 let Some(vr) = VR::from_binary(vr_bytes) else {
-                    return Ok(Flow::Stop);
+                    return Err(format!("an unknown value representation at offset {}", self.pos - 2));
                 };
                 let len = if has_long_length(vr_bytes) {
                     self.bytes::<2>(end)?;
@@ -224,7 +228,7 @@ impl Walker<'_> {
                     self.big_endian = big_endian;
                     flow?
                 } else {
-                    Flow::Stop
+                    return Err(format!("an undefined length on an element that cannot have one (tag {:04X},{:04X})", tag.0, tag.1));
                 }
             } else if is_sequence {
                 let seq_end = self.checked_end(len, end)?;
@@ -278,7 +282,7 @@ impl Walker<'_> {
                     }
                 }
                 SEQUENCE_DELIMITER if bound.is_none() => return Ok(Flow::Continue),
-                _ => return Ok(Flow::Stop),
+                _ => return Err(format!("a tag out of place inside a sequence at offset {}", self.pos - 8)),
             }
         }
     }
@@ -291,7 +295,7 @@ impl Walker<'_> {
             match tag {
                 ITEM if len != UNDEFINED => self.skip(len, end)?,
                 SEQUENCE_DELIMITER => return Ok(Flow::Continue),
-                _ => return Ok(Flow::Stop),
+                _ => return Err(format!("a tag out of place among the pixel data fragments at offset {}", self.pos - 8)),
             }
         }
     }
