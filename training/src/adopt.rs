@@ -67,27 +67,41 @@ pub enum Layout {
     Nhwc,
 }
 
-/// What to adopt and how to adapt it.
-#[derive(Debug, Clone)]
+/// What to adopt and how to adapt it (also the flags of `cxr-train adopt`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct AdoptRequest {
+    /// The ONNX file.
+    #[arg(long)]
     pub onnx: PathBuf,
+    /// `color` (3 input channels) or `gray` (1).
+    #[arg(long)]
     pub variant: ModelVariant,
-    /// One label per line, in the order of the model's output columns.
+    /// The model's output labels, one per line in output-column order (NIH names; `_`/space/case ignored).
+    #[arg(long)]
     pub labels: PathBuf,
-    /// The user's statement that the model was trained for these findings.
+    /// State that the model was trained for these findings (the card says so).
+    #[arg(long)]
     pub trained: bool,
     /// The graph output to use when there are several.
+    #[arg(long)]
     pub output: Option<String>,
+    /// What the output holds (auto: probabilities when a Sigmoid produces it).
+    #[arg(long, value_enum, default_value = "auto")]
     pub output_kind: OutputKind,
-    /// The layout the file's input has; required (as `nhwc`) to adopt a channels-last file.
+    /// The layout of the file's input; `nhwc` inserts a transpose (channels-last files are refused without it).
+    #[arg(long, value_enum)]
     pub layout: Option<Layout>,
     /// Serve at this input size when the graph's is not 299 (the server preprocesses to the card's size).
+    #[arg(long)]
     pub input_size: Option<usize>,
-    /// Per-channel mean and standard deviation, on `[0, 1]` pixels, the model was trained with (default: the
-    /// project's `[-1, 1]`, mean 0.5 / std 0.5). One value, or one per channel.
+    /// Mean the model subtracts from [0, 1] pixels, one value or one per channel (default 0.5: [-1, 1] input).
+    #[arg(long, value_delimiter = ',')]
     pub input_mean: Option<Vec<f32>>,
+    /// Standard deviation the model divides by, one value or one per channel (default 0.5).
+    #[arg(long, value_delimiter = ',')]
     pub input_std: Option<Vec<f32>>,
-    /// Outputs whose labels are not NIH findings are dropped instead of refused.
+    /// Serve only the 14 NIH findings when the model has more outputs (others are dropped instead of refused).
+    #[arg(long)]
     pub drop_extra_labels: bool,
 }
 

@@ -204,38 +204,8 @@ pub enum Command {
     /// Wrap an ONNX image classifier exported elsewhere (torch.onnx, tf2onnx) into the served interface: input
     /// `image [N, C, 299, 299]`, outputs `probabilities` and `logits` `[N, 14]` in NIH order, with a model card.
     Adopt {
-        /// The ONNX file.
-        #[arg(long)]
-        onnx: PathBuf,
-        #[arg(long, value_enum)]
-        variant: VariantArg,
-        /// The model's output labels, one per line in output-column order (NIH names; `_`/space/case ignored).
-        #[arg(long)]
-        labels: PathBuf,
-        /// State that the model was trained for these findings (the card says so).
-        #[arg(long)]
-        trained: bool,
-        /// The graph output to use when there are several.
-        #[arg(long)]
-        output: Option<String>,
-        /// What the output holds (auto: probabilities when a Sigmoid produces it).
-        #[arg(long, value_enum, default_value = "auto")]
-        output_kind: crate::adopt::OutputKind,
-        /// The layout of the file's input; `nhwc` inserts a transpose (channels-last files are refused without it).
-        #[arg(long, value_enum)]
-        layout: Option<crate::adopt::Layout>,
-        /// Serve at this input size when the graph's is not 299.
-        #[arg(long)]
-        input_size: Option<usize>,
-        /// Mean the model subtracts from [0, 1] pixels, one value or one per channel (default 0.5: [-1, 1] input).
-        #[arg(long, value_delimiter = ',')]
-        input_mean: Option<Vec<f32>>,
-        /// Standard deviation the model divides by, one value or one per channel (default 0.5).
-        #[arg(long, value_delimiter = ',')]
-        input_std: Option<Vec<f32>>,
-        /// Serve only the 14 NIH findings when the model has more outputs.
-        #[arg(long)]
-        drop_extra_labels: bool,
+        #[command(flatten)]
+        request: crate::adopt::AdoptRequest,
         /// Output directory for `<name>.onnx` and `<name>.json` (the server's --models folder).
         #[arg(long, default_value = "models")]
         out: PathBuf,
@@ -486,33 +456,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
             Ok(())
         }
-        Command::Adopt {
-            onnx,
-            variant,
-            labels,
-            trained,
-            output,
-            output_kind,
-            layout,
-            input_size,
-            input_mean,
-            input_std,
-            drop_extra_labels,
-            out,
-        } => {
-            let request = crate::adopt::AdoptRequest {
-                onnx,
-                variant: variant.into(),
-                labels,
-                trained,
-                output,
-                output_kind,
-                layout,
-                input_size,
-                input_mean,
-                input_std,
-                drop_extra_labels,
-            };
+        Command::Adopt { request, out } => {
             let adopted = crate::adopt::adopt(&request, &out)?;
             println!(
                 "adopted {} ({} channel(s), {}² input, trained: {}) -> {}",

@@ -217,16 +217,21 @@ pub async fn latency(
     for _ in 0..requests {
         samples.push(target.predict(model, input).await.map_err(fail)?);
     }
+    Ok(summarize(input, warmup, &samples))
+}
+
+/// The latency summary of a series of requests.
+fn summarize(input: &Input, warmup: usize, samples: &[Sample]) -> Latency {
     let latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
-    Ok(Latency {
+    Latency {
         input: input.kind,
         bytes: input.bytes.len(),
         warmup,
         client_ms: Summary::of_durations(&latencies).expect("at least one request"),
-        server_ms: ServerTimingMedians::of(&samples),
+        server_ms: ServerTimingMedians::of(samples),
         provider: samples.last().and_then(|s| s.provider.clone()),
         probabilities: samples.last().map(|s| s.probabilities.clone()).unwrap_or_default(),
-    })
+    }
 }
 
 /// Idle time before each step of [`latency_paired`], longer than ONNX Runtime's spin-before-sleep.
@@ -260,16 +265,7 @@ pub async fn latency_paired(
         settle();
         samples.push(target.predict(model, input).await.map_err(fail)?);
     }
-    let latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
-    let latency = Latency {
-        input: input.kind,
-        bytes: input.bytes.len(),
-        warmup,
-        client_ms: Summary::of_durations(&latencies).expect("at least one request"),
-        server_ms: ServerTimingMedians::of(&samples),
-        provider: samples.last().and_then(|s| s.provider.clone()),
-        probabilities: samples.last().map(|s| s.probabilities.clone()).unwrap_or_default(),
-    };
+    let latency = summarize(input, warmup, &samples);
     Ok((latency, Summary::of_durations(&raw_times).expect("at least one run")))
 }
 
