@@ -119,10 +119,7 @@ pub fn export_untrained(
 ) -> Result<ExportedModel, ExportError> {
     let model = InceptionV3Config::for_variant(variant, NUM_LABELS).init_seeded(seed, device);
     let card = untrained_card(variant, seed, model.num_trainable_params() as u64);
-    let started = Instant::now();
-    let bytes = export_onnx(&model, &card, device)?;
-    let export_seconds = started.elapsed().as_secs_f64();
-    write_model(out_dir, &card, &bytes, export_seconds)
+    export_with_card(&model, &card, out_dir, device)
 }
 
 /// Exports a finished NIH fine-tuning run (`best.bpk` + `evaluation.json`), or an import directory whose head has
@@ -163,10 +160,7 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
             producer: PRODUCER.into(),
             source: Some(ExternalSource { kind: SourceKind::Imported, file, format: format.clone(), sha256: sha256.clone() }),
         };
-        card.validate().map_err(|e| ExportError::Interface(e.to_string()))?;
-        let started = Instant::now();
-        let bytes = export_onnx(&model, &card, device)?;
-        return write_model(out_dir, &card, &bytes, started.elapsed().as_secs_f64());
+        return export_with_card(&model, &card, out_dir, device);
     }
     let DatasetSpec::Nih { split_seed, .. } = &config.dataset else {
         return Err(ExportError::Run(format!(
@@ -220,10 +214,15 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
         source: None,
     };
     card.evaluation = Some(card_eval);
+    export_with_card(&model, &card, out_dir, device)
+}
+
+/// Checks `card`, exports `model` with it and writes both into `out_dir` (the tail of every export path).
+fn export_with_card(model: &InceptionV3, card: &ModelCard, out_dir: &Path, device: &Device) -> Result<ExportedModel, ExportError> {
     card.validate().map_err(|e| ExportError::Interface(e.to_string()))?;
     let started = Instant::now();
-    let bytes = export_onnx(&model, &card, device)?;
-    write_model(out_dir, &card, &bytes, started.elapsed().as_secs_f64())
+    let bytes = export_onnx(model, card, device)?;
+    write_model(out_dir, card, &bytes, started.elapsed().as_secs_f64())
 }
 
 /// Writes the ONNX file and its sidecar card atomically (temp file + rename) into `out_dir`.

@@ -170,9 +170,12 @@ impl Store {
 pub fn load_torchvision(request: &ImportRequest, device: &Device) -> Result<(InceptionV3, ImportReport), ImportError> {
     let path = request.from.as_path();
     let read_err = |reason: String| ImportError::Read { path: path.display().to_string(), reason };
-    let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
-    let sha256 = format!("{:x}", sha2::Sha256::digest(&bytes));
-    drop(bytes);
+    // Streamed: a checkpoint is ~100 MB, and burn-store reads (or maps) the file itself.
+    let mut hasher = sha2::Sha256::new();
+    std::fs::File::open(path)
+        .and_then(|mut file| std::io::copy(&mut file, &mut hasher))
+        .map_err(|e| read_err(e.to_string()))?;
+    let sha256 = format!("{:x}", hasher.finalize());
     let (mut store, format) = Store::open(path)?;
     let shapes = store.shapes().map_err(read_err)?;
     let shape_of = |key: &str| shapes.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone());
