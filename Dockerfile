@@ -1,35 +1,85 @@
-# Container image of the inference server, with the models produced by the training crate.
+# Container image of cxr-serve with the models exported by the training crate (README "Deploy").
 #
-#   docker build -t cxr-serve .
-#   docker run -p 8080:8080 cxr-serve
+#   CPU:   docker build -t cxr-serve .
+#   CUDA:  docker build --build-arg FLAVOR=gpu -t cxr-serve:gpu .
+#   run:   docker run --rm -p 8080:8080 --stop-timeout 35 cxr-serve        (GPU: add --gpus all)
 #
-# Stage 1 builds both binaries, fetches ONNX Runtime 1.31.1 from PyPI and exports the models (deterministic:
-# the same seed gives the same files as `make models`). Stage 2 is a slim runtime with only the server, the
-# ONNX Runtime shared library and models/. For CUDA, build with --build-arg ORT_FLAVOR=gpu on a CUDA 13 +
-# cuDNN 9 base image and run with --device cuda.
-FROM rust:1.95-bookworm AS build
-ARG ORT_FLAVOR=cpu
-RUN apt-get update && apt-get install -y --no-install-recommends cmake python3 python3-pip \
+# Stages:
+#   build-source    (default) builds cxr-serve and cxr-train with the Rust toolchain, fetches ONNX Runtime 1.31.1
+#                   from PyPI (onnxruntime, or onnxruntime-gpu for FLAVOR=gpu) exactly as `make` does, and exports
+#                   the seeded models (`cxr-train export`: the same seed gives byte-identical files).
+#   build-prebuilt  (BINARIES=prebuilt) takes the same files from dist/ in the build context instead; used by
+#                   scripts/container-check.sh with the binaries `make test` already built, so CI does not compile
+#                   everything a second time.
+#   runtime-cpu     slim Debian; runtime-gpu: NVIDIA's CUDA 13 + cuDNN 9 runtime image.
+#
+# Every base image is a build argument so that a mirror or a locally built base can be used (container-check.sh
+# builds FROM a Debian made by mmdebstrap, Docker Hub being unreachable there). Every server option is a CXR_*
+# environment variable (`cxr-serve --help`); models can be replaced by mounting a directory at /models. On SIGTERM
+# the server stops accepting, drains in-flight requests for up to CXR_SHUTDOWN_GRACE_SECS (30 s) and exits 0, so
+# give `docker stop` / Kubernetes a longer grace (35 s here, 45 s in deploy/k8s).
+ARG FLAVOR=cpu
+ARG BINARIES=source
+ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
+ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
+ARG CUDA_IMAGE=docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+
+FROM ${RUST_IMAGE} AS build-source
+ARG FLAVOR
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# cmake + g++: charls-sys builds CharLS (JPEG-LS for DICOM); python3-pip: setup-ort.sh downloads the ORT wheel.
+# Versions come from the pinned Debian release of the base image.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends cmake g++ make python3 python3-pip \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN scripts/setup-ort.sh "$ORT_FLAVOR" \
-    && cargo build --release -p cxr-serve -p cxr-train --bins \
-    && ./target/release/cxr-train export --variant both --out /out/models \
-    && mkdir -p /out/lib && cp -P .cache/ort/"$ORT_FLAVOR"/libonnxruntime* /out/lib/ \
-    && cp target/release/cxr-serve /out/
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    scripts/setup-ort.sh "$FLAVOR" \
+    && cargo build --release --locked -p cxr-serve -p cxr-train --bins \
+    && target/release/cxr-train export --variant both --seed 20180908 --out /out/models \
+    && mkdir -p /out/lib /out/bin \
+    && cp -P .cache/ort/"$FLAVOR"/libonnxruntime* /out/lib/ \
+    && cp target/release/cxr-serve /out/bin/
 
-FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libgomp1 \
-    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 cxr
-COPY --from=build /out/lib/ /opt/onnxruntime/lib/
-COPY --from=build /out/models/ /srv/models/
-COPY --from=build /out/cxr-serve /usr/local/bin/cxr-serve
+FROM ${DEBIAN_IMAGE} AS build-prebuilt
+COPY dist/container/ /out/
+
+# hadolint ignore=DL3006
+FROM build-${BINARIES} AS binaries
+
+FROM ${DEBIAN_IMAGE} AS runtime-cpu
+ENV CXR_DEVICE=cpu
+
+FROM ${CUDA_IMAGE} AS runtime-gpu
+ENV CXR_DEVICE=cuda \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
+# hadolint ignore=DL3006
+FROM runtime-${FLAVOR}
+ARG FLAVOR
+LABEL org.opencontainers.image.title="cxr-serve" \
+      org.opencontainers.image.description="Chest X-ray classifiers pretrained on color vs grayscale ImageNet, served by ONNX Runtime (${FLAVOR})" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin cxr
+COPY --from=binaries /out/lib/ /opt/onnxruntime/lib/
+COPY --from=binaries /out/models/ /models/
+COPY --from=binaries /out/bin/cxr-serve /usr/local/bin/cxr-serve
 ENV ORT_DYLIB_PATH=/opt/onnxruntime/lib/libonnxruntime.so.1.31.1 \
+    LD_LIBRARY_PATH=/opt/onnxruntime/lib \
     CXR_BIND=0.0.0.0:8080 \
-    CXR_MODELS=/srv/models \
+    CXR_MODELS=/models \
+    CXR_LOG_FORMAT=json \
     RUST_LOG=info
-USER cxr
+USER 10001:10001
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=3s --start-period=60s CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080 && printf 'GET /readyz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q 200"]
+STOPSIGNAL SIGTERM
+# Liveness only (the process answers HTTP); readiness is /readyz, used by Kubernetes and compose's depends_on.
+# bash's /dev/tcp keeps curl out of the image.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
+    CMD ["/bin/bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${CXR_BIND##*:} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["/usr/local/bin/cxr-serve"]
