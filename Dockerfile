@@ -63,7 +63,7 @@ FROM runtime-${FLAVOR}
 ARG FLAVOR
 LABEL org.opencontainers.image.title="cxr-serve" \
       org.opencontainers.image.description="Chest X-ray classifiers pretrained on color vs grayscale ImageNet, served by ONNX Runtime (${FLAVOR})" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0"
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin cxr
 COPY --from=binaries /out/lib/ /opt/onnxruntime/lib/

@@ -2,7 +2,13 @@
 # Builds the CPU container image from the repository's Dockerfile and proves that it serves: /readyz, a /predict
 # with a fixture DICOM, the image's own HEALTHCHECK, then SIGTERM and a clean drain (exit 0).
 #
-# usage: scripts/container-check.sh        (as root; run by .ci/run after `make test`, which built what it uses)
+# usage: scripts/container-check.sh                      (as root; run by .ci/run after `make test`, which built
+#                                                         what it uses)
+#        scripts/container-check.sh --source RUST_IMAGE   the same checks on an image compiled by the Dockerfile's
+#                                                         build-source stage in RUST_IMAGE (a Rust 1.95 image with
+#                                                         cargo on PATH); CXR_BUILD_CA_BUNDLE=FILE mounts FILE as
+#                                                         the CA bundle of the build's RUN steps (for a
+#                                                         TLS-intercepting proxy to crates.io / PyPI)
 #
 # Docker Hub is not reachable where this project is built and tested, and no Docker engine runs there, so:
 #   - the base image is a Debian bookworm made here with mmdebstrap (from Debian's own mirror) and imported into
@@ -23,6 +29,11 @@ base=localhost/cxr-debian:bookworm
 image=localhost/cxr-serve:check
 name=cxr-container-check
 fixture=tests/data/dicom/cxr_explicit_le.dcm
+rust_image=
+if [[ ${1:-} == --source ]]; then
+  rust_image=${2:?--source needs the Rust image to build in}
+  image=localhost/cxr-serve:source-check
+fi
 
 missing=()
 for tool in podman:podman mmdebstrap:mmdebstrap runc:runc; do
@@ -33,9 +44,11 @@ if ((${#missing[@]})); then
   echo "container-check: installing ${missing[*]}" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-for f in "$target_dir/release/cxr-serve" "$ort_lib" "$models/cxr-inception-v3-color.onnx" "$models/cxr-inception-v3-gray.onnx"; do
-  [[ -e $f ]] || { echo "container-check: $f is missing (run make test or make models first)" >&2; exit 1; }
-done
+if [[ -z $rust_image ]]; then
+  for f in "$target_dir/release/cxr-serve" "$ort_lib" "$models/cxr-inception-v3-color.onnx" "$models/cxr-inception-v3-gray.onnx"; do
+    [[ -e $f ]] || { echo "container-check: $f is missing (run make test or make models first)" >&2; exit 1; }
+  done
+fi
 
 run_flags=(--runtime runc --ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
 
@@ -53,17 +66,24 @@ cleanup() {
   rm -rf "$root/dist"
 }
 trap cleanup EXIT
-rm -rf dist && mkdir -p "$stage/bin" "$stage/lib" "$stage/models"
-cp "$target_dir/release/cxr-serve" "$stage/bin/"
-cp -P .cache/ort/cpu/libonnxruntime* "$stage/lib/"
-cp "$models"/cxr-inception-v3-{color,gray}.{onnx,json} "$stage/models/"
+build_args=(--build-arg FLAVOR=cpu --build-arg "DEBIAN_IMAGE=$base")
+rm -rf dist
+if [[ -n $rust_image ]]; then
+  build_args+=(--build-arg BINARIES=source --build-arg "RUST_IMAGE=$rust_image")
+  [[ -n ${CXR_BUILD_CA_BUNDLE:-} ]] && build_args+=(-v "$CXR_BUILD_CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro")
+else
+  build_args+=(--build-arg BINARIES=prebuilt)
+  mkdir -p "$stage/bin" "$stage/lib" "$stage/models"
+  cp "$target_dir/release/cxr-serve" "$stage/bin/"
+  cp -P .cache/ort/cpu/libonnxruntime* "$stage/lib/"
+  cp "$models"/cxr-inception-v3-{color,gray}.{onnx,json} "$stage/models/"
+fi
 
 echo "container-check: building $image" >&2
 build_start=$(date +%s)
 # FLAVOR is passed although it is the default: buildah 1.28 (Debian bookworm's podman) resolves `FROM runtime-${FLAVOR}`
 # to the stage only for an ARG given on the command line, and looks for an image of that name otherwise.
-podman build --quiet --format docker "${run_flags[@]}" --build-arg FLAVOR=cpu --build-arg BINARIES=prebuilt --build-arg "DEBIAN_IMAGE=$base" \
-  -t "$image" -f Dockerfile . >/dev/null
+podman build --quiet --format docker "${run_flags[@]}" "${build_args[@]}" -t "$image" -f Dockerfile . >/dev/null
 build_secs=$(( $(date +%s) - build_start ))
 size=$(podman image inspect --format '{{.Size}}' "$image")
 
