@@ -22,7 +22,7 @@ ARG FLAVOR=cpu
 ARG BINARIES=source
 ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 ARG DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
-ARG CUDA_IMAGE=docker.io/nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04
+ARG CUDA_IMAGE=docker.io/nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
 
 FROM ${RUST_IMAGE} AS build-source
 ARG FLAVOR
