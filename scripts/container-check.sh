@@ -51,6 +51,9 @@ if [[ -z $rust_image ]]; then
 fi
 
 run_flags=(--runtime runc --ulimit nofile=4096:4096 --ulimit nproc=4096:4096)
+# Without systemd podman cannot schedule (or remove) the HEALTHCHECK timer and logs it on every run and stop; the
+# check runs the HEALTHCHECK by hand below, so those lines are dropped and every other message is kept.
+without_systemd_noise() { "$@" 2> >(grep -v 'systemd connection' >&2); }
 
 if ! podman image exists "$base"; then
   echo "container-check: building $base with mmdebstrap" >&2
@@ -89,9 +92,8 @@ size=$(podman image inspect --format '{{.Size}}' "$image")
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 start_ns=$(date +%s%N)
-# Without systemd podman cannot schedule the HEALTHCHECK timer and says so; the check is run by hand below.
-podman run -d --name "$name" "${run_flags[@]}" -p "127.0.0.1:$port:8080" -e CXR_SHADOW=color "$image" \
-  2> >(grep -v 'systemd connection' >&2) >/dev/null
+without_systemd_noise podman run -d --name "$name" "${run_flags[@]}" -p "127.0.0.1:$port:8080" -e CXR_SHADOW=color \
+  "$image" >/dev/null
 ready=false
 for _ in $(seq 1 240); do
   if curl -fs "127.0.0.1:$port/readyz" >/dev/null 2>&1; then ready=true; break; fi
@@ -124,7 +126,7 @@ metrics=$(curl -fsS "127.0.0.1:$port/metrics")
 grep -q '^cxr_model_info{' <<<"$metrics" || { echo "container-check: /metrics has no cxr_model_info" >&2; exit 1; }
 
 stop_start=$(date +%s%N)
-podman stop --time 35 "$name" 2> >(grep -v 'systemd connection' >&2) >/dev/null
+without_systemd_noise podman stop --time 35 "$name" >/dev/null
 stop_ms=$(( ($(date +%s%N) - stop_start) / 1000000 ))
 exit_code=$(podman inspect --format '{{.State.ExitCode}}' "$name")
 logs=$(podman logs "$name" 2>&1)

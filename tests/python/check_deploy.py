@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import functools
+
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,6 +59,14 @@ def run(cmd: list[str], expect_ok: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+def rejects(command: list[str], filename: str, text: str, what: str) -> None:
+    """Checks that `command` + a file holding `text` fails: the validator can reject something."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = Path(tmp) / filename
+        bad.write_text(text)
+        check(run(command + [str(bad)], expect_ok=False).returncode != 0, what)
+
+
 def tool(name: str, given: str | None) -> str:
     path = given or shutil.which(name)
     if not path:
@@ -64,12 +74,13 @@ def tool(name: str, given: str | None) -> str:
     return path
 
 
-def server_metric_names() -> set[str]:
+@functools.cache
+def server_metric_names() -> frozenset[str]:
     source = (ROOT / "src" / "metrics.rs").read_text()
     names = set(re.findall(r'"(cxr_[a-z0-9_]+)"', source))
     if len(names) < 15:
         fail(f"read only {len(names)} metric names from src/metrics.rs")
-    return names
+    return frozenset(names)
 
 
 def metric_names_in(expr: str) -> set[str]:
@@ -80,10 +91,7 @@ def metric_names_in(expr: str) -> set[str]:
 
 
 def check_dockerfile(hadolint: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        bad = Path(tmp) / "Dockerfile"
-        bad.write_text("FROM debian\nRUN cd /tmp && apt-get install curl\n")
-        check(run([hadolint, str(bad)], expect_ok=False).returncode != 0, "hadolint rejects a bad Dockerfile")
+    rejects([hadolint], "Dockerfile", "FROM debian\nRUN cd /tmp && apt-get install curl\n", "hadolint rejects a bad Dockerfile")
     run([hadolint, str(ROOT / "Dockerfile")])
     ok("hadolint passes the Dockerfile")
     text = (ROOT / "Dockerfile").read_text()
@@ -96,11 +104,8 @@ def check_dockerfile(hadolint: str) -> None:
 
 
 def check_prometheus(promtool: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        bad = Path(tmp) / "prometheus.yml"
-        bad.write_text("scrape_configs:\n  - job_name: x\n    scrape_interval: often\n")
-        check(run([promtool, "check", "config", str(bad)], expect_ok=False).returncode != 0,
-              "promtool rejects a bad Prometheus config")
+    rejects([promtool, "check", "config"], "prometheus.yml", "scrape_configs:\n  - job_name: x\n    scrape_interval: often\n",
+            "promtool rejects a bad Prometheus config")
     run([promtool, "check", "config", str(DEPLOY / "prometheus" / "prometheus.yml")])
     ok("promtool check config passes deploy/prometheus/prometheus.yml and its rules")
     names = server_metric_names() | {"up"}
@@ -140,10 +145,9 @@ def check_dashboard(promtool: str) -> None:
         rules = [{"record": f"cxr:dashboard:q{i}", "expr": q.replace("$__rate_interval", "5m").replace("$model", "color|gray")}
                  for i, q in enumerate(queries)]
         return yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]})
+    rejects([promtool, "check", "rules"], "bad.yml", rules_file(["sum by (le (rate(cxr_batch_size_bucket[5m]))"]),
+            "promtool rejects bad PromQL")
     with tempfile.TemporaryDirectory() as tmp:
-        bad = Path(tmp) / "bad.yml"
-        bad.write_text(rules_file(["sum by (le (rate(cxr_batch_size_bucket[5m]))"]))
-        check(run([promtool, "check", "rules", str(bad)], expect_ok=False).returncode != 0, "promtool rejects bad PromQL")
         good = Path(tmp) / "dashboard.yml"
         good.write_text(rules_file([e for _, e in exprs]))
         run([promtool, "check", "rules", str(good)])
@@ -183,13 +187,11 @@ def check_compose() -> None:
 
 
 def check_kubernetes(validator: str, kubectl: str) -> None:
+    bad_deployment = ("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicas: two\n"
+                      "  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n"
+                      "    spec: {containers: [{name: x, image: x, livenessProbe: {httpGet: {path: /, port: 80}, periodSecs: 5}}]}\n")
+    rejects([validator, "--strict"], "bad.yaml", bad_deployment, "kubernetes-validate rejects a bad Deployment")
     with tempfile.TemporaryDirectory() as tmp:
-        bad = Path(tmp) / "bad.yaml"
-        bad.write_text("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\nspec:\n  replicas: two\n"
-                       "  selector: {matchLabels: {a: b}}\n  template:\n    metadata: {labels: {a: b}}\n"
-                       "    spec: {containers: [{name: x, image: x, livenessProbe: {httpGet: {path: /, port: 80}, periodSecs: 5}}]}\n")
-        check(run([validator, "--strict", str(bad)], expect_ok=False).returncode != 0,
-              "kubernetes-validate rejects a bad Deployment")
         rendered = {}
         for overlay in ("cpu", "gpu"):
             out = run([kubectl, "kustomize", str(DEPLOY / "k8s" / "overlays" / overlay)]).stdout
@@ -231,8 +233,8 @@ def check_kubernetes(validator: str, kubectl: str) -> None:
               and all(m["pods"]["metric"]["name"] in adapter_metrics for m in hpa["spec"]["metrics"]),
               f"{overlay}: the HPA scales the Deployment on a metric the adapter serves")
     gpu = rendered["gpu"]["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    check(str(gpu["resources"]["limits"].get("nvidia.com/gpu")) == "1" and rendered["gpu"]["Deployment"]["spec"]["template"]
-          ["spec"]["containers"][0]["image"] == "cxr-serve:gpu", "gpu: one nvidia.com/gpu and the CUDA image")
+    check(str(gpu["resources"]["limits"].get("nvidia.com/gpu")) == "1" and gpu["image"] == "cxr-serve:gpu",
+          "gpu: one nvidia.com/gpu and the CUDA image")
     cpu = rendered["cpu"]["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     check("nvidia.com/gpu" not in cpu["resources"]["limits"] and cpu["image"] == "cxr-serve:cpu", "cpu: no GPU, the CPU image")
 
