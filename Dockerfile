@@ -7,7 +7,8 @@
 # Stages:
 #   build-source    (default) builds cxr-serve and cxr-train with the Rust toolchain, fetches ONNX Runtime 1.31.1
 #                   from PyPI (onnxruntime, or onnxruntime-gpu for FLAVOR=gpu) exactly as `make` does, and exports
-#                   the seeded models (`cxr-train export`: the same seed gives byte-identical files).
+#                   the seeded models (`cxr-train export`: the same seed gives byte-identical files; FLAVOR=gpu
+#                   also writes the FP16 files for `CXR_PRECISION=fp16`).
 #   build-prebuilt  (BINARIES=prebuilt) takes the same files from dist/ in the build context instead; used by
 #                   scripts/container-check.sh with the binaries `make test` already built, so CI does not compile
 #                   everything a second time.
@@ -39,7 +40,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     scripts/setup-ort.sh "$FLAVOR" \
     && cargo build --release --locked -p cxr-serve -p cxr-train --bins \
-    && target/release/cxr-train export --variant both --seed 20180908 --out /out/models \
+    && CXR_EXPORT_FP16="$([ "$FLAVOR" = gpu ] && echo true || echo false)" \
+       target/release/cxr-train export --variant both --seed 20180908 --out /out/models \
     && mkdir -p /out/lib /out/bin \
     && cp -P .cache/ort/"$FLAVOR"/libonnxruntime* /out/lib/ \
     && cp target/release/cxr-serve /out/bin/

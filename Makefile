@@ -24,7 +24,7 @@ all: build
 help:
 	@echo "make run        serve both models on 127.0.0.1:8080 (builds the models first)"
 	@echo "make test       run every test (Rust + Python model checks)"
-	@echo "make models     export the seeded color and gray Inception-V3 to $(MODELS_DIR)/"
+	@echo "make models     export the seeded color and gray Inception-V3 to $(MODELS_DIR)/ (FP32 + FP16)"
 	@echo "make ort-gpu    fetch onnxruntime-gpu for DEVICE=cuda"
 	@echo "make bench      benchmark: raw ONNX Runtime vs cxr-serve vs a Python server (BENCH_ARGS=--quick: 1-2 min)"
 
@@ -40,9 +40,11 @@ ort-gpu:
 build: setup
 	$(CARGO) test $(PROFILE) --workspace --no-run
 
-# Deterministic: the same seed writes byte-identical files. Cheap, so it always runs.
+# Deterministic: the same seed writes byte-identical files. Cheap, so it always runs. Writes the FP32 files and
+# their FP16 twins (`<name>.fp16.onnx`, for `--precision fp16` on a GPU); EXPORT_FP16=0 writes FP32 only.
+EXPORT_FP16 ?= 1
 models: build
-	$(BIN)/cxr-train export --variant both --seed $(SEED) --out $(MODELS_DIR)
+	$(BIN)/cxr-train export --variant both --seed $(SEED) --out $(MODELS_DIR) $(if $(filter 1,$(EXPORT_FP16)),--fp16)
 
 run: ort models
 	$(BIN)/cxr-serve --models $(MODELS_DIR) --device $(DEVICE)

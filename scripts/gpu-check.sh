@@ -15,8 +15,9 @@
 #   PYTHON=python3               the Python whose site-packages hold the nvidia libraries
 #   BENCH_ARGS=--quick           extra cxr-bench flags (the Python reference server is skipped: it needs PyPI)
 # Steps, each printed: library check (ldd: nothing missing), `cxr-train export`, CPU-vs-CUDA parity on every fixture
-# through the real server (max |Δp|, must be ≤ 1e-3), `/v1/models` showing CUDAExecutionProvider with every padded
-# batch size warmed, then `cxr-bench --device cuda`. Exit status 0 only when every check passed.
+# through the real server (max |Δp|, must be ≤ 1e-3), the FP16 files on CUDA against FP32 on the CPU (max |Δp|
+# printed, must be ≤ 1e-2), `/v1/models` showing CUDAExecutionProvider with every padded batch size warmed, then
+# `cxr-bench --device cuda` for FP32 and for FP16. Exit status 0 only when every check passed.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,12 +46,14 @@ missing=$(ldd "$ort_gpu/libonnxruntime_providers_cuda.so" | grep 'not found' || 
 echo "ldd: every library of the CUDA provider found"
 
 say "export"
-"$bin/cxr-train" export --variant both --out "$out/models"
+"$bin/cxr-train" export --variant both --fp16 --out "$out/models"
 
 # One server per device on a free port; prints its address, answers each fixture, is stopped with SIGTERM.
-serve_and_predict() { # device dylib result-file
-  local log="$out/serve-$1.log"
-  "$bin/cxr-serve" --bind 127.0.0.1:0 --models "$out/models" --device "$1" --ort-dylib "$2" >"$log" 2>&1 &
+serve_and_predict() { # device dylib result-file [precision]
+  local precision=${4:-fp32}
+  local log="$out/serve-$1-$precision.log"
+  "$bin/cxr-serve" --bind 127.0.0.1:0 --models "$out/models" --device "$1" --ort-dylib "$2" \
+    --precision "$precision" >"$log" 2>&1 &
   local pid=$! addr=""
   for _ in $(seq 1 600); do
     addr=$(grep -o 'listening on [0-9.:]*' "$log" | head -n1 | awk '{print $3}') || true
@@ -58,7 +61,7 @@ serve_and_predict() { # device dylib result-file
     kill -0 "$pid" 2>/dev/null || { cat "$log"; fail "cxr-serve --device $1 exited"; }
     sleep 0.5
   done
-  curl -fsS "http://$addr/v1/models" >"$out/models-$1.json"
+  curl -fsS "http://$addr/v1/models" >"$out/models-$1-$precision.json"
   : >"$3"
   for f in $(cd tests/data && ls dicom/*.dcm images/*); do
     local type=application/dicom
@@ -75,6 +78,7 @@ cpu_lib="$ort_cpu/libonnxruntime.so.1.31.1"
 [[ -s "$cpu_lib" ]] || cpu_lib="$ort_gpu/libonnxruntime.so.1.31.1"
 serve_and_predict cpu "$cpu_lib" "$out/predict-cpu.txt"
 serve_and_predict cuda "$ort_gpu/libonnxruntime.so.1.31.1" "$out/predict-cuda.txt"
+serve_and_predict cuda "$ort_gpu/libonnxruntime.so.1.31.1" "$out/predict-cuda-fp16.txt" fp16
 "$python" - "$out" <<'EOF'
 import json, sys
 out = sys.argv[1]
@@ -84,19 +88,26 @@ def load(name):
         f, body = line.split(" ", 1)
         rows[f] = {r["model"]: [x["probability"] for x in r["findings"]] for r in json.loads(body)["results"]}
     return rows
-cpu, cuda = load("cpu"), load("cuda")
-worst = max(abs(a - b) for f in cpu for m in cpu[f] for a, b in zip(cpu[f][m], cuda[f][m]))
-for m in json.load(open(f"{out}/models-cuda.json"))["models"]:
-    print(f"{m['model']}: {m['provider']}, batch sizes {m['batch_sizes']}, warmed {m['warmed_batch_sizes']}, "
+cpu, cuda, fp16 = load("cpu"), load("cuda"), load("cuda-fp16")
+def worst_of(other):
+    return max(abs(a - b) for f in cpu for m in cpu[f] for a, b in zip(cpu[f][m], other[f][m]))
+worst, worst16 = worst_of(cuda), worst_of(fp16)
+for m in json.load(open(f"{out}/models-cuda-fp32.json"))["models"] + json.load(open(f"{out}/models-cuda-fp16.json"))["models"]:
+    print(f"{m['model']} ({m['precision']}): {m['provider']}, batch sizes {m['batch_sizes']}, warmed {m['warmed_batch_sizes']}, "
           f"warm-up {m['warm_up_ms']:.0f} ms")
     assert m["provider"] == "CUDAExecutionProvider", "not on CUDA"
     assert m["warmed_batch_sizes"] == m["batch_sizes"], "a padded batch size was not warmed"
 print(f"CPU vs CUDA: {len(cpu)} fixtures x 2 models, max |dp| = {worst:.2e}")
+print(f"FP16 on CUDA vs FP32 on the CPU: max |dp| = {worst16:.2e}")
 assert worst <= 1e-3, "CUDA disagrees with the CPU"
+assert worst16 <= 1e-2, "the FP16 files on CUDA disagree with FP32"
 EOF
 
 say "benchmark (cxr-bench --device cuda)"
 "$bin/cxr-bench" --device cuda --models "$out/models" --ort-dylib "$ort_gpu/libonnxruntime.so.1.31.1" \
   --server-bin "$bin/cxr-serve" --max-batch 64 --batch-sizes 8,32,64 --no-python --out "$out/bench.json" \
   ${BENCH_ARGS:-} | tee "$out/bench.md"
+"$bin/cxr-bench" --device cuda --precision fp16 --models "$out/models" --ort-dylib "$ort_gpu/libonnxruntime.so.1.31.1" \
+  --server-bin "$bin/cxr-serve" --max-batch 64 --batch-sizes 8,32,64 --no-python --out "$out/bench-fp16.json" \
+  ${BENCH_ARGS:-} | tee "$out/bench-fp16.md"
 echo "gpu-check: passed; results in $out/"

@@ -29,7 +29,7 @@ use tracing::Level;
 use crate::ab::{AbStats, AbSummary};
 use crate::auth::{self, ApiKeys};
 use crate::config::{Config, ModelSelection};
-use crate::engine::{CardSource, Engine, EngineError, TensorInfo};
+use crate::engine::{CardSource, Engine, EngineError, Precision, TensorInfo};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 use crate::middleware::{self, RequestId};
@@ -481,6 +481,7 @@ async fn models(State(state): State<AppState>) -> Result<Json<ModelsResponse>, A
             ModelDescription {
                 model: info.variant,
                 file: info.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                precision: info.precision,
                 provider: info.provider,
                 card_source: info.card_source,
                 input: info.input.clone(),
@@ -511,6 +512,8 @@ pub struct ModelDescription {
     pub model: ModelVariant,
     /// File name inside the models directory.
     pub file: String,
+    /// `fp32`, or `fp16` for the `<name>.fp16.onnx` files (`--precision`).
+    pub precision: Precision,
     pub provider: &'static str,
     pub card_source: CardSource,
     pub input: TensorInfo,

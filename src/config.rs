@@ -13,7 +13,7 @@ use std::time::Duration;
 use cxr_core::card::ModelVariant;
 
 use crate::auth::{ApiKey, ApiKeys, KeyFileError};
-use crate::engine::{BatchSizes, ConvSearch, Device, EngineSettings};
+use crate::engine::{BatchSizes, ConvSearch, Device, EngineSettings, Precision};
 
 /// Where ONNX Runtime is looked for when neither `--ort-dylib` nor `ORT_DYLIB_PATH` is given; made by
 /// `scripts/setup-ort.sh`.
@@ -57,6 +57,11 @@ pub struct Config {
     /// cuDNN convolution algorithm search on CUDA: `exhaustive` (ONNX Runtime's default), `heuristic` or `default`.
     #[arg(long, env = "CXR_CUDNN_CONV_ALGO_SEARCH")]
     pub cudnn_conv_algo_search: Option<ConvSearch>,
+
+    /// Which exported files to serve: `fp32` (`<name>.onnx`) or `fp16` (`<name>.fp16.onnx`, written by
+    /// `cxr-train export --fp16`; for CUDA, where it halves weight traffic and uses Tensor Cores; slower on CPUs).
+    #[arg(long, env = "CXR_PRECISION", default_value = "fp32")]
+    pub precision: Precision,
 
     /// Model(s) used by `POST /predict` when the request has no `model` parameter: `gray`, `color` or `both`.
     #[arg(long, env = "CXR_DEFAULT_MODEL", default_value = "gray")]
@@ -176,6 +181,7 @@ impl Config {
         EngineSettings {
             models_dir: self.models.clone(),
             device: self.device,
+            precision: self.precision,
             intra_threads: self.intra_threads,
             spinning: self.intra_op_spinning,
             batch_sizes: self.batch_sizes.clone(),

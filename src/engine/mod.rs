@@ -187,12 +187,47 @@ impl FromStr for ConvSearch {
     }
 }
 
+/// The number format of the model files the engine loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// `<stem>.onnx`, the exported FP32 model.
+    #[default]
+    Fp32,
+    /// `<stem>.fp16.onnx` (`cxr-train export --fp16`): FP16 weights and arithmetic behind the same FP32 input and
+    /// outputs. For GPUs (half the weight bytes, Tensor Core convolutions); slower on x86 CPUs, which lack FP16 kernels.
+    Fp16,
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fp32" => Ok(Precision::Fp32),
+            "fp16" => Ok(Precision::Fp16),
+            other => Err(format!("unknown precision {other:?} (expected fp32 or fp16)")),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+        })
+    }
+}
+
 /// Everything the engine needs to load and run the models.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     /// Directory holding `cxr-inception-v3-{color,gray}.onnx` (and optionally their sidecar cards).
     pub models_dir: PathBuf,
     pub device: Device,
+    /// Which of the exported files to load: FP32 `<stem>.onnx` or FP16 `<stem>.fp16.onnx`.
+    pub precision: Precision,
     /// Threads of ONNX Runtime's intra-op pool, shared by both sessions (the environment's global thread pool).
     pub intra_threads: usize,
     /// Whether idle pool threads spin before sleeping (ONNX Runtime's default). Off saves CPU when idle but makes
@@ -215,12 +250,15 @@ pub struct EngineSettings {
 }
 
 impl EngineSettings {
-    /// Path of a variant's ONNX file.
+    /// Path of a variant's ONNX file in the configured precision.
     pub fn model_path(&self, variant: ModelVariant) -> PathBuf {
-        self.models_dir.join(format!("{}.onnx", variant.file_stem()))
+        match self.precision {
+            Precision::Fp32 => self.models_dir.join(format!("{}.onnx", variant.file_stem())),
+            Precision::Fp16 => self.models_dir.join(format!("{}.fp16.onnx", variant.file_stem())),
+        }
     }
 
-    /// Path of a variant's sidecar model card.
+    /// Path of a variant's sidecar model card (one card for both precisions: it describes the model).
     pub fn card_path(&self, variant: ModelVariant) -> PathBuf {
         self.models_dir.join(format!("{}.json", variant.file_stem()))
     }
@@ -252,6 +290,8 @@ pub struct ModelInfo {
     pub card_source: CardSource,
     /// The ONNX file the session was created from.
     pub path: PathBuf,
+    /// The number format of that file (its `cxr.precision` metadata agrees, or loading failed).
+    pub precision: Precision,
     /// The execution provider the session was created with (`CPUExecutionProvider` or `CUDAExecutionProvider`).
     pub provider: &'static str,
     pub input: TensorInfo,

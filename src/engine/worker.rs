@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use super::load::{check_signature, open_session, read_card};
 use super::{
-    Arrivals, EngineError, EngineSettings, InferError, Job, ModelHandle, ModelInfo, Prediction, default_max_batch,
+    Arrivals, EngineError, EngineSettings, InferError, Job, ModelHandle, ModelInfo, Precision, Prediction, default_max_batch,
     default_queue_capacity,
 };
 use crate::metrics::ModelMetrics;
@@ -117,6 +117,14 @@ fn open(
     let started = Instant::now();
     let (mut session, provider) = open_session(environment, path, settings)?;
     let (card, card_source) = read_card(&session, path, settings, variant)?;
+    check_precision(&session, path, settings.precision)?;
+    if settings.precision == Precision::Fp16 && provider == "CPUExecutionProvider" {
+        tracing::warn!(
+            model = %variant,
+            "FP16 model on the CPU execution provider: x86 CPUs have no FP16 kernels here, so it runs slower than FP32 \
+             (use --precision fp32 on CPU)"
+        );
+    }
     let (input, outputs) = check_signature(&session, path, &card)?;
     let max_batch = settings.max_batch.unwrap_or_else(|| default_max_batch(provider)).max(1);
     let batch_sizes = settings.batch_sizes.resolve(provider, max_batch);
@@ -127,6 +135,7 @@ fn open(
         card,
         card_source,
         path: path.to_path_buf(),
+        precision: settings.precision,
         provider,
         input,
         outputs,
@@ -157,6 +166,7 @@ fn open(
         version = %info.card.version,
         trained = info.card.trained,
         provider = info.provider,
+        precision = %info.precision,
         card = ?info.card_source,
         max_batch = info.max_batch,
         batch_sizes = ?info.batch_sizes,
@@ -167,6 +177,24 @@ fn open(
         "model ready"
     );
     Ok((session, info))
+}
+
+/// Checks that the file's `cxr.precision` metadata (written by `cxr-train export --fp16`; absent means FP32) is the
+/// precision it was loaded as, so a copied or renamed file cannot serve under the wrong label.
+fn check_precision(session: &Session, path: &Path, expected: Precision) -> Result<(), EngineError> {
+    let declared = session
+        .metadata()
+        .map_err(|e| EngineError::Card { path: path.to_path_buf(), reason: format!("cannot read metadata: {e}") })?
+        .custom("cxr.precision")
+        .unwrap_or_else(|| Precision::Fp32.to_string());
+    if declared == expected.to_string() {
+        Ok(())
+    } else {
+        Err(EngineError::Mismatch {
+            path: path.to_path_buf(),
+            reason: format!("the file declares precision {declared:?} but was loaded as {expected} (--precision)"),
+        })
+    }
 }
 
 /// The size a batch of `n` jobs runs at: the smallest padded size that holds it, or `n` itself.

@@ -3,23 +3,13 @@
 //! Runtime on the original torch-style file (the source framework's graph) for the same decoded, preprocessed
 //! X-ray, reordered by the file's label list.
 
-use std::path::{Path, PathBuf};
-
 use cxr_core::card::Normalization;
 use cxr_core::decode::{DecodeLimits, decode};
 use cxr_core::labels::LABELS;
 use cxr_core::preprocess::Preprocessor;
 use serde_json::Value;
 
-use crate::helpers::{TESTDATA, TestServer, client, config, expect_prediction, fixture, ort_dylib, post_raw, probabilities};
-
-/// `cxr-train`, built beside this test binary by `cargo test --workspace`.
-fn cxr_train() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("cxr-train");
-    assert!(bin.is_file(), "{} is missing: build the workspace (`make build`)", bin.display());
-    bin
-}
+use crate::helpers::{TESTDATA, TestServer, client, config, cxr_train, expect_prediction, fixture, ort_dylib, post_raw, probabilities};
 
 fn adopt(args: &[&str]) {
     let out = std::process::Command::new(cxr_train()).arg("adopt").args(args).output().expect("cxr-train runs");

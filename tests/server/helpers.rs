@@ -27,6 +27,14 @@ pub fn models_dir() -> PathBuf {
     dir
 }
 
+/// `cxr-train`, built beside this test binary by `cargo test --workspace`.
+pub fn cxr_train() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("cxr-train");
+    assert!(bin.is_file(), "{} is missing: build the workspace (`make build`)", bin.display());
+    bin
+}
+
 /// The ONNX Runtime library; fails the test with instructions when it is missing.
 pub fn ort_dylib() -> PathBuf {
     let path = std::env::var_os("ORT_DYLIB_PATH")

@@ -57,6 +57,10 @@ pub enum Command {
         /// `trained: true` and carries the run's metrics and thresholds. `--variant` and `--seed` are ignored.
         #[arg(long)]
         run: Option<PathBuf>,
+        /// Also write `<name>.fp16.onnx` beside each model: FP16 weights and arithmetic, FP32 input and outputs, for
+        /// `cxr-serve --precision fp16` on a GPU (slower than FP32 on x86 CPUs, which lack FP16 kernels).
+        #[arg(long, env = "CXR_EXPORT_FP16")]
+        fp16: bool,
     },
     /// Pretrain on an ImageNet-layout folder (softmax over the class folders; Inception augmentation).
     Pretrain {
@@ -338,10 +342,17 @@ pub enum CliError {
     Input(String),
 }
 
+/// Writes the FP16 file beside an exported model and says where.
+fn print_fp16(onnx_path: &std::path::Path) -> Result<(), CliError> {
+    let (path, bytes) = crate::fp16::write_fp16(onnx_path)?;
+    println!("  + FP16 -> {} ({:.1} MB)", path.display(), bytes as f64 / 1e6);
+    Ok(())
+}
+
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Export { run: Some(run), out, .. } => {
+        Command::Export { run: Some(run), out, fp16, .. } => {
             let exported = crate::export::export_run(&run, &out, &Device::flex())?;
             println!(
                 "exported {} (trained: {}, input {}², test mean AUC {:.4}) -> {}",
@@ -351,6 +362,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 exported.card.evaluation.as_ref().and_then(|e| e.test.get("mean_auc")).copied().unwrap_or(f64::NAN),
                 exported.onnx_path.display()
             );
+            if fp16 {
+                print_fp16(&exported.onnx_path)?;
+            }
             Ok(())
         }
         Command::Pretrain { train, val, val_ground_truth, grayscale, mut args } => {
@@ -390,7 +404,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             println!("{report}");
             Ok(())
         }
-        Command::Export { variant, seed, out, run: None } => {
+        Command::Export { variant, seed, out, run: None, fp16 } => {
             let device = Device::default();
             for variant in variant.variants() {
                 let exported = export_untrained(variant, seed, &out, &device)?;
@@ -404,6 +418,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                     exported.bytes as f64 / 1e6,
                     exported.export_seconds,
                 );
+                if fp16 {
+                    print_fp16(&exported.onnx_path)?;
+                }
             }
             Ok(())
         }

@@ -9,6 +9,7 @@
 //! - [`model`]: the Inception-V3 network (torchvision layout), its configuration per
 //!   [`ModelVariant`](cxr_core::card::ModelVariant), seeded initialisation and parameter counting.
 //! - [`export`]: ONNX export (`burn-onnx`) rewritten to the project's stable interface, with the model card.
+//! - [`fp16`]: the FP16 variant of an exported model (FP16 weights and arithmetic, FP32 interface) for GPUs.
 //! - [`data`]: ImageNet (ImageFolder), NIH ChestX-ray14 and Indiana datasets, decoded and preprocessed by
 //!   `cxr-core`, and the seeded multi-threaded batch loader.
 //! - [`eval`]: ROC AUC with confidence intervals, DeLong's test (fast and brute force), ROC curves, thresholds.
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod data;
 pub mod eval;
 pub mod export;
+pub mod fp16;
 pub mod import;
 pub mod adopt;
 pub mod model;

@@ -2,7 +2,8 @@
 //!
 //! For each variant, one seeded random-initialised Inception-V3 runs in Burn (`flex`) and, exported through
 //! [`cxr_train::export::export_onnx`], in ONNX Runtime 1.31 via `ort`, on real chest X-rays decoded and
-//! preprocessed by `cxr-core` (the same code the server uses). The probabilities must agree to 1e-4.
+//! preprocessed by `cxr-core` (the same code the server uses). The probabilities must agree to 1e-4; the FP16 file
+//! ([`cxr_train::fp16::to_fp16`]) to 1e-2.
 
 use std::time::Instant;
 
@@ -19,6 +20,8 @@ use common::{fixture_batch, max_abs_diff, ort_probabilities, ort_session};
 
 const SEED: u64 = 7;
 const TOLERANCE: f32 = 1e-4;
+/// The FP16 file's bound: measured about 3e-3 on these fixtures for the seeded models.
+const FP16_TOLERANCE: f32 = 1e-2;
 const FIXTURES: [&str; 2] = ["images/nih_00000001_000.png", "dicom/cxr_explicit_le.dcm"];
 
 fn parity(variant: ModelVariant) {
@@ -56,6 +59,14 @@ fn parity(variant: ModelVariant) {
     single_shape[0] = 1;
     let ort_single = ort_probabilities(&mut session, &single_shape, data[..per_image].to_vec());
     let diff_single = max_abs_diff(&burn[..NUM_LABELS], &ort_single);
+
+    // The FP16 file (`export --fp16`) against the same Burn outputs: its own, looser bound (FP16 keeps ~11 bits).
+    let fp16 = cxr_train::fp16::to_fp16(&onnx).expect("FP16 conversion");
+    let mut fp16_session = ort_session(&fp16);
+    let diff_fp16 = max_abs_diff(&burn, &ort_probabilities(&mut fp16_session, &shape, data.clone()));
+    println!("parity {variant}: FP16 file {:.1} MB, max|Δp| vs Burn {diff_fp16:.2e}", fp16.len() as f64 / 1e6);
+    assert!(diff_fp16 <= FP16_TOLERANCE, "{variant}: FP16 vs Burn max |Δp| {diff_fp16} > {FP16_TOLERANCE}");
+    assert!(diff_fp16 > diff, "{variant}: the FP16 file is no less exact than FP32: was it converted?");
 
     println!(
         "parity {variant}: onnx {:.1} MB, export {export_s:.2} s, burn flex {:.0} ms/img, ort {:.0} ms/img, \

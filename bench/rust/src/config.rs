@@ -31,6 +31,11 @@ pub struct BenchConfig {
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
 
+    /// Model files for the server, the raw sessions and the Python reference alike: `fp32` (`<name>.onnx`) or
+    /// `fp16` (`<name>.fp16.onnx`, from `cxr-train export --fp16`).
+    #[arg(long, default_value = "fp32")]
+    pub precision: cxr_serve::engine::Precision,
+
     /// ONNX Runtime intra-op threads per session, the same for the server, raw ORT and the Python reference
     /// (default: the number of CPUs, as the server's default).
     #[arg(long)]

@@ -86,6 +86,8 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
         config.models.display().to_string(),
         "--device".into(),
         config.device.to_string(),
+        "--precision".into(),
+        config.precision.to_string(),
         "--intra-threads".into(),
         plan.intra_threads.to_string(),
         "--max-batch".into(),
