@@ -63,6 +63,12 @@ pub struct Config {
     #[arg(long, env = "CXR_PRECISION", default_value = "fp32")]
     pub precision: Precision,
 
+    /// Keep the request path's multi-megabyte buffers in the heap instead of returning them to the kernel after every
+    /// request (glibc mmap threshold 32 MiB, trim threshold 64 MiB; see `src/malloc.rs`). Skipped when the
+    /// environment sets glibc malloc options itself.
+    #[arg(long, env = "CXR_TUNE_MALLOC", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tune_malloc: bool,
+
     /// Model(s) used by `POST /predict` when the request has no `model` parameter: `gray`, `color` or `both`.
     #[arg(long, env = "CXR_DEFAULT_MODEL", default_value = "gray")]
     pub default_model: ModelSelection,

@@ -12,6 +12,7 @@
 //! - [`error`]: [`ApiError`] and RFC 9457 problem details with stable `type` URIs.
 //! - [`middleware`]: request ids, the concurrency limit, request metrics, panic handling.
 //! - [`server`]: [`serve`]: binding, background model loading, graceful shutdown.
+//! - [`malloc`]: glibc malloc thresholds that keep the per-request megabyte buffers out of page-fault churn.
 //!
 //! Architecture invariants: the HTTP layer knows nothing about DICOM tags (`cxr_core::decode` does) and the engine
 //! knows nothing about HTTP. Nothing logs DICOM header values: only format, dimensions and timings.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod malloc;
 pub mod metrics;
 pub mod middleware;
 pub mod predict;

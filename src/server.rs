@@ -52,6 +52,10 @@ pub fn init_tracing(format: LogFormat) {
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     tracing::info!(?config, "effective configuration");
     config.validate()?;
+    if config.tune_malloc {
+        let tuning = crate::malloc::tune();
+        tracing::info!(?tuning, mmap_threshold = crate::malloc::MMAP_THRESHOLD, trim_threshold = crate::malloc::TRIM_THRESHOLD, "malloc");
+    }
     let keys = config.api_keys()?;
     if keys.required() {
         tracing::info!(keys = ?keys, "API keys required on the inference and model routes");

@@ -199,9 +199,12 @@ impl Pipeline {
             (0.0, 0.0)
         };
         let table: Vec<f32> = modality.iter().map(|&m| self.present(m, range)).collect();
+        // Fixed-size views of the table: indexing one by a `u8` / `u16` needs no bounds check in the pixel loop.
         let mut out: Vec<f32> = if layout.bits_allocated == 8 {
+            let table: &[f32; 1 << 8] = table.as_slice().try_into().expect("one entry per 8-bit value");
             data.iter().take(pixels).map(|&b| table[usize::from(b)]).collect()
         } else {
+            let table: &[f32; 1 << 16] = table.as_slice().try_into().expect("one entry per 16-bit value");
             data.chunks_exact(2).take(pixels).map(|c| table[usize::from(u16::from_ne_bytes([c[0], c[1]]))]).collect()
         };
         // A short buffer (callers check the length first) renders the missing pixels black, like `stored`.
