@@ -17,7 +17,8 @@
 # Steps, each printed: library check (ldd: nothing missing), `cxr-train export`, CPU-vs-CUDA parity on every fixture
 # through the real server (max |Δp|, must be ≤ 1e-3), the FP16 files on CUDA against FP32 on the CPU (max |Δp|
 # printed, must be ≤ 1e-2), `/v1/models` showing CUDAExecutionProvider with every padded batch size warmed, then
-# `cxr-bench --device cuda` for FP32 and for FP16. Exit status 0 only when every check passed.
+# `cxr-bench --device cuda` for FP32, for FP16, and for FP32 with `--io-binding off` (what the pinned-memory binding
+# buys). Exit status 0 only when every check passed.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -93,7 +94,7 @@ def worst_of(other):
     return max(abs(a - b) for f in cpu for m in cpu[f] for a, b in zip(cpu[f][m], other[f][m]))
 worst, worst16 = worst_of(cuda), worst_of(fp16)
 for m in json.load(open(f"{out}/models-cuda-fp32.json"))["models"] + json.load(open(f"{out}/models-cuda-fp16.json"))["models"]:
-    print(f"{m['model']} ({m['precision']}): {m['provider']}, batch sizes {m['batch_sizes']}, warmed {m['warmed_batch_sizes']}, "
+    print(f"{m['model']} ({m['precision']}, I/O binding {m['io_binding']}): {m['provider']}, batch sizes {m['batch_sizes']}, warmed {m['warmed_batch_sizes']}, "
           f"warm-up {m['warm_up_ms']:.0f} ms")
     assert m["provider"] == "CUDAExecutionProvider", "not on CUDA"
     assert m["warmed_batch_sizes"] == m["batch_sizes"], "a padded batch size was not warmed"
@@ -110,4 +111,8 @@ say "benchmark (cxr-bench --device cuda)"
 "$bin/cxr-bench" --device cuda --precision fp16 --models "$out/models" --ort-dylib "$ort_gpu/libonnxruntime.so.1.31.1" \
   --server-bin "$bin/cxr-serve" --max-batch 64 --batch-sizes 8,32,64 --no-python --out "$out/bench-fp16.json" \
   ${BENCH_ARGS:-} | tee "$out/bench-fp16.md"
+# The same FP32 server without the pinned-memory I/O binding, to see what it buys (raw phase skipped: unchanged).
+"$bin/cxr-bench" --device cuda --io-binding off --no-raw --models "$out/models" \
+  --ort-dylib "$ort_gpu/libonnxruntime.so.1.31.1" --server-bin "$bin/cxr-serve" --max-batch 64 --no-python \
+  --out "$out/bench-no-io-binding.json" ${BENCH_ARGS:-} | tee "$out/bench-no-io-binding.md"
 echo "gpu-check: passed; results in $out/"

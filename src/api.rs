@@ -29,7 +29,7 @@ use tracing::Level;
 use crate::ab::{AbStats, AbSummary};
 use crate::auth::{self, ApiKeys};
 use crate::config::{Config, ModelSelection};
-use crate::engine::{CardSource, Engine, EngineError, Precision, TensorInfo};
+use crate::engine::{CardSource, Engine, EngineError, Precision, StagingKind, TensorInfo};
 use crate::error::ApiError;
 use crate::metrics::{self, Metrics};
 use crate::middleware::{self, RequestId};
@@ -482,6 +482,7 @@ async fn models(State(state): State<AppState>) -> Result<Json<ModelsResponse>, A
                 model: info.variant,
                 file: info.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
                 precision: info.precision,
+                io_binding: info.io_binding,
                 provider: info.provider,
                 card_source: info.card_source,
                 input: info.input.clone(),
@@ -514,6 +515,8 @@ pub struct ModelDescription {
     pub file: String,
     /// `fp32`, or `fp16` for the `<name>.fp16.onnx` files (`--precision`).
     pub precision: Precision,
+    /// `off`, `host` or `pinned`: what the model's batches go through (`--io-binding`).
+    pub io_binding: StagingKind,
     pub provider: &'static str,
     pub card_source: CardSource,
     pub input: TensorInfo,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use cxr_core::card::ModelVariant;
 
 use crate::auth::{ApiKey, ApiKeys, KeyFileError};
-use crate::engine::{BatchSizes, ConvSearch, Device, EngineSettings, Precision};
+use crate::engine::{BatchSizes, ConvSearch, Device, EngineSettings, IoBindingMode, Precision};
 
 /// Where ONNX Runtime is looked for when neither `--ort-dylib` nor `ORT_DYLIB_PATH` is given; made by
 /// `scripts/setup-ort.sh`.
@@ -62,6 +62,12 @@ pub struct Config {
     /// `cxr-train export --fp16`; for CUDA, where it halves weight traffic and uses Tensor Cores; slower on CPUs).
     #[arg(long, env = "CXR_PRECISION", default_value = "fp32")]
     pub precision: Precision,
+
+    /// Whether batches go through an ONNX Runtime I/O binding: `auto` (with CUDA: page-locked host buffers the
+    /// provider copies from directly; on the CPU: plain runs), `on` (also on the CPU, where it uses the session's
+    /// allocator) or `off`.
+    #[arg(long, env = "CXR_IO_BINDING", default_value = "auto")]
+    pub io_binding: IoBindingMode,
 
     /// Keep the request path's multi-megabyte buffers in the heap instead of returning them to the kernel after every
     /// request (glibc mmap threshold 32 MiB, trim threshold 64 MiB; see `src/malloc.rs`). Skipped when the
@@ -188,6 +194,7 @@ impl Config {
             models_dir: self.models.clone(),
             device: self.device,
             precision: self.precision,
+            io_binding: self.io_binding,
             intra_threads: self.intra_threads,
             spinning: self.intra_op_spinning,
             batch_sizes: self.batch_sizes.clone(),

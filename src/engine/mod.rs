@@ -20,6 +20,7 @@
 //! probabilities with timings.
 
 mod load;
+mod staging;
 mod worker;
 
 use std::fmt;
@@ -36,6 +37,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use self::load::{ThreadPool, open_session, ort_environment};
+pub use self::staging::{IoBindingMode, StagingKind};
 use crate::metrics::{Metrics, ModelMetrics};
 
 /// Where the models run.
@@ -228,6 +230,8 @@ pub struct EngineSettings {
     pub device: Device,
     /// Which of the exported files to load: FP32 `<stem>.onnx` or FP16 `<stem>.fp16.onnx`.
     pub precision: Precision,
+    /// Whether batches go through an `IoBinding` (auto: with pinned host memory on CUDA only).
+    pub io_binding: IoBindingMode,
     /// Threads of ONNX Runtime's intra-op pool, shared by both sessions (the environment's global thread pool).
     pub intra_threads: usize,
     /// Whether idle pool threads spin before sleeping (ONNX Runtime's default). Off saves CPU when idle but makes
@@ -292,6 +296,8 @@ pub struct ModelInfo {
     pub path: PathBuf,
     /// The number format of that file (its `cxr.precision` metadata agrees, or loading failed).
     pub precision: Precision,
+    /// What the batches go through: a plain run, or an I/O binding over host or pinned memory (`--io-binding`).
+    pub io_binding: StagingKind,
     /// The execution provider the session was created with (`CPUExecutionProvider` or `CUDAExecutionProvider`).
     pub provider: &'static str,
     pub input: TensorInfo,

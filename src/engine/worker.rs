@@ -22,17 +22,17 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cxr_core::card::{INPUT_NAME, LOGITS_NAME, ModelVariant, PROBABILITIES_NAME};
+use cxr_core::card::{ModelVariant, PROBABILITIES_NAME};
 use cxr_core::labels::NUM_LABELS;
 use cxr_core::preprocess::Preprocessor;
 use ort::environment::Environment;
 use ort::session::Session;
-use ort::value::TensorRef;
 use tokio::sync::mpsc;
 
 use super::load::{check_signature, open_session, read_card};
+use super::staging::Staging;
 use super::{
-    Arrivals, EngineError, EngineSettings, InferError, Job, ModelHandle, ModelInfo, Precision, Prediction, default_max_batch,
+    Arrivals, EngineError, EngineSettings, Job, ModelHandle, ModelInfo, Precision, Prediction, default_max_batch,
     default_queue_capacity,
 };
 use crate::metrics::ModelMetrics;
@@ -75,7 +75,7 @@ pub(super) fn spawn(
         .name(format!("cxr-{variant}"))
         .spawn(move || {
             let path = settings.model_path(variant);
-            let (mut session, info) = match open(&environment, variant, &settings, &path) {
+            let (mut session, mut staging, info) = match open(&environment, variant, &settings, &path) {
                 Ok(opened) => opened,
                 Err(error) => {
                     let _ = report.send(Err(error));
@@ -98,7 +98,7 @@ pub(super) fn spawn(
                 return;
             }
             let worker = Worker { info: &info, batching, arrivals: &arrivals, metrics: &metrics };
-            worker.serve(&mut session, jobs);
+            worker.serve(&mut session, &mut staging, jobs);
             tracing::debug!(model = %variant, "worker stopped");
         })
         .map_err(|e| EngineError::Worker { variant, reason: e.to_string() })?;
@@ -113,7 +113,7 @@ fn open(
     variant: ModelVariant,
     settings: &EngineSettings,
     path: &Path,
-) -> Result<(Session, ModelInfo), EngineError> {
+) -> Result<(Session, Staging, ModelInfo), EngineError> {
     let started = Instant::now();
     let (mut session, provider) = open_session(environment, path, settings)?;
     let (card, card_source) = read_card(&session, path, settings, variant)?;
@@ -130,12 +130,16 @@ fn open(
     let batch_sizes = settings.batch_sizes.resolve(provider, max_batch);
     let mut warmed = if batch_sizes.is_empty() { vec![1, max_batch] } else { batch_sizes.clone() };
     warmed.dedup();
+    let capacity = max_batch * card.channels * card.input_size * card.input_size;
+    let mut staging = Staging::new(&session, settings.io_binding, provider, capacity)
+        .map_err(|reason| EngineError::Session { path: path.to_path_buf(), reason })?;
     let mut info = ModelInfo {
         variant,
         card,
         card_source,
         path: path.to_path_buf(),
         precision: settings.precision,
+        io_binding: staging.kind(),
         provider,
         input,
         outputs,
@@ -147,8 +151,10 @@ fn open(
     };
 
     let warm_started = Instant::now();
+    let zeros = vec![0.0; info.tensor_len()];
     for &n in &warmed {
-        let probabilities = run_batch(&mut session, &info, &vec![0.0; n * info.tensor_len()], n)
+        let probabilities = staging
+            .run(&mut session, &info, &vec![zeros.as_slice(); n], n)
             .map_err(|e| EngineError::WarmUp { path: path.to_path_buf(), reason: format!("batch {n}: {e}") })?
             .probabilities;
         if let Some(bad) = probabilities.iter().find(|p| !(0.0..=1.0).contains(*p)) {
@@ -167,6 +173,7 @@ fn open(
         trained = info.card.trained,
         provider = info.provider,
         precision = %info.precision,
+        io_binding = ?info.io_binding,
         card = ?info.card_source,
         max_batch = info.max_batch,
         batch_sizes = ?info.batch_sizes,
@@ -176,7 +183,7 @@ fn open(
         warm_up_ms = info.warm_up.as_secs_f64() * 1e3,
         "model ready"
     );
-    Ok((session, info))
+    Ok((session, staging, info))
 }
 
 /// Checks that the file's `cxr.precision` metadata (written by `cxr-train export --fp16`; absent means FP32) is the
@@ -212,7 +219,7 @@ struct Worker<'a> {
 
 impl Worker<'_> {
     /// Serves jobs until every sender is gone (the engine and all handle clones were dropped) and the queue is drained.
-    fn serve(&self, session: &mut Session, mut jobs: mpsc::Receiver<Job>) {
+    fn serve(&self, session: &mut Session, staging: &mut Staging, mut jobs: mpsc::Receiver<Job>) {
         // The queue is a tokio channel (the async side never blocks); a small clock-only runtime lets this thread
         // wait on it with a deadline.
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
@@ -222,14 +229,13 @@ impl Worker<'_> {
                 return;
             }
         };
-        let mut input = Vec::with_capacity(self.info.max_batch * self.info.tensor_len());
         while let Some(batch) = runtime.block_on(next_batch(&mut jobs, self.batching, self.arrivals, self.metrics)) {
-            self.run_jobs(session, &mut input, batch);
+            self.run_jobs(session, staging, batch);
         }
     }
 
     /// Runs one batch and answers each job.
-    fn run_jobs(&self, session: &mut Session, input: &mut Vec<f32>, mut batch: Vec<Job>) {
+    fn run_jobs(&self, session: &mut Session, staging: &mut Staging, mut batch: Vec<Job>) {
         let info = self.info;
         // A client may have gone away while the batch was filling.
         batch.retain(|job| keep_if_wanted(job, self.metrics));
@@ -238,25 +244,18 @@ impl Worker<'_> {
         }
         let started = Instant::now();
         let n = batch.len();
-        let mut replies = Vec::with_capacity(n);
-        // The batch is stacked into the worker's one input buffer, reused from batch to batch: a fresh multi-megabyte
-        // allocation per batch would be returned to the kernel and faulted in again every time (measured: ~3 % of
-        // the CPU under saturation went to page faults).
-        input.clear();
-        for job in batch {
-            input.extend_from_slice(&job.tensor);
-            let queue = started.saturating_duration_since(job.submitted);
-            self.metrics.observe_queue_wait(queue);
-            replies.push((job.reply, queue));
-        }
-        // Padding rows are zero images; their outputs are cut off below and never reach a response.
+        let queues: Vec<Duration> = batch.iter().map(|job| started.saturating_duration_since(job.submitted)).collect();
+        queues.iter().for_each(|queue| self.metrics.observe_queue_wait(*queue));
+        let rows: Vec<&[f32]> = batch.iter().map(|job| job.tensor.as_slice()).collect();
+        // Padding rows are zero images; their outputs are cut off in the staging run and never reach a response.
         let run_size = padded_size(n, &info.batch_sizes);
-        input.resize(run_size * info.tensor_len(), 0.0);
         if !info.batch_sizes.is_empty() && !info.warmed.contains(&run_size) {
             self.metrics.cold_shape();
             tracing::warn!(model = %info.variant, batch = run_size, "running a batch size that was not warmed at startup");
         }
-        let result = run_batch(session, info, input, run_size);
+        let result = staging.run(session, info, &rows, run_size);
+        drop(rows);
+        let replies: Vec<_> = batch.into_iter().map(|job| job.reply).zip(queues).collect();
         let inference = started.elapsed();
         self.metrics.observe_batch(n, inference);
         tracing::debug!(model = %info.variant, batch = n, inference_ms = inference.as_secs_f64() * 1e3, "batch done");
@@ -339,37 +338,12 @@ fn keep_if_wanted(job: &Job, metrics: &ModelMetrics) -> bool {
     }
 }
 
-/// The `n × 14` outputs of one session run, row-major.
-pub(super) struct BatchOutput {
-    pub probabilities: Vec<f32>,
-    pub logits: Vec<f32>,
-}
-
-/// One session run on `n` stacked images.
-fn run_batch(session: &mut Session, info: &ModelInfo, input: &[f32], n: usize) -> Result<BatchOutput, InferError> {
-    let variant = info.variant;
-    let failed = |reason: String| InferError::Run { variant, reason };
-    let size = info.card.input_size;
-    let shape = [n, info.card.channels, size, size];
-    let tensor = TensorRef::from_array_view((shape, input)).map_err(|e| failed(e.to_string()))?;
-    let outputs = session.run(ort::inputs![INPUT_NAME => tensor]).map_err(|e| failed(e.to_string()))?;
-    let extract = |name: &str| -> Result<Vec<f32>, InferError> {
-        let output = outputs.get(name).ok_or_else(|| failed(format!("no {name:?} output")))?;
-        let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| failed(e.to_string()))?;
-        if **shape != [n as i64, NUM_LABELS as i64] {
-            return Err(failed(format!("{name:?} has shape {:?}, expected [{n}, {NUM_LABELS}]", &**shape)));
-        }
-        if let Some(bad) = values.iter().find(|p| !p.is_finite()) {
-            return Err(failed(format!("non-finite {name:?} value {bad}")));
-        }
-        Ok(values.to_vec())
-    };
-    Ok(BatchOutput { probabilities: extract(PROBABILITIES_NAME)?, logits: extract(LOGITS_NAME)? })
-}
 
 #[cfg(test)]
 mod tests {
     use tokio::sync::oneshot;
+
+    use crate::engine::InferError;
 
     use super::*;
 

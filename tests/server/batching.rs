@@ -84,18 +84,38 @@ async fn batched_and_lone_results_are_identical() {
 /// padded to 4 and answers exactly what the images answer alone, and no unwarmed shape is ever run.
 #[tokio::test]
 async fn padded_batches_answer_like_lone_runs_and_every_size_is_warmed_before_ready() {
-    let server =
-        TestServer::start(config(&["--max-batch", "8", "--max-batch-delay-ms", "300", "--batch-sizes", "1,4"]));
+    // `auto` (the default) runs plain on the CPU.
+    padded_batches("auto", "off").await;
+}
+
+/// The same through an ONNX Runtime I/O binding (`--io-binding on`: the session's host allocator on the CPU; pinned
+/// memory on CUDA, where `auto` turns it on): same answers as the plain runs of the default server.
+#[tokio::test]
+async fn io_bound_padded_batches_answer_like_plain_runs() {
+    padded_batches("on", "host").await;
+}
+
+async fn padded_batches(io_binding: &str, reported: &str) {
+    let server = TestServer::start(config(&[
+        "--max-batch", "8", "--max-batch-delay-ms", "300", "--batch-sizes", "1,4", "--io-binding", io_binding,
+    ]));
     let models: Value = client().get(server.url("/v1/models")).send().await.unwrap().json().await.unwrap();
     for model in models["models"].as_array().unwrap() {
         assert_eq!(model["batch_sizes"], serde_json::json!([1, 4, 8]), "{model}");
         assert_eq!(model["warmed_batch_sizes"], model["batch_sizes"], "warmed before /readyz");
+        assert_eq!(model["io_binding"], reported, "{model}");
     }
     let images = ["images/nih_00000001_000.png", "dicom/cxr_explicit_le.dcm", "images/padchest_16747_3_1.jpg"];
     let mut alone = Vec::new();
     for file in images {
         let image = fixture(file);
-        alone.push(expect_prediction(post_raw(&server, "", image.media_type(), image.bytes()).await, &["gray"], file).await);
+        let body = expect_prediction(post_raw(&server, "", image.media_type(), image.bytes()).await, &["gray"], file).await;
+        // A lone run here equals a lone run of the default server (plain run, no padding, no binding).
+        let plain = post_raw(crate::helpers::default_server(), "", image.media_type(), image.bytes()).await;
+        let plain = expect_prediction(plain, &["gray"], file).await;
+        let diff = max_abs_diff(&probabilities(&body["results"][0]), &probabilities(&plain["results"][0]));
+        assert!(diff <= BATCH_TOLERANCE, "{file}: --io-binding {io_binding} differs from the default server by {diff}");
+        alone.push(body);
     }
     let mut largest = 0;
     for _attempt in 0..3 {

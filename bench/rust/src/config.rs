@@ -36,6 +36,11 @@ pub struct BenchConfig {
     #[arg(long, default_value = "fp32")]
     pub precision: cxr_serve::engine::Precision,
 
+    /// The server's `--io-binding` (`auto`: pinned host buffers bound with an `IoBinding` on CUDA, plain runs on the
+    /// CPU; `on`; `off`), to compare the two input paths.
+    #[arg(long, default_value = "auto")]
+    pub io_binding: cxr_serve::engine::IoBindingMode,
+
     /// ONNX Runtime intra-op threads per session, the same for the server, raw ORT and the Python reference
     /// (default: the number of CPUs, as the server's default).
     #[arg(long)]

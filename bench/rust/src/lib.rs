@@ -88,6 +88,8 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
         config.device.to_string(),
         "--precision".into(),
         config.precision.to_string(),
+        "--io-binding".into(),
+        config.io_binding.to_string(),
         "--intra-threads".into(),
         plan.intra_threads.to_string(),
         "--max-batch".into(),

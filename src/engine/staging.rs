@@ -1,0 +1,208 @@
+//! Where a worker assembles each batch before the session run, and how the run receives it.
+//!
+//! - [`Staging::Host`]: one reusable `Vec<f32>`, passed to `Session::run` as a borrowed tensor. The CPU default:
+//!   the CPU execution provider reads it in place.
+//! - [`Staging::Bound`]: one tensor per run size, allocated once by an ONNX Runtime allocator and bound with an
+//!   `IoBinding` (outputs bound to host memory). With CUDA the allocator is the provider's page-locked ("pinned")
+//!   host memory, so the host→device copy is a direct DMA that ONNX Runtime queues when the input is bound,
+//!   instead of a staging copy through its own pinned buffer at every run. On the CPU (`--io-binding on`) it is the
+//!   session's allocator; that mode exists so that the bound path is exercised and compared on machines without a
+//!   GPU.
+//!
+//! Either way the jobs' rows are copied once into the staging memory (the worker's only per-batch copy) and rows
+//! past the real jobs are zeros that never reach a response.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+
+use cxr_core::card::{INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
+use cxr_core::labels::NUM_LABELS;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, Session, SessionOutputs};
+use ort::value::{Tensor, TensorRef};
+use serde::Serialize;
+
+use super::{InferError, ModelInfo};
+
+/// `--io-binding`: whether batches go through an `IoBinding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoBindingMode {
+    /// Bound through pinned host memory on CUDA; plain runs on the CPU.
+    #[default]
+    Auto,
+    /// Always bound (pinned memory on CUDA, the session's allocator on the CPU).
+    On,
+    /// Never bound.
+    Off,
+}
+
+impl FromStr for IoBindingMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(IoBindingMode::Auto),
+            "on" => Ok(IoBindingMode::On),
+            "off" => Ok(IoBindingMode::Off),
+            other => Err(format!("unknown I/O binding mode {other:?} (expected auto, on or off)")),
+        }
+    }
+}
+
+impl fmt::Display for IoBindingMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IoBindingMode::Auto => "auto",
+            IoBindingMode::On => "on",
+            IoBindingMode::Off => "off",
+        })
+    }
+}
+
+/// What a model's batches actually go through, reported in `GET /v1/models` as `io_binding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StagingKind {
+    /// A host `Vec` given to `Session::run`.
+    Off,
+    /// An `IoBinding` over tensors from the session's own (CPU) allocator.
+    Host,
+    /// An `IoBinding` over page-locked host tensors from the CUDA provider's allocator.
+    Pinned,
+}
+
+/// The `n × 14` outputs of one session run, row-major.
+pub(super) struct BatchOutput {
+    pub probabilities: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+/// A worker's batch memory (see the module documentation).
+pub(super) enum Staging {
+    Host(Vec<f32>),
+    Bound(Bound),
+}
+
+/// The state of [`Staging::Bound`].
+pub(super) struct Bound {
+    /// `None`: the session's own allocator.
+    allocator: Option<Allocator>,
+    outputs: MemoryInfo<'static>,
+    tensors: HashMap<usize, Tensor<f32>>,
+    binding: IoBinding,
+    kind: StagingKind,
+}
+
+impl Staging {
+    /// The staging `mode` asks for on a session created with `provider`. On CUDA, a provider without a pinned
+    /// allocator falls back to plain runs (logged), since bound pageable memory would gain nothing.
+    pub(super) fn new(session: &Session, mode: IoBindingMode, provider: &str, capacity: usize) -> Result<Staging, String> {
+        let cuda = provider == "CUDAExecutionProvider";
+        if mode == IoBindingMode::Off || (mode == IoBindingMode::Auto && !cuda) {
+            return Ok(Staging::Host(Vec::with_capacity(capacity)));
+        }
+        let binding = session.create_binding().map_err(|e| format!("cannot create an I/O binding: {e}"))?;
+        let host = |memory_type| MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, memory_type);
+        if cuda {
+            let pinned = |memory_type| MemoryInfo::new(AllocationDevice::CUDA_PINNED, 0, AllocatorType::Device, memory_type);
+            let allocator = pinned(MemoryType::CPUInput).and_then(|info| Allocator::new(session, info));
+            match (allocator, pinned(MemoryType::CPUOutput)) {
+                (Ok(allocator), Ok(outputs)) => {
+                    return Ok(Staging::Bound(Bound {
+                        allocator: Some(allocator),
+                        outputs,
+                        tensors: HashMap::new(),
+                        binding,
+                        kind: StagingKind::Pinned,
+                    }));
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "no pinned host allocator on the CUDA provider: batches are not I/O-bound");
+                    return Ok(Staging::Host(Vec::with_capacity(capacity)));
+                }
+            }
+        }
+        let outputs = host(MemoryType::Default).map_err(|e| format!("host memory info: {e}"))?;
+        Ok(Staging::Bound(Bound { allocator: None, outputs, tensors: HashMap::new(), binding, kind: StagingKind::Host }))
+    }
+
+    /// What the batches go through.
+    pub(super) fn kind(&self) -> StagingKind {
+        match self {
+            Staging::Host(_) => StagingKind::Off,
+            Staging::Bound(bound) => bound.kind,
+        }
+    }
+
+    /// Runs `rows` (each one image's `C × H × W` values) as one batch of `run_size` ≥ `rows.len()` rows, the rest
+    /// zeros; returns the outputs of the real rows only.
+    pub(super) fn run(
+        &mut self,
+        session: &mut Session,
+        info: &ModelInfo,
+        rows: &[&[f32]],
+        run_size: usize,
+    ) -> Result<BatchOutput, InferError> {
+        let variant = info.variant;
+        let failed = |reason: String| InferError::Run { variant, reason };
+        let len = info.tensor_len();
+        let size = info.card.input_size;
+        let shape = [run_size, info.card.channels, size, size];
+        let fill = |buffer: &mut [f32]| {
+            for (slot, row) in buffer.chunks_exact_mut(len).zip(rows) {
+                slot.copy_from_slice(row);
+            }
+            buffer[rows.len() * len..].fill(0.0);
+        };
+        match self {
+            Staging::Host(buffer) => {
+                // Reused from batch to batch: a fresh multi-megabyte allocation per batch would be returned to the
+                // kernel and faulted in again every time.
+                buffer.resize(run_size * len, 0.0);
+                fill(buffer);
+                let tensor = TensorRef::from_array_view((shape, buffer.as_slice())).map_err(|e| failed(e.to_string()))?;
+                let outputs = session.run(ort::inputs![INPUT_NAME => tensor]).map_err(|e| failed(e.to_string()))?;
+                read_outputs(&outputs, rows.len(), run_size).map_err(failed)
+            }
+            Staging::Bound(bound) => {
+                if !bound.tensors.contains_key(&run_size) {
+                    let allocator = bound.allocator.as_ref().unwrap_or_else(|| session.allocator());
+                    let tensor = Tensor::<f32>::new(allocator, shape)
+                        .map_err(|e| failed(format!("cannot allocate the batch-{run_size} input: {e}")))?;
+                    bound.tensors.insert(run_size, tensor);
+                }
+                let tensor = bound.tensors.get_mut(&run_size).expect("inserted above");
+                let (_, data) = tensor.try_extract_tensor_mut().map_err(|e| failed(e.to_string()))?;
+                fill(data);
+                // Binding copies (or queues the device copy of) the data as it is now, so it comes after the fill.
+                let binding = &mut bound.binding;
+                binding.bind_input(INPUT_NAME, &*tensor).map_err(|e| failed(e.to_string()))?;
+                for name in [PROBABILITIES_NAME, LOGITS_NAME] {
+                    binding.bind_output_to_device(name, &bound.outputs).map_err(|e| failed(e.to_string()))?;
+                }
+                let outputs = session.run_binding(binding).map_err(|e| failed(e.to_string()))?;
+                read_outputs(&outputs, rows.len(), run_size).map_err(failed)
+            }
+        }
+    }
+}
+
+/// The first `n` rows of both outputs of a run of `run_size` rows, checked for shape and finiteness.
+fn read_outputs(outputs: &SessionOutputs<'_>, n: usize, run_size: usize) -> Result<BatchOutput, String> {
+    let extract = |name: &str| -> Result<Vec<f32>, String> {
+        let output = outputs.get(name).ok_or_else(|| format!("no {name:?} output"))?;
+        let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
+        if **shape != [run_size as i64, NUM_LABELS as i64] {
+            return Err(format!("{name:?} has shape {:?}, expected [{run_size}, {NUM_LABELS}]", &**shape));
+        }
+        // Padding rows are cut off here and never reach a response.
+        let values = &values[..n * NUM_LABELS];
+        if let Some(bad) = values.iter().find(|p| !p.is_finite()) {
+            return Err(format!("non-finite {name:?} value {bad}"));
+        }
+        Ok(values.to_vec())
+    };
+    Ok(BatchOutput { probabilities: extract(PROBABILITIES_NAME)?, logits: extract(LOGITS_NAME)? })
+}
