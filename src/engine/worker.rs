@@ -30,7 +30,7 @@ use ort::session::Session;
 use tokio::sync::mpsc;
 
 use super::load::{check_signature, open_session, read_card};
-use super::staging::Staging;
+use super::staging::{IoBindingMode, Staging, StagingKind};
 use super::{
     Arrivals, EngineError, EngineSettings, Job, ModelHandle, ModelInfo, Precision, Prediction, default_max_batch,
     default_queue_capacity,
@@ -151,18 +151,16 @@ fn open(
     };
 
     let warm_started = Instant::now();
-    let zeros = vec![0.0; info.tensor_len()];
-    for &n in &warmed {
-        let probabilities = staging
-            .run(&mut session, &info, &vec![zeros.as_slice(); n], n)
-            .map_err(|e| EngineError::WarmUp { path: path.to_path_buf(), reason: format!("batch {n}: {e}") })?
-            .probabilities;
-        if let Some(bad) = probabilities.iter().find(|p| !(0.0..=1.0).contains(*p)) {
-            return Err(EngineError::WarmUp {
-                path: path.to_path_buf(),
-                reason: format!("probability {bad} outside [0, 1]: is {PROBABILITIES_NAME:?} a sigmoid output?"),
-            });
+    if let Err(error) = warm_up(&mut session, &mut staging, &info, &warmed, path) {
+        // `auto` chose the binding; a provider that cannot run it must not keep the model from serving. `on` was
+        // asked for explicitly, so it fails.
+        if settings.io_binding != IoBindingMode::Auto || staging.kind() == StagingKind::Off {
+            return Err(error);
         }
+        tracing::warn!(model = %variant, %error, "the I/O-bound warm-up failed: serving with plain runs instead");
+        staging = Staging::Host(Vec::with_capacity(capacity));
+        info.io_binding = staging.kind();
+        warm_up(&mut session, &mut staging, &info, &warmed, path)?;
     }
     info.warm_up = warm_started.elapsed();
     info.warmed = warmed;
@@ -202,6 +200,30 @@ fn check_precision(session: &Session, path: &Path, expected: Precision) -> Resul
             reason: format!("the file declares precision {declared:?} but was loaded as {expected} (--precision)"),
         })
     }
+}
+
+/// Runs every size in `warmed` once on zero images and checks that the probabilities are probabilities.
+fn warm_up(
+    session: &mut Session,
+    staging: &mut Staging,
+    info: &ModelInfo,
+    warmed: &[usize],
+    path: &Path,
+) -> Result<(), EngineError> {
+    let zeros = vec![0.0; info.tensor_len()];
+    for &n in warmed {
+        let probabilities = staging
+            .run(session, info, &vec![zeros.as_slice(); n], n)
+            .map_err(|e| EngineError::WarmUp { path: path.to_path_buf(), reason: format!("batch {n}: {e}") })?
+            .probabilities;
+        if let Some(bad) = probabilities.iter().find(|p| !(0.0..=1.0).contains(*p)) {
+            return Err(EngineError::WarmUp {
+                path: path.to_path_buf(),
+                reason: format!("probability {bad} outside [0, 1]: is {PROBABILITIES_NAME:?} a sigmoid output?"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The size a batch of `n` jobs runs at: the smallest padded size that holds it, or `n` itself.
