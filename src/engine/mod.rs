@@ -19,6 +19,31 @@
 //! Architecture invariant: this module knows nothing about HTTP; it takes preprocessed tensors and returns
 //! probabilities with timings.
 
+/// Implements `FromStr` and `Display` for a fieldless enum of command-line keywords:
+/// `keywords!(Type, "what it is", { Variant => "keyword", ... })`.
+macro_rules! keywords {
+    ($ty:ident, $what:literal, { $($variant:ident => $word:literal),+ $(,)? }) => {
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($word => Ok($ty::$variant),)+
+                    other => Err(format!("unknown {} {other:?} (expected one of: {})", $what, [$($word),+].join(", "))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $($ty::$variant => $word,)+
+                })
+            }
+        }
+    };
+}
+
 mod load;
 mod staging;
 mod worker;
@@ -176,18 +201,7 @@ pub enum ConvSearch {
     Default,
 }
 
-impl FromStr for ConvSearch {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "exhaustive" => Ok(ConvSearch::Exhaustive),
-            "heuristic" => Ok(ConvSearch::Heuristic),
-            "default" => Ok(ConvSearch::Default),
-            other => Err(format!("unknown search {other:?} (expected exhaustive, heuristic or default)")),
-        }
-    }
-}
+keywords!(ConvSearch, "search", { Exhaustive => "exhaustive", Heuristic => "heuristic", Default => "default" });
 
 /// The number format of the model files the engine loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -201,26 +215,7 @@ pub enum Precision {
     Fp16,
 }
 
-impl FromStr for Precision {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "fp32" => Ok(Precision::Fp32),
-            "fp16" => Ok(Precision::Fp16),
-            other => Err(format!("unknown precision {other:?} (expected fp32 or fp16)")),
-        }
-    }
-}
-
-impl fmt::Display for Precision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Precision::Fp32 => "fp32",
-            Precision::Fp16 => "fp16",
-        })
-    }
-}
+keywords!(Precision, "precision", { Fp32 => "fp32", Fp16 => "fp16" });
 
 /// Everything the engine needs to load and run the models.
 #[derive(Debug, Clone)]

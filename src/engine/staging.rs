@@ -13,8 +13,6 @@
 //! past the real jobs are zeros that never reach a response.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::str::FromStr;
 
 use cxr_core::card::{INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use cxr_core::labels::NUM_LABELS;
@@ -38,28 +36,7 @@ pub enum IoBindingMode {
     Off,
 }
 
-impl FromStr for IoBindingMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(IoBindingMode::Auto),
-            "on" => Ok(IoBindingMode::On),
-            "off" => Ok(IoBindingMode::Off),
-            other => Err(format!("unknown I/O binding mode {other:?} (expected auto, on or off)")),
-        }
-    }
-}
-
-impl fmt::Display for IoBindingMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            IoBindingMode::Auto => "auto",
-            IoBindingMode::On => "on",
-            IoBindingMode::Off => "off",
-        })
-    }
-}
+keywords!(IoBindingMode, "I/O binding mode", { Auto => "auto", On => "on", Off => "off" });
 
 /// What a model's batches actually go through, reported in `GET /v1/models` as `io_binding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
