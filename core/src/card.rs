@@ -14,6 +14,10 @@ use crate::labels::LABELS;
 
 /// ONNX `metadata_props` key under which the JSON model card is stored.
 pub const CARD_METADATA_KEY: &str = "cxr.model_card";
+/// ONNX `metadata_props` key naming a file's number format: absent (FP32) or [`FP16_PRECISION`].
+pub const PRECISION_METADATA_KEY: &str = "cxr.precision";
+/// The value of [`PRECISION_METADATA_KEY`] in an FP16 file, and the extension infix of its name: `<stem>.fp16.onnx`.
+pub const FP16_PRECISION: &str = "fp16";
 /// Version of the card schema; bump when a field changes meaning.
 pub const CARD_SCHEMA_VERSION: u32 = 1;
 /// Name of the ONNX graph input: `[N, C, H, W]` float32.

@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cxr_core::card::{ModelCard, ModelVariant};
+use cxr_core::card::{FP16_PRECISION, ModelCard, ModelVariant};
 use cxr_core::preprocess::Preprocessor;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -253,7 +253,7 @@ impl EngineSettings {
     pub fn model_path(&self, variant: ModelVariant) -> PathBuf {
         match self.precision {
             Precision::Fp32 => self.models_dir.join(format!("{}.onnx", variant.file_stem())),
-            Precision::Fp16 => self.models_dir.join(format!("{}.fp16.onnx", variant.file_stem())),
+            Precision::Fp16 => self.models_dir.join(format!("{}.{FP16_PRECISION}.onnx", variant.file_stem())),
         }
     }
 

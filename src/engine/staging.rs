@@ -73,15 +73,19 @@ pub(super) struct Bound {
 }
 
 impl Staging {
-    /// The staging `mode` asks for on a session created with `provider`. On CUDA, a provider without a pinned
-    /// allocator falls back to plain runs (logged), since bound pageable memory would gain nothing.
-    pub(super) fn new(session: &Session, mode: IoBindingMode, provider: &str, capacity: usize) -> Result<Staging, String> {
-        let cuda = provider == "CUDAExecutionProvider";
+    /// Plain runs on one host buffer sized for `info`'s largest batch.
+    pub(super) fn plain(info: &ModelInfo) -> Staging {
+        Staging::Host(Vec::with_capacity(info.max_batch * info.tensor_len()))
+    }
+
+    /// The staging `mode` asks for on the session of `info`. On CUDA, a provider without a pinned allocator falls
+    /// back to plain runs (logged), since bound pageable memory would gain nothing.
+    pub(super) fn new(session: &Session, mode: IoBindingMode, info: &ModelInfo) -> Result<Staging, String> {
+        let cuda = info.provider == "CUDAExecutionProvider";
         if mode == IoBindingMode::Off || (mode == IoBindingMode::Auto && !cuda) {
-            return Ok(Staging::Host(Vec::with_capacity(capacity)));
+            return Ok(Staging::plain(info));
         }
         let binding = session.create_binding().map_err(|e| format!("cannot create an I/O binding: {e}"))?;
-        let host = |memory_type| MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, memory_type);
         if cuda {
             let pinned = |memory_type| MemoryInfo::new(AllocationDevice::CUDA_PINNED, 0, AllocatorType::Device, memory_type);
             let allocator = pinned(MemoryType::CPUInput).and_then(|info| Allocator::new(session, info));
@@ -97,11 +101,12 @@ impl Staging {
                 }
                 (Err(error), _) | (_, Err(error)) => {
                     tracing::warn!(%error, "no pinned host allocator on the CUDA provider: batches are not I/O-bound");
-                    return Ok(Staging::Host(Vec::with_capacity(capacity)));
+                    return Ok(Staging::plain(info));
                 }
             }
         }
-        let outputs = host(MemoryType::Default).map_err(|e| format!("host memory info: {e}"))?;
+        let outputs = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)
+            .map_err(|e| format!("host memory info: {e}"))?;
         Ok(Staging::Bound(Bound { allocator: None, outputs, tensors: HashMap::new(), binding, kind: StagingKind::Host }))
     }
 

@@ -22,7 +22,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cxr_core::card::{ModelVariant, PROBABILITIES_NAME};
+use cxr_core::card::{ModelVariant, PRECISION_METADATA_KEY, PROBABILITIES_NAME};
 use cxr_core::labels::NUM_LABELS;
 use cxr_core::preprocess::Preprocessor;
 use ort::environment::Environment;
@@ -130,16 +130,13 @@ fn open(
     let batch_sizes = settings.batch_sizes.resolve(provider, max_batch);
     let mut warmed = if batch_sizes.is_empty() { vec![1, max_batch] } else { batch_sizes.clone() };
     warmed.dedup();
-    let capacity = max_batch * card.channels * card.input_size * card.input_size;
-    let mut staging = Staging::new(&session, settings.io_binding, provider, capacity)
-        .map_err(|reason| EngineError::Session { path: path.to_path_buf(), reason })?;
     let mut info = ModelInfo {
         variant,
         card,
         card_source,
         path: path.to_path_buf(),
         precision: settings.precision,
-        io_binding: staging.kind(),
+        io_binding: StagingKind::Off,
         provider,
         input,
         outputs,
@@ -150,6 +147,10 @@ fn open(
         queue_capacity: settings.queue_capacity.unwrap_or_else(|| default_queue_capacity(max_batch)).max(1),
     };
 
+    let mut staging = Staging::new(&session, settings.io_binding, &info)
+        .map_err(|reason| EngineError::Session { path: path.to_path_buf(), reason })?;
+    info.io_binding = staging.kind();
+
     let warm_started = Instant::now();
     if let Err(error) = warm_up(&mut session, &mut staging, &info, &warmed, path) {
         // `auto` chose the binding; a provider that cannot run it must not keep the model from serving. `on` was
@@ -158,7 +159,7 @@ fn open(
             return Err(error);
         }
         tracing::warn!(model = %variant, %error, "the I/O-bound warm-up failed: serving with plain runs instead");
-        staging = Staging::Host(Vec::with_capacity(capacity));
+        staging = Staging::plain(&info);
         info.io_binding = staging.kind();
         warm_up(&mut session, &mut staging, &info, &warmed, path)?;
     }
@@ -184,13 +185,13 @@ fn open(
     Ok((session, staging, info))
 }
 
-/// Checks that the file's `cxr.precision` metadata (written by `cxr-train export --fp16`; absent means FP32) is the
+/// Checks that the file's [`PRECISION_METADATA_KEY`] metadata (written by `cxr-train export --fp16`; absent means FP32) is the
 /// precision it was loaded as, so a copied or renamed file cannot serve under the wrong label.
 fn check_precision(session: &Session, path: &Path, expected: Precision) -> Result<(), EngineError> {
     let declared = session
         .metadata()
         .map_err(|e| EngineError::Card { path: path.to_path_buf(), reason: format!("cannot read metadata: {e}") })?
-        .custom("cxr.precision")
+        .custom(PRECISION_METADATA_KEY)
         .unwrap_or_else(|| Precision::Fp32.to_string());
     if declared == expected.to_string() {
         Ok(())

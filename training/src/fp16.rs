@@ -16,13 +16,12 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use cxr_core::card::{FP16_PRECISION, PRECISION_METADATA_KEY};
 use half::f16;
 use onnx_ir::{AttributeProto, AttributeType, Message, ModelProto, NodeProto};
 
 use crate::export::ExportError;
 
-/// Suffix of the FP16 file next to the FP32 one: `<stem>.fp16.onnx`.
-pub const FP16_SUFFIX: &str = "fp16";
 
 /// ONNX `TensorProto.DataType` codes used here.
 const FLOAT: i32 = 1;
@@ -112,7 +111,7 @@ pub fn to_fp16(onnx: &[u8]) -> Result<Vec<u8>, ExportError> {
     let initializers: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
     let mut head = Vec::new();
     for input in graph.input.iter().filter(|v| float_io(v) && !initializers.contains(&v.name)) {
-        let half_name = format!("{}_{FP16_SUFFIX}", input.name);
+        let half_name = format!("{}_{FP16_PRECISION}", input.name);
         for node in graph.node.iter_mut() {
             for name in node.input.iter_mut().filter(|n| **n == input.name) {
                 *name = half_name.clone();
@@ -122,7 +121,7 @@ pub fn to_fp16(onnx: &[u8]) -> Result<Vec<u8>, ExportError> {
     }
     let mut tail = Vec::new();
     for output in graph.output.iter().filter(|v| float_io(v)) {
-        let half_name = format!("{}_{FP16_SUFFIX}", output.name);
+        let half_name = format!("{}_{FP16_PRECISION}", output.name);
         for node in graph.node.iter_mut() {
             for name in node.output.iter_mut().chain(node.input.iter_mut()).filter(|n| **n == output.name) {
                 *name = half_name.clone();
@@ -133,18 +132,18 @@ pub fn to_fp16(onnx: &[u8]) -> Result<Vec<u8>, ExportError> {
     let body = std::mem::take(&mut graph.node);
     graph.node = head.into_iter().chain(body).chain(tail).collect();
 
-    model.metadata_props.retain(|p| p.key != "cxr.precision");
+    model.metadata_props.retain(|p| p.key != PRECISION_METADATA_KEY);
     model.metadata_props.push(Default::default());
     let entry = model.metadata_props.last_mut().expect("just pushed");
-    entry.key = "cxr.precision".into();
-    entry.value = FP16_SUFFIX.into();
+    entry.key = PRECISION_METADATA_KEY.into();
+    entry.value = FP16_PRECISION.into();
     model.doc_string = format!("{} Weights and arithmetic in FP16; input and outputs FP32.", model.doc_string);
     Ok(model.write_to_bytes()?)
 }
 
 /// Path of the FP16 file beside the FP32 file `onnx_path` (`<stem>.onnx` → `<stem>.fp16.onnx`).
 pub fn fp16_path(onnx_path: &Path) -> PathBuf {
-    onnx_path.with_extension(format!("{FP16_SUFFIX}.onnx"))
+    onnx_path.with_extension(format!("{FP16_PRECISION}.onnx"))
 }
 
 /// Converts the exported FP32 file `onnx_path` and writes `<stem>.fp16.onnx` beside it (temp file + rename); the
@@ -257,7 +256,7 @@ mod tests {
         );
         let to = |n: &NodeProto| n.attribute[0].i;
         assert_eq!((to(&g.node[0]), to(&g.node[4]), to(&g.node[5])), (i64::from(FLOAT16), i64::from(FLOAT), i64::from(FLOAT)));
-        assert!(m.metadata_props.iter().any(|p| p.key == "cxr.precision" && p.value == "fp16"));
+        assert!(m.metadata_props.iter().any(|p| p.key == PRECISION_METADATA_KEY && p.value == FP16_PRECISION));
     }
 
     #[test]
