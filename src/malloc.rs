@@ -15,9 +15,9 @@
 //! Measured RSS after the same 30-s load: 833 MB untuned, 1,048 MB with the thresholds alone, 899 MB with the arena
 //! cap as well (page faults in 15 s: 119 k, 15 k, 12 k).
 //!
-//! Written by hand (two `mallopt` calls) rather than by swapping the global allocator: jemalloc and mimalloc, tried
-//! through `LD_PRELOAD` on the same load, cost 5.5–7 ms of CPU per image instead of glibc's 3.4 ms (untuned) and
-//! 2.4 ms (tuned).
+//! Written by hand (three `mallopt` calls) rather than by swapping the global allocator: jemalloc and mimalloc, tried
+//! through `LD_PRELOAD` on the same load, cost 8.0–8.4 and 5.3–5.6 ms of CPU per image instead of glibc's 3.3–3.4 ms
+//! (untuned) and 2.3–2.6 ms (tuned).
 
 /// glibc's mmap threshold set by [`tune`]: allocations below it come from the heap.
 pub const MMAP_THRESHOLD: usize = 32 << 20;
