@@ -70,8 +70,8 @@ pub struct Config {
     pub io_binding: IoBindingMode,
 
     /// Keep the request path's multi-megabyte buffers in the heap instead of returning them to the kernel after every
-    /// request (glibc mmap threshold 32 MiB, trim threshold 64 MiB, at most 2 arenas per CPU; see `src/malloc.rs`). Skipped when the
-    /// environment sets glibc malloc options itself.
+    /// request (glibc mmap threshold 32 MiB, trim threshold 64 MiB, at most 2 arenas per CPU; see `src/malloc.rs`).
+    /// Skipped when the environment sets glibc malloc options itself.
     #[arg(long, env = "CXR_TUNE_MALLOC", default_value_t = true, action = clap::ArgAction::Set)]
     pub tune_malloc: bool,
 

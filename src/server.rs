@@ -54,7 +54,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     config.validate()?;
     if config.tune_malloc {
         let tuning = crate::malloc::tune();
-        tracing::info!(?tuning, mmap_threshold = crate::malloc::MMAP_THRESHOLD, trim_threshold = crate::malloc::TRIM_THRESHOLD, "malloc");
+        let (mmap_threshold, trim_threshold) = (crate::malloc::MMAP_THRESHOLD, crate::malloc::TRIM_THRESHOLD);
+        tracing::info!(?tuning, mmap_threshold, trim_threshold, "malloc");
     }
     let keys = config.api_keys()?;
     if keys.required() {

@@ -9,7 +9,10 @@ use cxr_core::labels::LABELS;
 use cxr_core::preprocess::Preprocessor;
 use serde_json::Value;
 
-use crate::helpers::{TESTDATA, TestServer, client, config, cxr_train, expect_prediction, fixture, ort_dylib, post_raw, probabilities};
+use crate::helpers::{
+    TESTDATA, TestServer, client, config, cxr_train, expect_prediction, fixture, max_abs_diff, ort_dylib, post_raw,
+    probabilities,
+};
 
 fn adopt(args: &[&str]) {
     let out = std::process::Command::new(cxr_train()).arg("adopt").args(args).output().expect("cxr-train runs");
@@ -52,7 +55,7 @@ async fn adopted_models_are_served_and_match_the_original_graph() {
     let labels: Vec<String> = std::fs::read_to_string(onnx("torch_style.labels.txt")).unwrap().lines().map(String::from).collect();
     let expected: Vec<f64> =
         LABELS.iter().map(|l| 1.0 / (1.0 + (-f64::from(logits[labels.iter().position(|x| x == l).unwrap()])).exp())).collect();
-    let diff = served.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let diff = max_abs_diff(&served, &expected);
     assert!(diff <= 1e-5, "served vs original graph: max |Δp| {diff}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,14 +3,10 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestServer, client, config, expect_prediction, fixture, post_raw, probabilities};
+use crate::helpers::{TestServer, client, config, expect_prediction, fixture, max_abs_diff, post_raw, probabilities};
 
 /// Largest difference allowed between an image run alone and inside a batch.
 const BATCH_TOLERANCE: f64 = 1e-5;
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
-}
 
 /// A server that waits long for batches to fill, so that concurrent requests reliably share a run.
 fn patient_server() -> TestServer {

@@ -210,6 +210,11 @@ pub async fn expect_prediction(response: reqwest::Response, models: &[&str], con
     body
 }
 
+/// Largest absolute difference between two equally long lists of probabilities.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
 /// The probabilities of one result, in label order.
 pub fn probabilities(result: &Value) -> Vec<f64> {
     result["findings"]

@@ -4,16 +4,13 @@ use cxr_core::labels::LABELS;
 use serde_json::Value;
 
 use crate::helpers::{
-    client, default_server, expect_prediction, fixture, manifest, post_multipart, post_raw, probabilities,
+    client, default_server, expect_prediction, fixture, manifest, max_abs_diff, post_multipart, post_raw,
+    probabilities,
 };
 
 /// Largest difference allowed between two runs on identical pixels (ONNX Runtime on the CPU is deterministic for a
 /// given batch size; this only absorbs a different batch composition).
 const SAME_PIXELS_TOLERANCE: f64 = 1e-5;
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
-}
 
 #[tokio::test]
 async fn every_fixture_is_classified_raw_and_multipart() {

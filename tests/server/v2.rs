@@ -8,7 +8,7 @@ use cxr_core::decode::{DecodeLimits, decode};
 use cxr_core::preprocess::Preprocessor;
 use serde_json::{Value, json};
 
-use crate::helpers::{client, default_server, expect_prediction, fixture, post_raw, probabilities};
+use crate::helpers::{client, default_server, expect_prediction, fixture, max_abs_diff, post_raw, probabilities};
 
 fn tensor(file: &str, channels: usize) -> Vec<f32> {
     let decoded = decode(&fixture(file).bytes(), &DecodeLimits::default()).unwrap();
@@ -47,7 +47,7 @@ async fn json_and_binary_inference_answer_what_predict_answers() {
         assert_eq!((body["model_name"].as_str(), body["id"].as_str()), (Some(model), Some("t1")));
         let p: Vec<f64> = output(&body, "probabilities")["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let l: Vec<f64> = output(&body, "logits")["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        let diff = p.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let diff = max_abs_diff(&p, &want);
         assert!(diff <= 1e-5, "{model}: v2 JSON vs /predict {diff}");
         for (p, l) in p.iter().zip(&l) {
             assert!((p - 1.0 / (1.0 + (-l).exp())).abs() < 1e-5, "logits are the probabilities' logits");
@@ -72,7 +72,7 @@ async fn json_and_binary_inference_answer_what_predict_answers() {
         assert!(head["outputs"].as_array().unwrap().len() == 1, "only the requested output");
         let p: Vec<f64> =
             bytes[json_len..].chunks_exact(4).map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect();
-        let diff = p.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let diff = max_abs_diff(&p, &want);
         assert!(diff <= 1e-5, "{model}: v2 binary vs /predict {diff}");
     }
 }
