@@ -15,8 +15,10 @@ use cxr_serve::engine::Device;
     long_about = "Benchmark cxr-serve against raw ONNX Runtime and a Python (FastAPI + onnxruntime) reference server.\n\n\
         For each model (color, gray), on the same model files and intra-op thread count: raw ONNX Runtime in this \
         process (batch 1 latency, batch 1/2/4/8 throughput), then the real cxr-serve binary (latency at concurrency 1 \
-        for a 1024x1024 16-bit PNG and DICOM, saturated closed-loop throughput), then the Python reference server. \
-        Only one of them runs at a time. Prints a markdown table and writes the same as JSON. Loopback only."
+        for a 1024x1024 16-bit PNG and DICOM), and the Python reference server. Saturated closed-loop throughput \
+        alternates windows of cxr-serve with windows of the Python reference (PNG) and of raw ONNX Runtime at its \
+        best batch (DICOM). Only one of them works at a time. Prints a markdown table and writes the same as JSON. \
+        Loopback only."
 )]
 pub struct BenchConfig {
     /// Short smoke run (about 1-2 minutes): fewer requests and shorter phases. Explicit counts still win.
@@ -87,10 +89,16 @@ pub struct BenchConfig {
     #[arg(long)]
     pub warmup: Option<usize>,
 
-    /// Seconds of each saturated closed-loop throughput window, after its warm-up [full: 30, quick: 5]. The server
-    /// completes whole batches, so a window holding B batches is exact to about 1/B.
+    /// Seconds of saturated closed-loop throughput measured per (server, model, input) [full: 30, quick: 5], split
+    /// into `--saturation-windows` windows that alternate with the compared measurement (the Python reference for
+    /// the PNG, raw ONNX Runtime at its best batch for the DICOM), each window after its own warm-up.
     #[arg(long)]
     pub duration_secs: Option<f64>,
+
+    /// Windows the saturation time is split into [full: 4, quick: 2]. They alternate A B B A A B …, so that a drift
+    /// of the machine's speed hits both sides alike.
+    #[arg(long)]
+    pub saturation_windows: Option<usize>,
 
     /// Timed raw `Session::run` calls at batch 1 [full: 50, quick: 10].
     #[arg(long)]
@@ -138,7 +146,10 @@ pub struct Plan {
     pub concurrency: usize,
     pub requests: usize,
     pub warmup: usize,
+    /// Saturation time per (server, model, input), all windows together.
     pub duration_secs: f64,
+    /// How many windows `duration_secs` is split into.
+    pub saturation_windows: usize,
     /// Untimed closed-loop seconds before each saturation window.
     pub saturation_warmup_secs: f64,
     pub raw_iters: usize,
@@ -168,7 +179,8 @@ impl BenchConfig {
             requests: pick(self.requests, 100, 20).max(1),
             warmup: pick(self.warmup, 10, 3),
             duration_secs: pick_f(self.duration_secs, 30.0, 5.0).max(0.5),
-            saturation_warmup_secs: if quick { 1.0 } else { 3.0 },
+            saturation_windows: pick(self.saturation_windows, 4, 2).max(1),
+            saturation_warmup_secs: if quick { 1.0 } else { 2.0 },
             raw_iters: pick(self.raw_iters, 50, 10).max(1),
             raw_warmup: if quick { 2 } else { 5 },
             raw_batch_secs: pick_f(self.raw_batch_secs, 4.0, 1.5).max(0.1),
@@ -196,8 +208,9 @@ impl BenchConfig {
 }
 
 impl Plan {
-    pub fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.duration_secs)
+    /// The length of one saturation window.
+    pub fn window(&self) -> Duration {
+        Duration::from_secs_f64(self.duration_secs / self.saturation_windows as f64)
     }
 
     pub fn saturation_warmup(&self) -> Duration {
@@ -236,6 +249,8 @@ mod tests {
         assert!(quick.duration_secs < full.duration_secs);
         assert_eq!(full.concurrency, 16);
         assert_eq!(full.batch_sizes, vec![2, 4, 8]);
+        assert_eq!(full.window(), Duration::from_secs_f64(7.5));
+        assert_eq!(quick.saturation_windows, 2);
         assert!(BenchConfig::try_parse_from(["cxr-bench", "--device", "auto"]).is_err());
     }
 }

@@ -120,7 +120,7 @@ async fn raw_request(addr: std::net::SocketAddr, fault: Fault, dicom: &[u8], tim
         Fault::DisconnectMidUpload => {
             let _ = stream.write_all(head(dicom.len(), "/predict", "application/dicom").as_bytes()).await;
             let _ = stream.write_all(&dicom[..dicom.len() / 8]).await;
-            return "0".into();
+            "0".into()
         }
         Fault::SlowUpload => {
             if stream.write_all(head(dicom.len(), "/predict", "application/dicom").as_bytes()).await.is_err() {

@@ -269,21 +269,33 @@ pub async fn latency_paired(
     Ok((latency, Summary::of_durations(&raw_times).expect("at least one run")))
 }
 
-/// A saturated closed-loop phase: `concurrency` clients, each sending its next request as soon as the previous one
-/// is answered; only requests completed inside the measurement window count.
+/// Saturated closed-loop throughput of one server and input: `concurrency` clients, each sending its next request as
+/// soon as the previous one is answered, measured over one or more windows (each after its own warm-up; the
+/// benchmark alternates them with another measurement, see `cxr_bench::alternate`).
+///
+/// Throughput is completion-anchored ([`anchored`]): the responses completed after the last completion before a
+/// window opened, up to the last completion before it closed, over the time between those two completions. A server
+/// that answers whole batches at once is then measured in whole batches instead of to ±1 batch (1.5 % of a 30-s
+/// window on the development machine), and a server answering one request at a time is measured the same way.
 #[derive(Debug, Clone, Serialize)]
 pub struct Saturation {
     pub input: &'static str,
     pub concurrency: usize,
+    /// Untimed closed-loop seconds before each window.
     pub warmup_s: f64,
+    /// The windows' total length.
     pub window_s: f64,
-    /// Successful responses completed inside the window.
+    pub windows: usize,
+    /// Successful responses counted by the completion anchors, all windows together.
     pub completed: usize,
-    /// Failed requests (any status but 2xx, or a transport error) inside the window.
+    /// Time between the completion anchors, all windows together.
+    pub span_s: f64,
+    /// Failed requests (any status but 2xx, or a transport error) inside the windows.
     pub errors: usize,
     pub first_error: Option<String>,
+    /// `completed / span_s`.
     pub img_per_s: f64,
-    /// Client-side latency of the completed requests under load.
+    /// Client-side latency of the requests completed inside the windows.
     pub client_ms: Option<Summary>,
     pub server_ms: ServerTimingMedians,
 }
@@ -329,35 +341,90 @@ async fn closed_loop(
     Arc::try_unwrap(outcomes).map(Mutex::into_inner).unwrap_or_default()
 }
 
-/// Saturates one model with `input` and measures the throughput over `window` after `warmup`.
-pub async fn saturate(
+/// One measured window of a closed loop.
+#[derive(Debug, Clone)]
+pub struct Window {
+    /// Successful responses between the completion anchors, and the time between the anchors.
+    pub images: usize,
+    pub span: Duration,
+    /// The successful responses and the failures completed inside the window.
+    samples: Vec<Sample>,
+    errors: Vec<String>,
+}
+
+/// Completion-anchored count and span of one window, from the sorted completion times of the successful responses
+/// (seconds on any clock) and the window's bounds: the responses completed after the last completion at or before
+/// `start`, up to and including the last completion at or before `end`, and the time between those two
+/// completions. With batches answered together this counts whole batches over whole batch periods; with single
+/// requests it counts inter-completion intervals. (Only an edge that falls inside the few milliseconds over which one
+/// batch's answers arrive miscounts that batch.) Falls back to the plain count over the window when there is no
+/// completion before it or none inside it.
+pub fn anchored(finished: &[f64], start: f64, end: f64) -> (usize, f64) {
+    let plain = || (finished.iter().filter(|t| **t > start && **t <= end).count(), end - start);
+    let first = finished.iter().rev().find(|t| **t <= start);
+    let last = finished.iter().rev().find(|t| **t <= end);
+    match (first, last) {
+        (Some(&a), Some(&b)) if b > a => (finished.iter().filter(|t| **t > a && **t <= b).count(), b - a),
+        _ => plain(),
+    }
+}
+
+/// Saturates one model with `input` for `warmup` and then measures one `window`.
+pub async fn saturation_window(
     target: &Target,
     model: &str,
     input: &Input,
     concurrency: usize,
     warmup: Duration,
     window: Duration,
-) -> Saturation {
+) -> Window {
     let started = Instant::now();
     let window_start = started + warmup;
     let window_end = window_start + window;
     let outcomes = closed_loop(target, &[model], input, concurrency, window_end).await;
-    let inside: Vec<&Outcome> =
-        outcomes.iter().filter(|o| o.finished >= window_start && o.finished <= window_end).collect();
-    let samples: Vec<Sample> = inside.iter().filter_map(|o| o.result.as_ref().ok().cloned()).collect();
-    let errors: Vec<&String> = inside.iter().filter_map(|o| o.result.as_ref().err()).collect();
-    let latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
-    Saturation {
-        input: input.kind,
-        concurrency,
-        warmup_s: warmup.as_secs_f64(),
-        window_s: window.as_secs_f64(),
-        completed: samples.len(),
-        errors: errors.len(),
-        first_error: errors.first().map(|e| e.to_string()),
-        img_per_s: samples.len() as f64 / window.as_secs_f64(),
-        client_ms: Summary::of_durations(&latencies),
-        server_ms: ServerTimingMedians::of(&samples),
+    let secs = |t: Instant| t.saturating_duration_since(started).as_secs_f64();
+    let mut finished: Vec<f64> = outcomes.iter().filter(|o| o.result.is_ok()).map(|o| secs(o.finished)).collect();
+    finished.sort_by(f64::total_cmp);
+    let (images, span) = anchored(&finished, secs(window_start), secs(window_end));
+    let inside = outcomes.into_iter().filter(|o| o.finished >= window_start && o.finished <= window_end);
+    let (mut samples, mut errors) = (Vec::new(), Vec::new());
+    for outcome in inside {
+        match outcome.result {
+            Ok(sample) => samples.push(sample),
+            Err(error) => errors.push(error),
+        }
+    }
+    Window { images, span: Duration::from_secs_f64(span), samples, errors }
+}
+
+impl Saturation {
+    /// The saturation measured by `windows` of `window` each, every one after `warmup`.
+    pub fn of_windows(
+        input: &Input,
+        concurrency: usize,
+        warmup: Duration,
+        window: Duration,
+        windows: &[Window],
+    ) -> Saturation {
+        let completed: usize = windows.iter().map(|w| w.images).sum();
+        let span_s: f64 = windows.iter().map(|w| w.span.as_secs_f64()).sum();
+        let samples: Vec<Sample> = windows.iter().flat_map(|w| w.samples.iter().cloned()).collect();
+        let errors: Vec<&String> = windows.iter().flat_map(|w| &w.errors).collect();
+        let latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
+        Saturation {
+            input: input.kind,
+            concurrency,
+            warmup_s: warmup.as_secs_f64(),
+            window_s: window.as_secs_f64() * windows.len() as f64,
+            windows: windows.len(),
+            completed,
+            span_s,
+            errors: errors.len(),
+            first_error: errors.first().map(|e| e.to_string()),
+            img_per_s: if span_s > 0.0 { completed as f64 / span_s } else { 0.0 },
+            client_ms: Summary::of_durations(&latencies),
+            server_ms: ServerTimingMedians::of(&samples),
+        }
     }
 }
 
@@ -443,5 +510,39 @@ pub async fn soak(
         rss_median_second_min_mib: second_min,
         rss_median_last_min_mib: last_min,
         median_ratio: second_min.zip(last_min).map(|(a, b)| b / a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::anchored;
+
+    #[test]
+    fn anchored_windows_count_whole_batches() {
+        // A server answering 8 requests together every 0.45 s (the first at 0.1 s), the 8 spread over 2 ms.
+        let mut finished: Vec<f64> =
+            (0..40).flat_map(|k| (0..8).map(move |i| 0.1 + 0.45 * k as f64 + 0.000_25 * i as f64)).collect();
+        finished.sort_by(f64::total_cmp);
+        let true_rate = 8.0 / 0.45;
+        // (Window edges away from the 2 ms in which one batch's answers arrive; an edge inside them miscounts that batch.)
+        for (start, end) in [(1.01, 8.0), (1.2, 8.3), (3.33, 10.2), (0.5, 15.9)] {
+            let (n, span) = anchored(&finished, start, end);
+            assert!((n as f64 / span - true_rate).abs() < 0.01 * true_rate, "{start}..{end}: {n} in {span}");
+            // The plain count over the window misses by up to a batch.
+            let plain = finished.iter().filter(|t| **t > start && **t <= end).count() as f64 / (end - start);
+            assert!((plain - true_rate).abs() < 8.0 / (end - start) + 1e-9);
+        }
+    }
+
+    #[test]
+    fn anchored_windows_count_single_completions_and_fall_back() {
+        // One completion every 0.1 s: 10 per second, whatever the window.
+        let finished: Vec<f64> = (1..=100).map(|k| 0.1 * k as f64).collect();
+        let (n, span) = anchored(&finished, 2.05, 7.55);
+        assert_eq!(n, 55);
+        assert!((n as f64 / span - 10.0).abs() < 1e-9);
+        // Nothing before the window: the plain count over the window.
+        assert_eq!(anchored(&finished, 0.0, 1.0), (10, 1.0));
+        assert_eq!(anchored(&[], 0.0, 1.0), (0, 1.0));
     }
 }

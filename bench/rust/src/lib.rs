@@ -1,15 +1,19 @@
 //! `cxr-bench`: how much the server costs on top of ONNX Runtime, and what it buys over a Python server.
 //!
-//! One run, for both models on the same files and intra-op thread count, one phase at a time so that nothing else
-//! competes for the cores:
+//! One run, for both models on the same files and intra-op thread count, one measurement at a time so that nothing
+//! else competes for the cores:
 //! 1. **raw ONNX Runtime** in this process ([`raw`]): `Session::run` with ONNX Runtime's default session options
 //!    (the anchors: as they come, and with one thread per CPU) and with the server's options, batch 1 latency and
-//!    batch 1/2/4/8 throughput;
+//!    batch 1/2/4/8 throughput (the sweep);
 //! 2. **`cxr-serve`** ([`process`], [`http`]): the real binary on `127.0.0.1:0` (or `--url`), latency at concurrency
-//!    1 for a 1024² 16-bit PNG and a 1024² DICOM with the server's own `timing_ms` breakdown, closed-loop
-//!    throughput at saturation, optionally an RSS soak;
+//!    1 for a 1024² 16-bit PNG and a 1024² DICOM with the server's own `timing_ms` breakdown (the DICOM requests
+//!    alternating with raw batch-1 runs), closed-loop throughput at saturation, optionally an RSS soak;
 //! 3. **the Python reference** (`bench/python/reference_server.py`: FastAPI + uvicorn + onnxruntime + Pillow/numpy),
-//!    one process per model, under the same client with the same PNG.
+//!    one process per model started beside the idle cxr-serve, under the same client with the same PNG.
+//!
+//! Saturated throughput is measured in windows that alternate ([`alternate`]): cxr-serve with the PNG against the
+//! Python reference, cxr-serve with the DICOM against raw ONNX Runtime at the sweep's best options and batch size, so
+//! that the development VM's drifting speed (~10 % over tens of seconds) hits both sides of each ratio alike.
 //!
 //! [`report`] turns the measurements into ratios against the targets of issue 10, a markdown table and JSON.
 //! This is a benchmark, not a test: it reports whatever it measures and never fails on a missed target.
@@ -28,10 +32,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser as _;
 use cxr_core::card::ModelVariant;
 use cxr_core::decode::{self, DecodeLimits};
+use cxr_core::image::GrayImage;
 
 pub use self::config::BenchConfig;
 use self::config::Plan;
-use self::http::{Input, Target};
+use self::http::{Input, Saturation, Target};
 use self::process::ServerProcess;
 use self::report::{GrayOverColor, InputFile, Machine, PairedLatency, PythonModel, Report, ServerModel, ServerRun};
 use cxr_serve::engine::{EngineError, EngineSettings, ort_environment};
@@ -164,60 +169,44 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
         .build()
         .map_err(|e| BenchError::Setup(format!("tokio runtime: {e}")))?;
 
-    // 2. cxr-serve (its process is stopped before the Python reference starts). One ORT-default session per model
-    // stays open for the paired c=1 DICOM measurement.
-    let paired_raw = if config.no_raw {
-        None
-    } else {
-        let image = decode::decode(&dicom.bytes, &DecodeLimits::default())
-            .map_err(|e| BenchError::Setup(format!("{}: {e}", dicom_file.path)))?
-            .image;
-        let mut sessions = Vec::new();
-        for variant in ModelVariant::ALL {
-            sessions.push((variant, raw::PairedRaw::open(&settings, variant, &image)?));
-        }
-        Some(sessions)
-    };
-    let (server, soak) = runtime.block_on(server_phase(
-        config,
-        &plan,
-        &server_args,
-        &png,
-        &dicom,
-        &log_path("cxr-serve"),
-        &mut notes,
-        paired_raw,
-    ))?;
-
-    // 3. The Python reference server, one model per process.
-    let mut python = Vec::new();
-    if config.no_python {
+    // 2. cxr-serve, with the Python reference servers and raw ONNX Runtime sessions it is compared with started
+    // beside it, each measured in turn while the others sit idle.
+    let python_ok = if config.no_python {
         notes.push("The Python reference server was not run (--no-python).".into());
+        false
     } else if !config.python.exists() {
         notes.push(format!(
             "The Python reference server was skipped: {} does not exist (run scripts/setup-bench-python.sh, or `make \
              bench`).",
             config.python.display()
         ));
+        false
     } else {
-        for variant in ModelVariant::ALL {
-            eprintln!("cxr-bench: Python reference server, {variant} model");
-            let log = log_path(&format!("python-{variant}"));
-            match runtime.block_on(python_phase(config, &plan, &settings, variant, &png, &log)) {
-                Ok(mut result) => {
-                    let server_probs = server.models.iter().find(|m| m.model == variant).and_then(|m| m.latency("png"));
-                    result.max_abs_diff_vs_server = server_probs.and_then(|l| {
-                        let (a, b) = (&l.probabilities, &result.latency.probabilities);
-                        (a.len() == b.len() && !a.is_empty())
-                            .then(|| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max))
-                    });
-                    python.push(result);
-                }
-                Err(error) => {
-                    notes.push(format!("The Python reference server failed for the {variant} model: {error}"))
-                }
-            }
-        }
+        true
+    };
+    let dicom_image = decode::decode(&dicom.bytes, &DecodeLimits::default())
+        .map_err(|e| BenchError::Setup(format!("{}: {e}", dicom_file.path)))?
+        .image;
+    let phase = ServerPhase {
+        config,
+        plan: &plan,
+        settings: &settings,
+        args: &server_args,
+        png: &png,
+        dicom: &dicom,
+        dicom_image: (!config.no_raw).then_some(&dicom_image),
+        raw: &raw,
+        python: python_ok,
+        log_path: &log_path,
+    };
+    let (server, mut python, soak) = runtime.block_on(phase.run(&mut notes))?;
+    for result in &mut python {
+        let server_probs = server.models.iter().find(|m| m.model == result.model).and_then(|m| m.latency("png"));
+        result.max_abs_diff_vs_server = server_probs.and_then(|l| {
+            let (a, b) = (&l.probabilities, &result.latency.probabilities);
+            (a.len() == b.len() && !a.is_empty())
+                .then(|| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max))
+        });
     }
 
     machine.loadavg_end = report::loadavg();
@@ -260,141 +249,289 @@ pub fn run(config: &BenchConfig) -> Result<(Report, PathBuf), BenchError> {
     Ok((report, out))
 }
 
-/// Starts (or targets) cxr-serve and measures it; stops it before returning.
-async fn server_phase(
-    config: &BenchConfig,
-    plan: &Plan,
-    args: &[String],
-    png: &Input,
-    dicom: &Input,
-    log: &Path,
-    notes: &mut Vec<String>,
-    mut paired_raw: Option<Vec<(ModelVariant, raw::PairedRaw)>>,
-) -> Result<(ServerRun, Option<http::Soak>), BenchError> {
-    let started = Instant::now();
-    let (mut process, target, origin, binary) = match &config.url {
-        Some(url) => (None, Target::new(url)?, url.clone(), None),
-        None => {
-            let binary = config.server_bin();
-            if !binary.is_file() {
-                return Err(BenchError::Setup(format!(
-                    "{} does not exist (build it: cargo build --release, or pass --server-bin)",
-                    binary.display()
-                )));
-            }
-            eprintln!("cxr-bench: starting {} (log: {})", binary.display(), log.display());
-            let process = ServerProcess::spawn("cxr-serve", &binary, args, log, STARTUP_TIMEOUT)?;
-            let target = Target::new(&format!("http://{}", process.addr()))?;
-            (Some(process), target, "spawned".to_string(), Some(binary.display().to_string()))
-        }
-    };
-    target.wait_ready(READY_TIMEOUT, || process.as_mut().is_none_or(|p| p.exited().is_none())).await.map_err(|e| {
-        match &process {
-            Some(p) => p.failure(e),
-            None => BenchError::Setup(format!("{}: {e}", target.base())),
-        }
-    })?;
-    let startup_s = process.as_ref().map(|_| started.elapsed().as_secs_f64());
-
-    let mut models = Vec::new();
-    for variant in ModelVariant::ALL {
-        let mut latency = Vec::new();
-        eprintln!("cxr-bench: cxr-serve, {variant} model, png at concurrency 1");
-        latency.push(http::latency(&target, variant.as_str(), png, plan.warmup, plan.requests).await?);
-        let mut paired = None;
-        match paired_raw.as_mut().and_then(|p| p.iter_mut().find(|(v, _)| *v == variant)) {
-            Some((_, raw)) => {
-                eprintln!("cxr-bench: cxr-serve, {variant} model, dicom at concurrency 1, alternating with raw ORT");
-                let (l, raw_ms) =
-                    http::latency_paired(&target, variant.as_str(), dicom, plan.warmup, plan.requests, raw).await?;
-                paired = Some(PairedLatency { input: dicom.kind, server_client_ms: l.client_ms.clone(), raw_b1_ms: raw_ms });
-                latency.push(l);
-            }
-            None => {
-                eprintln!("cxr-bench: cxr-serve, {variant} model, dicom at concurrency 1");
-                latency.push(http::latency(&target, variant.as_str(), dicom, plan.warmup, plan.requests).await?);
-            }
-        }
-        models.push((variant, latency, paired));
-    }
-    let mut server_models = Vec::new();
-    for (variant, latency, paired) in models {
-        eprintln!("cxr-bench: cxr-serve, {variant} model, saturated with {} clients", plan.concurrency);
-        let saturation =
-            http::saturate(&target, variant.as_str(), png, plan.concurrency, plan.saturation_warmup(), plan.duration())
-                .await;
-        // DICOM too: the raw-ORT ratio is about what the server adds, and a 1024² PNG's decode (~6 ms of one core on
-        // the development machine, in every server alike) would otherwise dominate it on a small CPU.
-        eprintln!("cxr-bench: cxr-serve, {variant} model, saturated with {} clients (DICOM)", plan.concurrency);
-        let saturation_dicom =
-            http::saturate(&target, variant.as_str(), dicom, plan.concurrency, plan.saturation_warmup(), plan.duration())
-                .await;
-        server_models.push(ServerModel {
-            model: variant,
-            latency,
-            saturation,
-            saturation_dicom: Some(saturation_dicom),
-            paired,
-        });
-    }
-
-    let soak = match plan.soak_minutes {
-        Some(minutes) => {
-            let pid = process.as_ref().and_then(ServerProcess::pid);
-            if pid.is_none() {
-                notes.push("Soak with --url: the server's RSS cannot be sampled.".into());
-            }
-            eprintln!("cxr-bench: soak, {minutes} min saturated, sampling RSS every 10 s");
-            Some(http::soak(&target, png, plan.concurrency, minutes, move || pid.and_then(process::rss_kib)).await)
-        }
-        None => None,
-    };
-
-    let rss_mib = process.as_ref().and_then(ServerProcess::rss_kib).map(|kib| kib as f64 / 1024.0);
-    if let Some(process) = process {
-        match process.stop(STOP_GRACE) {
-            Some(status) if status.success() => {}
-            other => {
-                notes.push(format!("cxr-serve did not exit cleanly on SIGTERM ({other:?}); see {}", log.display()))
-            }
-        }
-    }
-    Ok((ServerRun { origin, binary, args: args.to_vec(), startup_s, models: server_models, rss_mib }, soak))
+/// What the server phase needs: the run's settings, inputs and the raw sweep's results.
+struct ServerPhase<'a> {
+    config: &'a BenchConfig,
+    plan: &'a Plan,
+    settings: &'a EngineSettings,
+    /// The server's flags.
+    args: &'a [String],
+    png: &'a Input,
+    dicom: &'a Input,
+    /// The decoded DICOM, for the raw sessions (`None` with `--no-raw`).
+    dicom_image: Option<&'a GrayImage>,
+    /// The raw sweep (empty with `--no-raw`): its best cell per model is the raw side of the DICOM saturation.
+    raw: &'a [raw::RawModel],
+    /// Whether the Python reference server runs.
+    python: bool,
+    log_path: &'a dyn Fn(&str) -> PathBuf,
 }
 
-/// Starts the Python reference server with one model, measures it with the PNG and stops it.
-async fn python_phase(
-    config: &BenchConfig,
+/// What the server's saturation windows alternate with ([`alternate`]).
+enum Partner<'a> {
+    /// Nothing: the server's windows follow each other.
+    Alone,
+    /// The Python reference server with the same model, under the same client and input.
+    Python(&'a Target),
+    /// Raw ONNX Runtime with the sweep's best options at its best batch size.
+    Raw(&'a mut raw::RawThroughput),
+}
+
+/// The partner's side of [`alternate`].
+enum PartnerResult {
+    Alone,
+    Python(Box<Saturation>),
+    Raw(raw::PairedThroughput),
+}
+
+/// Saturates the server with `input` in `plan.saturation_windows` windows that alternate with the partner's
+/// (A B, B A, A B, …: a drift of the machine's speed — ~10 % over tens of seconds on the development VM, more than
+/// the ratios being judged — hits both sides alike; only one side works at a time, the other sits idle).
+async fn alternate(
+    target: &Target,
+    model: &str,
+    input: &Input,
     plan: &Plan,
-    settings: &EngineSettings,
-    variant: ModelVariant,
-    png: &Input,
-    log: &Path,
-) -> Result<PythonModel, BenchError> {
-    let started = Instant::now();
-    let args = vec![
-        config.python_script.display().to_string(),
-        "--model".into(),
-        settings.model_path(variant).display().to_string(),
-        "--card".into(),
-        settings.card_path(variant).display().to_string(),
-        // No --intra-threads: the reference keeps ONNX Runtime's default session options, as a user's code would.
-        "--device".into(),
-        config.device.to_string(),
-        "--bind".into(),
-        "127.0.0.1:0".into(),
-    ];
-    let mut process = ServerProcess::spawn(&format!("python-{variant}"), &config.python, &args, log, READY_TIMEOUT)?;
-    let target = Target::new(&format!("http://{}", process.addr()))?;
-    target.wait_ready(READY_TIMEOUT, || process.exited().is_none()).await.map_err(|e| process.failure(e))?;
-    let startup_s = started.elapsed().as_secs_f64();
-    let latency = http::latency(&target, variant.as_str(), png, plan.warmup, plan.requests).await?;
-    let saturation =
-        http::saturate(&target, variant.as_str(), png, plan.concurrency, plan.saturation_warmup(), plan.duration())
-            .await;
-    let rss_mib = process.rss_kib().map(|kib| kib as f64 / 1024.0);
-    process.stop(Duration::from_secs(10));
-    Ok(PythonModel { model: variant, startup_s, latency, saturation, rss_mib, max_abs_diff_vs_server: None })
+    mut partner: Partner<'_>,
+) -> Result<(Saturation, PartnerResult), BenchError> {
+    let (warmup, window) = (plan.saturation_warmup(), plan.window());
+    let (mut server, mut python, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..plan.saturation_windows {
+        let server_first = k % 2 == 0;
+        for server_turn in [server_first, !server_first] {
+            if server_turn {
+                server.push(http::saturation_window(target, model, input, plan.concurrency, warmup, window).await);
+                continue;
+            }
+            match &mut partner {
+                Partner::Alone => {}
+                Partner::Python(python_target) => python
+                    .push(http::saturation_window(python_target, model, input, plan.concurrency, warmup, window).await),
+                Partner::Raw(session) => raw.push(session.window(window)?),
+            }
+        }
+    }
+    let of = |windows: &[http::Window]| Saturation::of_windows(input, plan.concurrency, warmup, window, windows);
+    let result = match &partner {
+        Partner::Alone => PartnerResult::Alone,
+        Partner::Python(_) => PartnerResult::Python(Box::new(of(&python))),
+        Partner::Raw(session) => PartnerResult::Raw(session.summary(&raw)),
+    };
+    Ok((of(&server), result))
+}
+
+/// A running Python reference server with one model.
+struct PythonServer {
+    process: ServerProcess,
+    target: Target,
+    startup_s: f64,
+}
+
+impl ServerPhase<'_> {
+    /// Starts (or targets) cxr-serve and measures it, with the Python reference and the raw sessions beside it;
+    /// stops everything it started before returning.
+    async fn run(
+        &self,
+        notes: &mut Vec<String>,
+    ) -> Result<(ServerRun, Vec<PythonModel>, Option<http::Soak>), BenchError> {
+        let (config, plan) = (self.config, self.plan);
+        let log = (self.log_path)("cxr-serve");
+        let started = Instant::now();
+        let (mut process, target, origin, binary) = match &config.url {
+            Some(url) => (None, Target::new(url)?, url.clone(), None),
+            None => {
+                let binary = config.server_bin();
+                if !binary.is_file() {
+                    return Err(BenchError::Setup(format!(
+                        "{} does not exist (build it: cargo build --release, or pass --server-bin)",
+                        binary.display()
+                    )));
+                }
+                eprintln!("cxr-bench: starting {} (log: {})", binary.display(), log.display());
+                let process = ServerProcess::spawn("cxr-serve", &binary, self.args, &log, STARTUP_TIMEOUT)?;
+                let target = Target::new(&format!("http://{}", process.addr()))?;
+                (Some(process), target, "spawned".to_string(), Some(binary.display().to_string()))
+            }
+        };
+        target.wait_ready(READY_TIMEOUT, || process.as_mut().is_none_or(|p| p.exited().is_none())).await.map_err(
+            |e| match &process {
+                Some(p) => p.failure(e),
+                None => BenchError::Setup(format!("{}: {e}", target.base())),
+            },
+        )?;
+        let startup_s = process.as_ref().map(|_| started.elapsed().as_secs_f64());
+
+        // Latency at concurrency 1; the DICOM requests alternate with ORT-default batch-1 runs.
+        let mut models = Vec::new();
+        for variant in ModelVariant::ALL {
+            let mut latency = Vec::new();
+            eprintln!("cxr-bench: cxr-serve, {variant} model, png at concurrency 1");
+            latency.push(http::latency(&target, variant.as_str(), self.png, plan.warmup, plan.requests).await?);
+            let mut paired = None;
+            match self.dicom_image {
+                Some(image) => {
+                    let mut raw = raw::PairedRaw::open(self.settings, variant, image)?;
+                    eprintln!(
+                        "cxr-bench: cxr-serve, {variant} model, dicom at concurrency 1, alternating with raw ORT"
+                    );
+                    let (l, raw_ms) = http::latency_paired(
+                        &target,
+                        variant.as_str(),
+                        self.dicom,
+                        plan.warmup,
+                        plan.requests,
+                        &mut raw,
+                    )
+                    .await?;
+                    paired = Some(PairedLatency {
+                        input: self.dicom.kind,
+                        server_client_ms: l.client_ms,
+                        raw_b1_ms: raw_ms,
+                    });
+                    latency.push(l);
+                }
+                None => {
+                    eprintln!("cxr-bench: cxr-serve, {variant} model, dicom at concurrency 1");
+                    latency
+                        .push(http::latency(&target, variant.as_str(), self.dicom, plan.warmup, plan.requests).await?);
+                }
+            }
+            models.push((variant, latency, paired));
+        }
+
+        // Saturation: the PNG alternating with the Python reference, the DICOM with raw ONNX Runtime.
+        let mut server_models = Vec::new();
+        let mut python_models = Vec::new();
+        for (variant, latency, paired) in models {
+            let model = variant.as_str();
+            let python = match self.python {
+                true => match self.start_python(variant).await {
+                    Ok(python) => Some(python),
+                    Err(error) => {
+                        notes.push(format!("The Python reference server failed for the {variant} model: {error}"));
+                        None
+                    }
+                },
+                false => None,
+            };
+            let mut python_latency = None;
+            if let Some(p) = &python {
+                eprintln!("cxr-bench: Python reference server, {variant} model, png at concurrency 1");
+                match http::latency(&p.target, model, self.png, plan.warmup, plan.requests).await {
+                    Ok(l) => python_latency = Some(l),
+                    Err(error) => {
+                        notes.push(format!("The Python reference server failed for the {variant} model: {error}"))
+                    }
+                }
+            }
+            let python = python.filter(|_| python_latency.is_some());
+            eprintln!(
+                "cxr-bench: cxr-serve, {variant} model, saturated with {} clients (png){}",
+                plan.concurrency,
+                if python.is_some() { ", alternating with the Python reference" } else { "" }
+            );
+            let partner = python.as_ref().map_or(Partner::Alone, |p| Partner::Python(&p.target));
+            let (saturation, python_saturation) = alternate(&target, model, self.png, plan, partner).await?;
+            if let (Some(p), Some(latency), PartnerResult::Python(saturation)) =
+                (python, python_latency, python_saturation)
+            {
+                let rss_mib = p.process.rss_kib().map(|kib| kib as f64 / 1024.0);
+                p.process.stop(Duration::from_secs(10));
+                python_models.push(PythonModel {
+                    model: variant,
+                    startup_s: p.startup_s,
+                    latency,
+                    saturation: *saturation,
+                    rss_mib,
+                    max_abs_diff_vs_server: None,
+                });
+            }
+
+            // DICOM too: the raw-ORT ratio is about what the server adds, and a 1024² PNG's decode (~6 ms of one
+            // core on the development machine, in every server alike) would otherwise dominate it on a small CPU.
+            let best = self
+                .raw
+                .iter()
+                .filter(|r| r.model == variant)
+                .max_by(|a, b| a.best.img_per_s.total_cmp(&b.best.img_per_s));
+            let mut raw_session = match (best, self.dicom_image) {
+                (Some(best), Some(image)) => {
+                    Some(raw::RawThroughput::open(self.settings, variant, image, best.options, best.best.batch)?)
+                }
+                _ => None,
+            };
+            eprintln!(
+                "cxr-bench: cxr-serve, {variant} model, saturated with {} clients (dicom){}",
+                plan.concurrency,
+                if raw_session.is_some() { ", alternating with raw ORT at its best batch" } else { "" }
+            );
+            let partner = raw_session.as_mut().map_or(Partner::Alone, Partner::Raw);
+            let (saturation_dicom, raw_result) = alternate(&target, model, self.dicom, plan, partner).await?;
+            server_models.push(ServerModel {
+                model: variant,
+                latency,
+                saturation,
+                saturation_dicom: Some(saturation_dicom),
+                paired,
+                paired_raw_tput: match raw_result {
+                    PartnerResult::Raw(r) => Some(r),
+                    _ => None,
+                },
+            });
+        }
+
+        let soak = match plan.soak_minutes {
+            Some(minutes) => {
+                let pid = process.as_ref().and_then(ServerProcess::pid);
+                if pid.is_none() {
+                    notes.push("Soak with --url: the server's RSS cannot be sampled.".into());
+                }
+                eprintln!("cxr-bench: soak, {minutes} min saturated, sampling RSS every 10 s");
+                Some(
+                    http::soak(&target, self.png, plan.concurrency, minutes, move || pid.and_then(process::rss_kib))
+                        .await,
+                )
+            }
+            None => None,
+        };
+
+        let rss_mib = process.as_ref().and_then(ServerProcess::rss_kib).map(|kib| kib as f64 / 1024.0);
+        if let Some(process) = process {
+            match process.stop(STOP_GRACE) {
+                Some(status) if status.success() => {}
+                other => {
+                    notes.push(format!("cxr-serve did not exit cleanly on SIGTERM ({other:?}); see {}", log.display()))
+                }
+            }
+        }
+        let run = ServerRun { origin, binary, args: self.args.to_vec(), startup_s, models: server_models, rss_mib };
+        Ok((run, python_models, soak))
+    }
+
+    /// Starts the Python reference server with one model and waits until it is ready.
+    async fn start_python(&self, variant: ModelVariant) -> Result<PythonServer, BenchError> {
+        let (config, settings) = (self.config, self.settings);
+        let started = Instant::now();
+        let args = vec![
+            config.python_script.display().to_string(),
+            "--model".into(),
+            settings.model_path(variant).display().to_string(),
+            "--card".into(),
+            settings.card_path(variant).display().to_string(),
+            // No --intra-threads: the reference keeps ONNX Runtime's default session options, as a user's code would.
+            "--device".into(),
+            config.device.to_string(),
+            "--bind".into(),
+            "127.0.0.1:0".into(),
+        ];
+        eprintln!("cxr-bench: starting the Python reference server, {variant} model");
+        let log = (self.log_path)(&format!("python-{variant}"));
+        let mut process =
+            ServerProcess::spawn(&format!("python-{variant}"), &config.python, &args, &log, READY_TIMEOUT)?;
+        let target = Target::new(&format!("http://{}", process.addr()))?;
+        target.wait_ready(READY_TIMEOUT, || process.exited().is_none()).await.map_err(|e| process.failure(e))?;
+        Ok(PythonServer { process, target, startup_s: started.elapsed().as_secs_f64() })
+    }
 }
 
 /// `YYYYMMDDTHHMMSSZ` (UTC) of a time.

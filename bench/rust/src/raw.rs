@@ -41,7 +41,8 @@ pub enum RawOptions {
 }
 
 impl RawOptions {
-    pub const ALL: [RawOptions; 3] = [RawOptions::OrtDefaults, RawOptions::OrtDefaultsAllThreads, RawOptions::ServerOptions];
+    pub const ALL: [RawOptions; 3] =
+        [RawOptions::OrtDefaults, RawOptions::OrtDefaultsAllThreads, RawOptions::ServerOptions];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -98,11 +99,7 @@ pub fn measure(
 
     let environment = ort_environment(&settings.ort_dylib, None)?;
     let loading = Instant::now();
-    let (mut session, provider) = match options {
-        RawOptions::ServerOptions => open_session(&environment, &path, settings)?,
-        RawOptions::OrtDefaults => default_session(&environment, settings, &path, false)?,
-        RawOptions::OrtDefaultsAllThreads => default_session(&environment, settings, &path, true)?,
-    };
+    let (mut session, provider) = session_for(&environment, settings, &path, options)?;
     let session_load_ms = ms(loading.elapsed());
     let run_error = |e: ort::Error| BenchError::Setup(format!("{variant}: raw ONNX Runtime run failed: {e}"));
 
@@ -153,6 +150,20 @@ pub fn measure(
     Ok(RawModel { model: variant, options, provider: provider.to_string(), session_load_ms, batch1_ms, points, best })
 }
 
+/// A session built as `options`.
+fn session_for(
+    environment: &ort::environment::Environment,
+    settings: &EngineSettings,
+    path: &std::path::Path,
+    options: RawOptions,
+) -> Result<(Session, &'static str), BenchError> {
+    match options {
+        RawOptions::ServerOptions => Ok(open_session(environment, path, settings)?),
+        RawOptions::OrtDefaults => default_session(environment, settings, path, false),
+        RawOptions::OrtDefaultsAllThreads => default_session(environment, settings, path, true),
+    }
+}
+
 /// A session with ONNX Runtime's default options (plus the CUDA provider when the device is not the CPU; with
 /// `all_threads`, one intra-op thread per logical CPU).
 fn default_session(
@@ -200,6 +211,78 @@ impl PairedRaw {
     /// One timed batch-1 `Session::run`.
     pub fn run(&mut self) -> Result<Duration, BenchError> {
         timed_run(&mut self.session, &self.input).map_err(|e| BenchError::Setup(format!("raw run: {e}")))
+    }
+}
+
+/// The raw anchor of the saturated throughput: a session with the sweep's best options at its best batch size,
+/// kept open while the server is measured, so that raw windows alternate with the server's saturation windows
+/// (the same reason as [`PairedRaw`]; and a fresh measurement of the best sweep cell, which as the maximum of a dozen
+/// noisy cells reads high).
+pub struct RawThroughput {
+    session: Session,
+    input: Tensor<f32>,
+    options: RawOptions,
+    batch: usize,
+}
+
+/// The raw throughput windows of one model, all together.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairedThroughput {
+    pub options: RawOptions,
+    pub batch: usize,
+    pub windows: usize,
+    /// Images and the time of the `Session::run` calls that processed them.
+    pub images: usize,
+    pub run_s: f64,
+    pub img_per_s: f64,
+}
+
+impl RawThroughput {
+    /// Opens a session built as `options` with a `batch`-image input of `image`.
+    pub fn open(
+        settings: &EngineSettings,
+        variant: ModelVariant,
+        image: &GrayImage,
+        options: RawOptions,
+        batch: usize,
+    ) -> Result<RawThroughput, BenchError> {
+        let path = settings.model_path(variant);
+        let card = read_card(settings, variant)?;
+        let plane = Preprocessor::new(card.input_size, card.normalization).tensor(image, card.channels);
+        let environment = ort_environment(&settings.ort_dylib, None)?;
+        let (session, _) = session_for(&environment, settings, &path, options)?;
+        let data: Vec<f32> = std::iter::repeat_n(plane.as_slice(), batch.max(1)).flatten().copied().collect();
+        let input = Tensor::from_array(([batch.max(1), card.channels, card.input_size, card.input_size], data))
+            .map_err(|e| BenchError::Setup(format!("{variant}: {e}")))?;
+        Ok(RawThroughput { session, input, options, batch: batch.max(1) })
+    }
+
+    /// One untimed run (the server's pool threads may still be spinning down), then runs for `window` (at least
+    /// one): the images processed and the time of the runs.
+    pub fn window(&mut self, window: Duration) -> Result<(usize, Duration), BenchError> {
+        let fail = |e: ort::Error| BenchError::Setup(format!("raw run: {e}"));
+        timed_run(&mut self.session, &self.input).map_err(fail)?;
+        let started = Instant::now();
+        let (mut runs, mut busy) = (0, Duration::ZERO);
+        while runs == 0 || started.elapsed() < window {
+            busy += timed_run(&mut self.session, &self.input).map_err(fail)?;
+            runs += 1;
+        }
+        Ok((runs * self.batch, busy))
+    }
+
+    /// The summary of `windows` results of [`RawThroughput::window`].
+    pub fn summary(&self, windows: &[(usize, Duration)]) -> PairedThroughput {
+        let images: usize = windows.iter().map(|w| w.0).sum();
+        let run_s: f64 = windows.iter().map(|w| w.1.as_secs_f64()).sum();
+        PairedThroughput {
+            options: self.options,
+            batch: self.batch,
+            windows: windows.len(),
+            images,
+            run_s,
+            img_per_s: if run_s > 0.0 { images as f64 / run_s } else { 0.0 },
+        }
     }
 }
 
