@@ -38,6 +38,7 @@ mod dicom;
 mod dicom_guard;
 mod grayscale;
 mod jpeg_markers;
+mod png_gray;
 mod raster;
 
 use std::fmt;

@@ -8,12 +8,27 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageError, ImageReader, Limits};
 
-use super::{DecodeError, DecodeLimits, Decoded, ImageFormat, InputInfo, guard_panics, jpeg_markers};
+use super::{DecodeError, DecodeLimits, Decoded, ImageFormat, InputInfo, guard_panics, jpeg_markers, png_gray};
 use crate::image::GrayImage;
 
 use super::LUMA;
 
 pub(super) fn decode(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Result<Decoded, DecodeError> {
+    // The X-ray PNG (gray, non-interlaced, nothing but image data) has a faster path; it declines everything else.
+    if format == ImageFormat::Png
+        && let Some(decoded) = png_gray::decode(bytes, limits)
+    {
+        return Ok(decoded);
+    }
+    decode_with_image(bytes, format, limits)
+}
+
+/// [`decode`] through `image` alone.
+pub(super) fn decode_with_image(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &DecodeLimits,
+) -> Result<Decoded, DecodeError> {
     let (dynamic, info) = decode_dynamic(bytes, format, limits)?;
     let image = GrayImage::new(info.width, info.height, to_gray(&dynamic))
         .map_err(|_| DecodeError::corrupt(format, "decoded buffer does not match the image size"))?;
