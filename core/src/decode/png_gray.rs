@@ -249,15 +249,23 @@ mod tests {
 
     use super::*;
 
+    /// A deterministic 32-bit xorshift generator (no extra dependency, reproducible failures); `seed` must not be 0.
+    fn xorshift(mut state: u32) -> impl FnMut() -> u32 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state
+        }
+    }
+
     /// A test image: smooth ramps with noise (every Paeth branch is taken) in 8 or 16 bits, big-endian.
     fn pixels(width: u32, height: u32, depth: u8, seed: u32) -> Vec<u8> {
-        let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        let mut next = xorshift(seed.wrapping_mul(2_654_435_761).wrapping_add(1));
         let mut out = Vec::new();
         for y in 0..height {
             for x in 0..width {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
+                let state = next();
                 let smooth = (x * 977 + y * 331) % 65_536;
                 let v = if state.is_multiple_of(3) { state % 65_536 } else { smooth };
                 match depth {
@@ -451,13 +459,7 @@ mod tests {
     /// and now and then an invalid one — decode as `image` decodes them, or are declined where `image` fails.
     #[test]
     fn random_filtered_rows_decode_as_image_does() {
-        let mut state = 0x9E37_79B9u32;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state
-        };
+        let mut next = xorshift(0x9E37_79B9);
         let mut taken = 0;
         for case in 0..400 {
             let depth = if case % 2 == 0 { 16 } else { 8 };
