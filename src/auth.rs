@@ -13,9 +13,12 @@
 
 use std::fmt;
 use std::path::Path;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::{Body, HttpBody as _};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -138,7 +141,25 @@ pub async fn require_api_key(State(state): State<AppState>, request: Request, ne
     if !keys.required() || presented(&request).is_some_and(|key| keys.accepts(key)) {
         return next.run(request).await;
     }
+    // As for every other refusal, the upload is read first (and thrown away, within the body size and time limits):
+    // an HTTP/1.1 client still sending its file would otherwise get a broken pipe instead of the 401.
+    discard_body(request.into_body(), state.max_body_bytes(), state.body_timeout()).await;
     axum::response::IntoResponse::into_response(ApiError::Unauthorized)
+}
+
+/// Reads and drops a request body, frame by frame (nothing is buffered), until it ends, fails, exceeds `limit`
+/// bytes or takes longer than `timeout`.
+async fn discard_body(mut body: Body, limit: usize, timeout: Duration) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            seen += frame.data_ref().map_or(0, |data| data.len());
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 #[cfg(test)]

@@ -38,6 +38,10 @@ async fn keys_guard_inference_and_model_routes_only() {
     }
     assert!(details.windows(2).all(|w| w[0] == w[1]), "the detail is the same whatever failed: {details:?}");
     assert!(!details[0].contains(KEY));
+    // A large upload without a key still gets its 401, not a broken pipe: the body is read (and dropped) first.
+    let big =
+        client().post(server.url("/predict")).header("content-type", "application/dicom").body(vec![0u8; 16 << 20]);
+    assert_eq!(big.send().await.expect("the 401 arrives").status(), 401);
 
     // Accepted: Bearer, X-API-Key, and a key from the file.
     for auth in [("authorization", format!("Bearer {KEY}")), ("x-api-key", KEY.to_string()), ("x-api-key", FILE_KEY.to_string())] {
