@@ -274,7 +274,7 @@ enum Partner<'a> {
     /// The Python reference server with the same model, under the same client and input.
     Python(&'a Target),
     /// Raw ONNX Runtime with the sweep's best options at its best batch size.
-    Raw(&'a mut raw::RawThroughput),
+    Raw(&'a mut raw::PairedRaw),
 }
 
 /// The partner's side of [`alternate`].
@@ -370,7 +370,7 @@ impl ServerPhase<'_> {
             let mut paired = None;
             match self.dicom_image {
                 Some(image) => {
-                    let mut raw = raw::PairedRaw::open(self.settings, variant, image)?;
+                    let mut raw = raw::PairedRaw::open(self.settings, variant, image, raw::RawOptions::OrtDefaults, 1)?;
                     eprintln!(
                         "cxr-bench: cxr-serve, {variant} model, dicom at concurrency 1, alternating with raw ORT"
                     );
@@ -456,7 +456,7 @@ impl ServerPhase<'_> {
                 .max_by(|a, b| a.best.img_per_s.total_cmp(&b.best.img_per_s));
             let mut raw_session = match (best, self.dicom_image) {
                 (Some(best), Some(image)) => {
-                    Some(raw::RawThroughput::open(self.settings, variant, image, best.options, best.best.batch)?)
+                    Some(raw::PairedRaw::open(self.settings, variant, image, best.options, best.best.batch)?)
                 }
                 _ => None,
             };

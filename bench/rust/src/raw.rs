@@ -188,37 +188,12 @@ fn default_session(
     Ok((builder.commit_from_file(path).map_err(failed)?, provider))
 }
 
-/// An ONNX-Runtime-default batch-1 session kept open while the server is measured at concurrency 1: the benchmark
-/// alternates one raw run and one server request, so both see the same machine state (this VM's speed drifts by
-/// ~10 % over tens of seconds, more than the ratio being measured).
+/// A raw session kept open while the server is measured, so that raw runs alternate with the server's work and
+/// both see the same machine state (this VM's speed drifts by ~10 % over tens of seconds, more than the ratios being
+/// measured): at concurrency 1 an ONNX-Runtime-default batch-1 session, one run before each request; at saturation
+/// the sweep's best options at its best batch size, in windows between the server's (also a fresh measurement of the
+/// best sweep cell, which as the maximum of a dozen noisy cells reads high).
 pub struct PairedRaw {
-    session: Session,
-    input: Tensor<f32>,
-}
-
-impl PairedRaw {
-    pub fn open(settings: &EngineSettings, variant: ModelVariant, image: &GrayImage) -> Result<PairedRaw, BenchError> {
-        let path = settings.model_path(variant);
-        let card = read_card(settings, variant)?;
-        let plane = Preprocessor::new(card.input_size, card.normalization).tensor(image, card.channels);
-        let environment = ort_environment(&settings.ort_dylib, None)?;
-        let (session, _) = default_session(&environment, settings, &path, false)?;
-        let input = Tensor::from_array(([1, card.channels, card.input_size, card.input_size], plane))
-            .map_err(|e| BenchError::Setup(format!("{variant}: {e}")))?;
-        Ok(PairedRaw { session, input })
-    }
-
-    /// One timed batch-1 `Session::run`.
-    pub fn run(&mut self) -> Result<Duration, BenchError> {
-        timed_run(&mut self.session, &self.input).map_err(|e| BenchError::Setup(format!("raw run: {e}")))
-    }
-}
-
-/// The raw anchor of the saturated throughput: a session with the sweep's best options at its best batch size,
-/// kept open while the server is measured, so that raw windows alternate with the server's saturation windows
-/// (the same reason as [`PairedRaw`]; and a fresh measurement of the best sweep cell, which as the maximum of a dozen
-/// noisy cells reads high).
-pub struct RawThroughput {
     session: Session,
     input: Tensor<f32>,
     options: RawOptions,
@@ -237,7 +212,7 @@ pub struct PairedThroughput {
     pub img_per_s: f64,
 }
 
-impl RawThroughput {
+impl PairedRaw {
     /// Opens a session built as `options` with a `batch`-image input of `image`.
     pub fn open(
         settings: &EngineSettings,
@@ -245,7 +220,7 @@ impl RawThroughput {
         image: &GrayImage,
         options: RawOptions,
         batch: usize,
-    ) -> Result<RawThroughput, BenchError> {
+    ) -> Result<PairedRaw, BenchError> {
         let path = settings.model_path(variant);
         let card = read_card(settings, variant)?;
         let plane = Preprocessor::new(card.input_size, card.normalization).tensor(image, card.channels);
@@ -254,7 +229,12 @@ impl RawThroughput {
         let data: Vec<f32> = std::iter::repeat_n(plane.as_slice(), batch.max(1)).flatten().copied().collect();
         let input = Tensor::from_array(([batch.max(1), card.channels, card.input_size, card.input_size], data))
             .map_err(|e| BenchError::Setup(format!("{variant}: {e}")))?;
-        Ok(RawThroughput { session, input, options, batch: batch.max(1) })
+        Ok(PairedRaw { session, input, options, batch: batch.max(1) })
+    }
+
+    /// One timed `Session::run`.
+    pub fn run(&mut self) -> Result<Duration, BenchError> {
+        timed_run(&mut self.session, &self.input).map_err(|e| BenchError::Setup(format!("raw run: {e}")))
     }
 
     /// One untimed run (the server's pool threads may still be spinning down), then runs for `window` (at least
@@ -271,7 +251,7 @@ impl RawThroughput {
         Ok((runs * self.batch, busy))
     }
 
-    /// The summary of `windows` results of [`RawThroughput::window`].
+    /// The summary of `windows` results of [`PairedRaw::window`].
     pub fn summary(&self, windows: &[(usize, Duration)]) -> PairedThroughput {
         let images: usize = windows.iter().map(|w| w.0).sum();
         let run_s: f64 = windows.iter().map(|w| w.1.as_secs_f64()).sum();
