@@ -758,17 +758,10 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// FNV-1a hash of a parameter path.
-fn fnv1a64(text: &str) -> u64 {
-    text.bytes().fold(0xCBF2_9CE4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01B3)
-    })
-}
-
 /// `n` values uniform in `[-bound, bound)`, determined by `seed` and `key` only.
 fn uniform_values(seed: u64, key: &str, n: usize, bound: f32) -> Vec<f32> {
     let mut seed_state = seed;
-    let mut state = splitmix64(&mut seed_state) ^ fnv1a64(key);
+    let mut state = splitmix64(&mut seed_state) ^ crate::data::Fnv1a::hash(key.as_bytes());
     (0..n)
         .map(|_| {
             // 24 random mantissa bits → u in [0, 1), exactly representable in f32.

@@ -136,14 +136,8 @@ pub struct Sample {
 /// equal fingerprints wherever the dataset is mounted, so a run's `config.json` records exactly what it was
 /// trained on.
 pub fn fingerprint(samples: &[Sample]) -> String {
-    // FNV-1a 64: stable across platforms and Rust versions (std's hasher is not), and enough to tell lists apart.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
+    let mut hash = Fnv1a::default();
+    let mut feed = |bytes: &[u8]| hash.feed(bytes);
     for s in samples {
         let parent = s.path.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
         feed(parent.unwrap_or_default().as_bytes());
@@ -155,5 +149,31 @@ pub fn fingerprint(samples: &[Sample]) -> String {
             Target::MultiLabel(v) => v.iter().for_each(|x| feed(&x.to_le_bytes())),
         }
     }
-    format!("fnv1a64:{hash:016x}:{}", samples.len())
+    format!("fnv1a64:{:016x}:{}", hash.0, samples.len())
+}
+
+/// FNV-1a 64, fed in pieces: stable across platforms and Rust versions (std's hasher is not), and enough to tell
+/// sample lists, parameter paths and initialisation keys apart. Not for anything adversarial.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fnv1a(pub(crate) u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Self(0xCBF2_9CE4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+
+    /// The hash of one byte string.
+    pub(crate) fn hash(bytes: &[u8]) -> u64 {
+        let mut h = Self::default();
+        h.feed(bytes);
+        h.0
+    }
 }

@@ -432,11 +432,39 @@ fn keep_best(config: &TrainConfig, dir: &Path, device: &Device) -> Result<BestCh
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .ok_or_else(|| TrainError::run_dir(dir, "no validation loss with a kept checkpoint"))?;
     let net = load_net(config, &dir.join("checkpoint").join(format!("model-{epoch}.bpk")), device)?;
-    net.save_file(dir.join("best")).map_err(|e| TrainError::run_dir(dir, format!("{e:?}")))?;
+    save_reproducible(net, &dir.join("best.bpk")).map_err(|e| TrainError::run_dir(dir, e))?;
     let best = BestCheckpoint { epoch, val_loss, epochs_run };
     std::fs::write(dir.join("best.json"), serde_json::to_string_pretty(&best).expect("JSON"))
         .map_err(|e| TrainError::run_dir(dir, e))?;
     Ok(best)
+}
+
+/// Writes `net` as a burnpack file whose bytes depend on the weights alone.
+///
+/// Burn gives every parameter a random 64-bit id (drawn from the OS at construction) and stores it in the file,
+/// so two runs with bit-identical weights would still write different bytes. The kept model is what users
+/// hash and compare, so its ids are replaced by a hash of each tensor's module path: stable across runs and
+/// unique within the model. (Loading assigns whatever ids the file holds; nothing depends on their values.)
+pub fn save_reproducible(net: InceptionV3, path: &Path) -> Result<(), String> {
+    let bytes = net.into_record().into_bytes().map_err(|e| format!("{e:?}"))?;
+    let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| e.to_string())?;
+    let (metadata, scalars) = (reader.metadata().clone(), reader.scalars().clone());
+    let tensors = reader
+        .into_tensors()
+        .and_then(|tensors| {
+            tensors
+                .into_iter()
+                .map(|t| {
+                    let (name, dtype, shape, _random_id, bytes) = t.into_parts()?;
+                    let id = crate::data::Fnv1a::hash(name.as_bytes());
+                    Ok(burn_pack::Tensor::new(name, dtype, shape, Some(id), bytes))
+                })
+                .collect::<Result<Vec<_>, burn_pack::Error>>()
+        })
+        .map_err(|e| e.to_string())?;
+    let writer = metadata.iter().fold(burn_pack::Writer::new(tensors), |w, (k, v)| w.with_metadata(k, v));
+    let writer = scalars.into_iter().fold(writer, |w, (k, v)| w.with_scalar(&k, v));
+    writer.write_to_file(path).map_err(|e| e.to_string())
 }
 
 /// Loads a checkpoint written by training (the `net` of a classifier wrapper) into a fresh network.

@@ -2,6 +2,8 @@
 //! X-rays preprocessed by `cxr-core`, and ONNX Runtime.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -35,7 +37,8 @@ pub fn run(cmd: &mut Command) -> String {
     stdout
 }
 
-/// A synthetic radiograph: smooth random background, noise, and the drawn findings.
+/// A synthetic radiograph: smooth random background, noise, and the drawn findings (each +0.5 of full scale over
+/// the background, so a finding is brighter than any background pixel around it).
 pub fn radiograph(rng: &mut StdRng, disk: bool, band: bool) -> Vec<u8> {
     let (gx, gy, base) = (rng.random_range(-0.2..0.2), rng.random_range(-0.2..0.2), rng.random_range(0.25..0.45));
     let (cx, cy) = (32.0 + rng.random_range(-4.0..4.0), 30.0 + rng.random_range(-4.0..4.0));
@@ -46,10 +49,10 @@ pub fn radiograph(rng: &mut StdRng, disk: bool, band: bool) -> Vec<u8> {
             let (x, y) = ((i % SIDE) as f64, (i / SIDE) as f64);
             let mut v: f64 = base + gx * (x / 64.0 - 0.5) + gy * (y / 64.0 - 0.5) + rng.random_range(-0.06..0.06);
             if disk && ((x - cx).powi(2) + (y - cy).powi(2)).sqrt() < radius {
-                v += 0.35;
+                v += 0.5;
             }
             if band && y as u32 >= band_top && y < 60.0 {
-                v += 0.35;
+                v += 0.5;
             }
             (v.clamp(0.0, 1.0) * 255.0).round() as u8
         })
@@ -100,6 +103,56 @@ pub fn imagefolder(root: &Path, rng: &mut StdRng) {
             }
         }
     }
+}
+
+pub const CARDIOMEGALY: &str = "Cardiomegaly";
+pub const EFFUSION: &str = "Effusion";
+/// The control label: present in the rows, drawn nowhere.
+pub const CONTROL: &str = "Infiltration";
+
+/// An NIH stand-in under `root`: real label rows of `tests/data/metadata/Data_Entry_2017_v2020.csv.gz` (real image
+/// names, patients and finding lists), `per_combination` rows for each of the 8 combinations of Cardiomegaly,
+/// Effusion and Infiltration (so the three are independent), each image a [`radiograph`] with the disk drawn for
+/// Cardiomegaly and the band for Effusion; Infiltration is drawn nowhere. Half the images (by `rng`) are 8-bit PNG,
+/// half DICOM, so both decoders feed training. Returns the subset CSV; images are in `root/images`.
+pub fn nih_subset(root: &Path, rng: &mut StdRng, per_combination: usize) -> PathBuf {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(testdata("metadata/Data_Entry_2017_v2020.csv.gz")).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    // Counts only: the rows are taken in file order whatever the map's iteration order.
+    let mut taken: HashMap<(bool, bool, bool), usize> = HashMap::new();
+    let images = root.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    let mut csv_out = format!("{header}\n");
+    for line in lines {
+        let findings = line.split(',').nth(1).unwrap();
+        let has = |l: &str| findings.split('|').any(|f| f == l);
+        let key = (has(CARDIOMEGALY), has(EFFUSION), has(CONTROL));
+        let count = taken.entry(key).or_default();
+        if *count >= per_combination {
+            continue;
+        }
+        *count += 1;
+        let name = line.split(',').next().unwrap();
+        let pixels = radiograph(rng, key.0, key.1);
+        if rng.random_bool(0.5) {
+            write_png(&images.join(name), pixels);
+        } else {
+            write_dicom(&images.join(name.replace(".png", ".dcm")), pixels);
+        }
+        csv_out += line;
+        csv_out.push('\n');
+        if taken.len() == 8 && taken.values().all(|&c| c >= per_combination) {
+            break;
+        }
+    }
+    assert_eq!(taken.values().sum::<usize>(), 8 * per_combination, "the real CSV has every label combination");
+    let csv = root.join("Data_Entry_2017_subset.csv");
+    std::fs::write(&csv, csv_out).unwrap();
+    csv
 }
 
 pub fn json(text: &str) -> serde_json::Value {
