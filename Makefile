@@ -17,7 +17,7 @@ DEVICE ?= cpu
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 
-.PHONY: all setup ort ort-gpu build models run test test-rust test-python bench clean help
+.PHONY: all setup ort ort-gpu torch build models run test test-rust test-python test-tch bench bench-train clean help
 
 all: build
 
@@ -27,6 +27,8 @@ help:
 	@echo "make models     export the seeded color and gray Inception-V3 to $(MODELS_DIR)/ (FP32 + FP16)"
 	@echo "make ort-gpu    fetch onnxruntime-gpu for DEVICE=cuda"
 	@echo "make bench      benchmark: raw ONNX Runtime vs cxr-serve vs a Python server (BENCH_ARGS=--quick: 1-2 min)"
+	@echo "make bench-train  benchmark: Inception-V3 training img/s, Burn flex and tch vs PyTorch, same settings"
+	@echo "make torch      PyTorch 2.9.0 from PyPI into .cache/torch-venv (the tch backend and the PyTorch comparison)"
 
 setup:
 	@scripts/setup-system.sh
@@ -49,7 +51,7 @@ models: build
 run: ort models
 	$(BIN)/cxr-serve --models $(MODELS_DIR) --device $(DEVICE)
 
-test: test-rust test-python
+test: test-rust test-python test-tch
 
 test-rust: ort models
 	@scripts/setup-system.sh --with-promtool
@@ -60,6 +62,30 @@ test-python: ort models
 	  $$py tests/python/check_deploy.py && \
 	  $$py tests/python/oip_tritonclient.py --server $(BIN)/cxr-serve --models $(MODELS_DIR) --ort-dylib $(ORT_DYLIB_PATH) && \
 	  tests/python/schemathesis.sh $$py $(BIN)/cxr-serve $(MODELS_DIR) $(ORT_DYLIB_PATH)
+
+torch:
+	@scripts/setup-torch.sh >/dev/null
+
+# The LibTorch training backend (`--features tch`): its own test, built against the PyPI wheel's libtorch. The
+# feature is not in the workspace build (that would make every binary need libtorch at run time), so this is a
+# second cargo invocation; it replaces target/release/cxr-train with the tch build while it runs, and the last
+# line puts the workspace build back (cargo re-links a fresh binary into place in under a second).
+TCH_ENV = eval "$$(scripts/setup-torch.sh --env)"
+test-tch: torch ort
+	$(TCH_ENV) && $(CARGO) test $(PROFILE) -p cxr-train --features tch --test backend_tch --no-fail-fast
+	$(CARGO) test $(PROFILE) --workspace --no-run
+
+# Training throughput (BENCHMARKS.md "Training"), not a test: Burn `flex` and Burn `tch` on this machine's CPUs
+# beside PyTorch eager at the same settings, in one run, both variants at 299², batch 8 and 32.
+# TRAIN_BENCH_ARGS adds `cxr-train bench` flags (e.g. `--steps 4`).
+TRAIN_BENCH_ARGS ?=
+bench-train: torch
+	@mkdir -p bench-results
+	$(TCH_ENV) && $(CARGO) test $(PROFILE) -p cxr-train --features tch --test backend_tch --no-run && \
+	  for d in flex tch; do $(BIN)/cxr-train bench --device $$d --batch-sizes 8,32 --input-size 299 --no-loader \
+	    --compare-pytorch "$$(scripts/setup-torch.sh)" --json bench-results/train-$$d.json $(TRAIN_BENCH_ARGS) || exit 1; done && \
+	  $(BIN)/cxr-train bench --no-training --workers 1 && $(BIN)/cxr-train bench --no-training
+	$(CARGO) test $(PROFILE) --workspace --no-run
 
 # The benchmark (BENCHMARKS.md), not a test: raw ONNX Runtime vs cxr-serve vs the Python reference server, for
 # both models. About 4-8 minutes on 2 cores; `make bench BENCH_ARGS=--quick` is a 1-2 minute smoke run. On a GPU:

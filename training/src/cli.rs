@@ -170,6 +170,32 @@ pub enum Command {
         /// Decoding threads of the loader rows (default: CPUs).
         #[arg(long)]
         workers: Option<usize>,
+        /// Also train the same Inception-V3 (torchvision's, same head, loss, RMSProp, batch and input) in PyTorch
+        /// with this Python (it needs `torch` and `torchvision`), and print both images/s and the ratio.
+        #[arg(long, value_name = "PYTHON")]
+        compare_pytorch: Option<PathBuf>,
+        /// PyTorch's device (default: `cuda:N` for a GPU `--device`, else `cpu`).
+        #[arg(long)]
+        pytorch_device: Option<String>,
+        /// PyTorch's precision: `fp32`, `tf32` (CUDA), `bf16` or `fp16` (autocast).
+        #[arg(long, default_value = "fp32", value_parser = ["fp32", "tf32", "bf16", "fp16"])]
+        pytorch_precision: String,
+        /// PyTorch in channels-last (NHWC) memory format.
+        #[arg(long)]
+        pytorch_channels_last: bool,
+        /// PyTorch's intra-op CPU threads (default: the threads Burn's CPU backend uses, `RAYON_NUM_THREADS` or
+        /// the CPUs).
+        #[arg(long)]
+        pytorch_threads: Option<usize>,
+        /// Also write every row as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Time training only (no loader rows).
+        #[arg(long, conflicts_with = "no_training")]
+        no_loader: bool,
+        /// Time the loader only (no training rows).
+        #[arg(long)]
+        no_training: bool,
     },
     /// Reads a dataset's metadata and prints what the pipeline derives from it (counts and split sizes) as JSON.
     #[command(subcommand)]
@@ -278,7 +304,8 @@ pub struct TrainArgs {
     /// Fail the run when more than this fraction of images cannot be read.
     #[arg(long, default_value_t = 0.01)]
     pub max_bad_fraction: f64,
-    /// Burn device(s), comma-separated: `flex` (CPU; always built), `vulkan[:N]` / `cuda[:N]` (crate features).
+    /// Burn device(s), comma-separated: `flex` (CPU; always built), `tch` / `tch-cuda[:N]` (LibTorch), `vulkan[:N]`,
+    /// `cuda[:N]` (crate features).
     /// Several devices train data-parallel.
     #[arg(long, default_value = "flex")]
     pub device: String,
@@ -424,10 +451,44 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Bench { device, batch_sizes, input_size, steps, images, workers } => {
-            let workers = workers.unwrap_or_else(crate::train::default_workers);
+        Command::Bench {
+            device,
+            batch_sizes,
+            input_size,
+            steps,
+            images,
+            workers,
+            compare_pytorch,
+            pytorch_device,
+            pytorch_precision,
+            pytorch_channels_last,
+            pytorch_threads,
+            json,
+            no_loader,
+            no_training,
+        } => {
+            use crate::train::bench::{BenchConfig, PyTorchSide, pytorch_device_for};
             let dev = crate::train::device(&device)?;
-            crate::train::bench::print_table(&device, &dev, &batch_sizes, input_size, steps, &images, workers)?;
+            let pytorch = compare_pytorch.map(|python| PyTorchSide {
+                python,
+                threads: pytorch_threads.unwrap_or_else(|| rayon::current_num_threads()),
+                device: pytorch_device.unwrap_or_else(|| pytorch_device_for(&device)),
+                precision: pytorch_precision,
+                channels_last: pytorch_channels_last,
+            });
+            let config = BenchConfig {
+                workers: workers.unwrap_or_else(crate::train::default_workers),
+                device_name: device,
+                batch_sizes,
+                input_size,
+                steps,
+                images,
+                pytorch,
+                json,
+                no_loader,
+                no_training,
+            };
+            crate::train::bench::print_table(&config, &dev)?;
             Ok(())
         }
         Command::Delong { csv, truth, a, b } => {

@@ -17,15 +17,6 @@ use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::{Augment, Sample, Target};
 use crate::model::InceptionV3Config;
 
-/// One row of the table.
-#[derive(Debug, Clone)]
-pub struct BenchRow {
-    pub what: &'static str,
-    pub variant: ModelVariant,
-    pub batch: usize,
-    pub images_per_second: f64,
-}
-
 /// Images/s of `steps` timed training steps after one warm-up step.
 pub fn training_throughput(
     variant: ModelVariant,
@@ -88,26 +79,162 @@ pub fn loader_throughput(
     Ok(images as f64 / started.elapsed().as_secs_f64())
 }
 
-/// Runs every row and prints the markdown table: training steps per variant and batch size on `device`, then the
-/// loader with and without Inception augmentation on the PNG/JPEG/DICOM files under `images/{images,dicom}`.
-#[allow(clippy::too_many_arguments)]
-pub fn print_table(
-    device_name: &str,
-    device: &Device,
-    batch_sizes: &[usize],
+/// What `cxr-train bench` measures (the CLI's `bench` arguments, resolved).
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// The `--device` spelling, printed in the table.
+    pub device_name: String,
+    pub batch_sizes: Vec<usize>,
+    pub input_size: usize,
+    /// Timed training steps per row (after one warm-up step).
+    pub steps: usize,
+    /// Folder with `images/` and `dicom/` fixtures for the loader rows.
+    pub images: PathBuf,
+    /// Loader threads.
+    pub workers: usize,
+    /// The same training steps in PyTorch, run by this Python (with `torch` and `torchvision`).
+    pub pytorch: Option<PyTorchSide>,
+    /// Also write every row as JSON here.
+    pub json: Option<PathBuf>,
+    /// Skip the loader rows (the GPU script times training only).
+    pub no_loader: bool,
+    /// Skip the training rows.
+    pub no_training: bool,
+}
+
+/// How the PyTorch side of the comparison runs.
+#[derive(Debug, Clone)]
+pub struct PyTorchSide {
+    pub python: PathBuf,
+    /// Intra-op CPU threads, the same number Burn's CPU backends use.
+    pub threads: usize,
+    /// `cpu` or `cuda[:N]`.
+    pub device: String,
+    /// `fp32`, `tf32`, `bf16` or `fp16` (PyTorch's side only; the Burn side runs FP32).
+    pub precision: String,
+    pub channels_last: bool,
+}
+
+/// The PyTorch script the comparison runs, embedded so that the table always runs this exact code.
+const PYTORCH_SCRIPT: &str = include_str!("../../../bench/python/train_pytorch.py");
+
+/// The PyTorch device that matches a Burn `--device`: CUDA for the GPU backends, the CPU otherwise.
+pub fn pytorch_device_for(burn_device: &str) -> String {
+    let (kind, index) = burn_device.split_once(':').unwrap_or((burn_device, "0"));
+    match kind {
+        "cuda" | "vulkan" | "tch-cuda" => format!("cuda:{index}"),
+        _ => "cpu".to_string(),
+    }
+}
+
+/// Images/s of the same training steps in PyTorch (see `bench/python/train_pytorch.py`).
+pub fn pytorch_training_throughput(
+    side: &PyTorchSide,
+    variant: ModelVariant,
+    batch: usize,
     input_size: usize,
     steps: usize,
-    images: &Path,
-    workers: usize,
-) -> Result<(), TrainError> {
-    println!("| what | device | variant | batch | input | images/s |");
-    println!("|---|---|---|---|---|---|");
-    for variant in ModelVariant::ALL {
-        for &batch in batch_sizes {
-            let rate = training_throughput(variant, batch, input_size, steps, device)?;
-            println!("| training step (fwd + bwd + RMSProp) | {device_name} | {variant} | {batch} | {input_size}² | {rate:.2} |");
+) -> Result<f64, TrainError> {
+    let mut command = std::process::Command::new(&side.python);
+    command.arg("-c").arg(PYTORCH_SCRIPT).args(["--variant", variant.as_str()]);
+    command.args(["--batch", &batch.to_string(), "--input-size", &input_size.to_string()]);
+    command.args(["--steps", &steps.to_string(), "--threads", &side.threads.to_string()]);
+    command.args(["--device", &side.device, "--precision", &side.precision]);
+    if side.channels_last {
+        command.arg("--channels-last");
+    }
+    // PyTorch's warnings go to our stderr; stdout carries the one JSON line.
+    let output = command.stderr(std::process::Stdio::inherit()).output().map_err(|e| {
+        TrainError::Config(format!("cannot run {} for the PyTorch side: {e}", side.python.display()))
+    })?;
+    if !output.status.success() {
+        return Err(TrainError::Training(format!(
+            "the PyTorch side ({}) failed with {}; it needs torch and torchvision (pip install torch==2.9.0 \
+             torchvision==0.24.0)",
+            side.python.display(),
+            output.status
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["images_per_second"].as_f64())
+        .ok_or_else(|| TrainError::Training(format!("the PyTorch side printed no result: {stdout:?}")))
+}
+
+/// Runs every row and prints the markdown table: training steps per variant and batch size on the device (beside
+/// PyTorch's at the same settings when asked, with the ratio), then the loader with and without Inception
+/// augmentation on the PNG/JPEG/DICOM files under `images/{images,dicom}`.
+pub fn print_table(config: &BenchConfig, device: &Device) -> Result<(), TrainError> {
+    let BenchConfig { device_name, input_size, steps, workers, .. } = config;
+    let mut rows = Vec::new();
+    let batch_sizes: &[usize] = if config.no_training { &[] } else { &config.batch_sizes };
+    match &config.pytorch {
+        Some(side) if !batch_sizes.is_empty() => {
+            println!(
+                "| what | Burn device | variant | batch | input | Burn images/s | PyTorch {} {} ({} threads) images/s | Burn / PyTorch |",
+                side.device, side.precision, side.threads
+            );
+            println!("|---|---|---|---|---|---|---|---|");
+        }
+        _ if batch_sizes.is_empty() => {}
+        _ => {
+            println!("| what | device | variant | batch | input | images/s |");
+            println!("|---|---|---|---|---|---|");
         }
     }
+    for variant in ModelVariant::ALL {
+        for &batch in batch_sizes {
+            let rate = training_throughput(variant, batch, *input_size, *steps, device)?;
+            let mut row = serde_json::json!({
+                "what": "training step", "device": device_name, "variant": variant.as_str(), "batch": batch,
+                "input_size": input_size, "steps": steps, "burn_images_per_second": rate,
+            });
+            match &config.pytorch {
+                Some(side) => {
+                    let torch = pytorch_training_throughput(side, variant, batch, *input_size, *steps)?;
+                    println!("| training step (fwd + bwd + RMSProp) | {device_name} | {variant} | {batch} | {input_size}² | {rate:.2} | {torch:.2} | {:.2}× |", rate / torch);
+                    row["pytorch_images_per_second"] = torch.into();
+                    row["pytorch_device"] = side.device.clone().into();
+                    row["pytorch_precision"] = side.precision.clone().into();
+                    row["pytorch_threads"] = side.threads.into();
+                    row["ratio"] = (rate / torch).into();
+                }
+                None => println!("| training step (fwd + bwd + RMSProp) | {device_name} | {variant} | {batch} | {input_size}² | {rate:.2} |"),
+            }
+            rows.push(row);
+        }
+    }
+    if !config.no_loader {
+        let files = fixture_files(&config.images)?;
+        let loaders = [
+            ("loader, X-ray (decode + preprocess + flip)", Augment::Flip),
+            ("loader, ImageNet-style (+ Inception augmentation)", Augment::Inception),
+        ];
+        println!();
+        println!("| what | device | variant | batch | input | images/s |");
+        println!("|---|---|---|---|---|---|");
+        for (what, augment) in loaders {
+            for variant in ModelVariant::ALL {
+                let rate = loader_throughput(&files, 4 * files.len(), variant, augment, *workers)?;
+                println!("| {what}, {} files, {workers} threads | cpu | {variant} | 32 | 299² | {rate:.1} |", files.len());
+                rows.push(serde_json::json!({
+                    "what": what, "variant": variant.as_str(), "workers": workers, "images_per_second": rate,
+                }));
+            }
+        }
+    }
+    if let Some(path) = &config.json {
+        let body = serde_json::to_string_pretty(&serde_json::json!({ "rows": rows }))
+            .map_err(|e| TrainError::Training(e.to_string()))?;
+        std::fs::write(path, body).map_err(|e| TrainError::run_dir(path, e))?;
+    }
+    Ok(())
+}
+
+/// The PNG/JPEG/DICOM fixtures under `images/{images,dicom}`, sorted.
+fn fixture_files(images: &Path) -> Result<Vec<PathBuf>, TrainError> {
     let mut files: Vec<PathBuf> = ["images", "dicom"]
         .iter()
         .filter_map(|d| std::fs::read_dir(images.join(d)).ok())
@@ -123,15 +250,5 @@ pub fn print_table(
             images.display()
         )));
     }
-    let loaders = [
-        ("loader, X-ray (decode + preprocess + flip)", Augment::Flip),
-        ("loader, ImageNet-style (+ Inception augmentation)", Augment::Inception),
-    ];
-    for (what, augment) in loaders {
-        for variant in ModelVariant::ALL {
-            let rate = loader_throughput(&files, 4 * files.len(), variant, augment, workers)?;
-            println!("| {what}, {} files, {workers} threads | cpu | {variant} | 32 | 299² | {rate:.1} |", files.len());
-        }
-    }
-    Ok(())
+    Ok(files)
 }

@@ -519,8 +519,15 @@ pub fn device(name: &str) -> Result<Device, TrainError> {
     }
 }
 
-/// The GPU device of a kind this binary was built with.
+/// The device of a feature-gated kind this binary was built with.
+#[allow(deprecated)] // Burn 0.22 marks its LibTorch devices deprecated; they are still the fastest CNN path.
 fn gpu_device(kind: &str, index: usize) -> Option<Device> {
+    #[cfg(feature = "tch")]
+    match kind {
+        "tch" | "tch-cpu" => return Some(Device::libtorch()),
+        "tch-cuda" => return Some(Device::libtorch_cuda(index)),
+        _ => {}
+    }
     #[cfg(feature = "cuda")]
     if kind == "cuda" {
         return Some(Device::cuda(index));
@@ -554,4 +561,8 @@ pub const BUILT_DEVICES: &[&str] = &[
     "cuda",
     #[cfg(feature = "vulkan")]
     "vulkan",
+    #[cfg(feature = "tch")]
+    "tch",
+    #[cfg(feature = "tch")]
+    "tch-cuda",
 ];
