@@ -11,7 +11,8 @@
 //!    and the first batch, so the two must agree to float rounding (1e-4 relative: convolutions accumulate in
 //!    another order in oneDNN than in Burn's kernels). Later steps only drift apart through that rounding, which
 //!    Adam amplifies, so the epoch's mean loss must agree to 5 %.
-//! 2. It learns: four epochs on `tch`, then `evaluate --device tch`: both drawn labels reach test AUC ≥ 0.9.
+//! 2. It learns: four epochs on `tch`, then `evaluate --device tch`: both drawn labels reach test AUC ≥ 0.9, and
+//!    `export --run` turns the run into a served model as it does for a `flex` run.
 #![cfg(feature = "tch")]
 
 use std::path::Path;
@@ -64,5 +65,12 @@ fn libtorch_trains_the_same_model_as_flex_and_learns() {
     println!("tch: test AUC {CARDIOMEGALY} {:.3}, {EFFUSION} {:.3}", auc(CARDIOMEGALY), auc(EFFUSION));
     assert!(auc(CARDIOMEGALY) >= 0.9, "{CARDIOMEGALY} was drawn: AUC {}", auc(CARDIOMEGALY));
     assert!(auc(EFFUSION) >= 0.9, "{EFFUSION} was drawn: AUC {}", auc(EFFUSION));
+
+    // The run directory is backend-independent: `export` (which loads best.bpk on flex) writes the served model.
+    let models = root.join("models");
+    run(cxr_train().args(["export", "--run"]).arg(&learned).arg("--out").arg(&models));
+    let card = json(&std::fs::read_to_string(models.join("cxr-inception-v3-gray.json")).expect("the card"));
+    assert_eq!(card["trained"], true, "{card}");
+    assert!(models.join("cxr-inception-v3-gray.onnx").exists());
     let _ = std::fs::remove_dir_all(&root);
 }
