@@ -170,18 +170,19 @@ pub fn print_table(config: &BenchConfig, device: &Device) -> Result<(), TrainErr
     let BenchConfig { device_name, input_size, steps, workers, .. } = config;
     let mut rows = Vec::new();
     let batch_sizes: &[usize] = if config.no_training { &[] } else { &config.batch_sizes };
-    match &config.pytorch {
-        Some(side) if !batch_sizes.is_empty() => {
-            println!(
-                "| what | Burn device | variant | batch | input | Burn images/s | PyTorch {} {} ({} threads) images/s | Burn / PyTorch |",
-                side.device, side.precision, side.threads
-            );
-            println!("|---|---|---|---|---|---|---|---|");
-        }
-        _ if batch_sizes.is_empty() => {}
-        _ => {
-            println!("| what | device | variant | batch | input | images/s |");
-            println!("|---|---|---|---|---|---|");
+    if !batch_sizes.is_empty() {
+        match &config.pytorch {
+            Some(side) => {
+                println!(
+                    "| what | Burn device | variant | batch | input | Burn images/s | PyTorch {} {} ({} threads) images/s | Burn / PyTorch |",
+                    side.device, side.precision, side.threads
+                );
+                println!("|---|---|---|---|---|---|---|---|");
+            }
+            None => {
+                println!("| what | device | variant | batch | input | images/s |");
+                println!("|---|---|---|---|---|---|");
+            }
         }
     }
     for variant in ModelVariant::ALL {

@@ -510,7 +510,7 @@ pub fn device(name: &str) -> Result<Device, TrainError> {
     if matches!(kind, "flex" | "cpu") {
         return Ok(Device::flex());
     }
-    match gpu_device(kind, index) {
+    match feature_device(kind, index) {
         Some(device) => probe(name, device),
         None => Err(TrainError::Config(format!(
             "device `{kind}` is not built into this binary (built: {}); see README \"Training backends\"",
@@ -521,7 +521,7 @@ pub fn device(name: &str) -> Result<Device, TrainError> {
 
 /// The device of a feature-gated kind this binary was built with.
 #[allow(deprecated)] // Burn 0.22 marks its LibTorch devices deprecated; they are still the fastest CNN path.
-fn gpu_device(kind: &str, index: usize) -> Option<Device> {
+fn feature_device(kind: &str, index: usize) -> Option<Device> {
     #[cfg(feature = "tch")]
     match kind {
         "tch" | "tch-cpu" => return Some(Device::libtorch()),
