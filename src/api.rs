@@ -31,6 +31,7 @@ use crate::auth::{self, ApiKeys};
 use crate::config::{Config, ModelSelection};
 use crate::engine::{CardSource, Engine, EngineError, Precision, StagingKind, TensorInfo};
 use crate::error::ApiError;
+use crate::explain::Explain;
 use crate::metrics::{self, Metrics};
 use crate::middleware::{self, RequestId};
 use crate::predict;
@@ -190,6 +191,7 @@ struct Shared {
     max_body_bytes: usize,
     decode_limits: DecodeLimits,
     default_model: ModelSelection,
+    explain: Explain,
     shadow: Option<ModelVariant>,
     api_keys: ApiKeys,
     body_timeout: Duration,
@@ -220,6 +222,7 @@ impl AppState {
                 max_body_bytes: config.max_body_bytes,
                 decode_limits: DecodeLimits::new(config.max_pixels),
                 default_model: config.default_model,
+                explain: config.explain,
                 shadow: config.shadow_model(),
                 // Fails closed: keys that cannot be loaded refuse every protected request (`serve` refuses to start).
                 api_keys: config.api_keys().unwrap_or_else(|error| {
@@ -343,6 +346,11 @@ impl AppState {
 
     pub fn default_model(&self) -> ModelSelection {
         self.shared.default_model
+    }
+
+    /// What `POST /predict` explains when the request does not say (`--explain`).
+    pub fn default_explain(&self) -> Explain {
+        self.shared.explain
     }
 
     /// The configured shadow model (`--shadow`).

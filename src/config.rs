@@ -14,6 +14,7 @@ use cxr_core::card::ModelVariant;
 
 use crate::auth::{ApiKey, ApiKeys, KeyFileError};
 use crate::engine::{BatchSizes, ConvSearch, Device, EngineSettings, IoBindingMode, Precision};
+use crate::explain::Explain;
 
 /// Where ONNX Runtime is looked for when neither `--ort-dylib` nor `ORT_DYLIB_PATH` is given; made by
 /// `scripts/setup-ort.sh`.
@@ -78,6 +79,12 @@ pub struct Config {
     /// Model(s) used by `POST /predict` when the request has no `model` parameter: `gray`, `color` or `both`.
     #[arg(long, env = "CXR_DEFAULT_MODEL", default_value = "gray")]
     pub default_model: ModelSelection,
+
+    /// What `POST /predict` explains when the request has no `explain` parameter: `none`, or `cam` (per-finding class
+    /// activation maps from the same forward pass, in the original image's coordinates; models without a `cam`
+    /// output, such as adopted ones, answer without maps and a warning).
+    #[arg(long, env = "CXR_EXPLAIN", value_enum, default_value = "none")]
+    pub explain: Explain,
 
     /// Largest accepted request body in bytes (raw or multipart); larger bodies get 413.
     #[arg(long, env = "CXR_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = parse_positive)]

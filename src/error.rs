@@ -322,7 +322,10 @@ impl From<InferError> for ApiError {
         match error {
             InferError::Overloaded { .. } => ApiError::Overloaded(error.to_string()),
             InferError::Stopped { .. } => ApiError::NotReady(error.to_string()),
-            InferError::InputSize { .. } | InferError::Run { .. } => ApiError::Internal(error.to_string()),
+            // `/predict` asks for maps only from models that have them, so these are bugs.
+            InferError::InputSize { .. } | InferError::NoMaps { .. } | InferError::Run { .. } => {
+                ApiError::Internal(error.to_string())
+            }
         }
     }
 }

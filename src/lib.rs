@@ -6,6 +6,7 @@
 //! - [`engine`]: ONNX Runtime sessions, one worker thread per model variant, request batching.
 //! - [`api`]: shared state, the route table ([`api::Endpoint`]) and [`app`], the router.
 //! - [`predict`]: `POST /predict`: upload → decode → preprocess → engine → findings.
+//! - [`explain`]: `?explain=cam`: per-finding class activation maps in image coordinates, and their overlays.
 //! - [`shadow`]: shadow mode, the other model run off the request path on the same preprocessed image.
 //! - [`ab`]: the live A/B window of paired color/gray results and its statistics (`GET /v1/ab`).
 //! - [`metrics`]: the Prometheus registry of one server (`GET /metrics`).
@@ -23,6 +24,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod explain;
 pub mod malloc;
 pub mod metrics;
 pub mod middleware;

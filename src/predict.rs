@@ -10,6 +10,9 @@
 //! Once the body is complete, the request is admitted to each model it will run on
 //! ([`ModelHandle::admit`]): until its tensor is queued, the model's batcher knows one more image is coming.
 //!
+//! With `?explain=cam` (or `--explain cam`) each model's result also carries its class activation maps
+//! ([`crate::explain`]), fetched from the same session run; `&overlay=png` adds pictures of the top findings.
+//!
 //! Only the format, dimensions and timings are logged: DICOM headers are PHI and never leave `cxr_core`.
 
 use std::sync::Arc;
@@ -29,8 +32,9 @@ use serde::{Deserialize, Serialize};
 use crate::ab::{self, ModelSide, Source};
 use crate::api::{AppState, millis};
 use crate::config::ModelSelection;
-use crate::engine::{Admission, ModelHandle, Prediction};
+use crate::engine::{Admission, Maps, ModelHandle, Prediction};
 use crate::error::ApiError;
+use crate::explain::{self, Explain, ExplainRequest, Explanation, Overlay};
 use crate::metrics::Metrics;
 use crate::middleware::RequestId;
 use crate::shadow::{PrimaryOutcome, ShadowRun};
@@ -40,6 +44,12 @@ use crate::shadow::{PrimaryOutcome, ShadowRun};
 pub struct PredictParams {
     /// `gray`, `color` or `both`; the server's `--default-model` when absent.
     pub model: Option<String>,
+    /// `none` or `cam`; the server's `--explain` when absent.
+    pub explain: Option<Explain>,
+    /// `none` or `png`: draw the top findings' maps over the X-ray (needs `explain=cam`).
+    pub overlay: Option<Overlay>,
+    /// How many findings `overlay=png` draws, the most probable first (1 to 14, default 3).
+    pub top: Option<usize>,
 }
 
 /// Body of a successful prediction.
@@ -68,6 +78,9 @@ pub struct ModelResult {
     pub timing_ms: TimingMs,
     /// Images in the batch this one ran in.
     pub batch_size: usize,
+    /// The class activation maps, when the request asked for them and the model has them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
 }
 
 /// The probability of one finding.
@@ -102,6 +115,9 @@ pub struct TimingMs {
     pub preprocess: f64,
     pub queue: f64,
     pub inference: f64,
+    /// Building the explanation (maps in image coordinates, overlays), when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<f64>,
     pub total: f64,
 }
 
@@ -120,6 +136,8 @@ pub async fn predict(
         Some(name) => name.parse::<ModelSelection>()?,
         None => state.default_model(),
     };
+    let explain = ExplainRequest::resolve(params.explain, params.overlay, params.top, state.default_explain())
+        .map_err(ApiError::BadRequest)?;
     let engine = Arc::clone(state.ready_engine()?);
     let received = Instant::now();
     if upload.bytes.is_empty() {
@@ -139,6 +157,13 @@ pub async fn predict(
     for &variant in selection.variants() {
         let model =
             engine.model(variant).ok_or_else(|| ApiError::Internal(format!("the {variant} model is not loaded")))?;
+        if explain.is_some() && model.info().maps.is_none() {
+            warnings.push(format!(
+                "model {variant} ({}) has no class activation maps (its graph has no \"cam\" output, as with adopted \
+                 models): its result carries no explanation",
+                model.info().card.version
+            ));
+        }
         admissions.push(model.admit());
     }
     let metrics = Arc::clone(state.metrics());
@@ -168,7 +193,7 @@ pub async fn predict(
     }
 
     let image = Arc::new(decoded.image);
-    let job = Job { image, received, metrics: &metrics, state: &state };
+    let job = Job { image, received, explain, metrics: &metrics, state: &state };
     let mut admissions = admissions.into_iter();
     let runs = match (admissions.next(), admissions.next()) {
         (Some(only), None) => vec![job.run(only, shadow).await?],
@@ -209,6 +234,7 @@ struct Job<'a> {
     state: &'a AppState,
     image: Arc<GrayImage>,
     received: Instant,
+    explain: Option<ExplainRequest>,
     metrics: &'a Metrics,
 }
 
@@ -217,6 +243,8 @@ struct ModelRun {
     model: ModelHandle,
     prediction: Prediction,
     preprocess: Duration,
+    /// The explanation and the time it took to build.
+    explanation: Option<(Explanation, Duration)>,
     /// From the complete request body to the result.
     total: Duration,
 }
@@ -233,7 +261,14 @@ impl Job<'_> {
         self.metrics.observe_preprocess(variant, preprocess);
         let shadow_outcome = shadow.and_then(|run| run.launch(&model, &tensor, &self.image, self.received));
 
-        let prediction = admission.infer(tensor).await?;
+        // Maps are fetched only for a request that asked and a model that has them (a warning covers the others).
+        let explain = self.explain.filter(|_| model.info().maps.is_some());
+        let maps = if explain.is_some() { Maps::CAM } else { Maps::NONE };
+        let mut prediction = admission.infer_with(tensor, maps).await?;
+        let explanation = match (explain, prediction.cam.take(), model.info().maps) {
+            (Some(request), Some(cam), Some(shape)) => Some(self.explain(request, shape, cam, &prediction).await?),
+            _ => None,
+        };
         let total = self.received.elapsed();
         self.metrics.observe_end_to_end(variant, total);
         if let Some(outcome) = shadow_outcome {
@@ -244,7 +279,27 @@ impl Job<'_> {
                 end_to_end: total,
             });
         }
-        Ok(ModelRun { model, prediction, preprocess, total })
+        Ok(ModelRun { model, prediction, preprocess, explanation, total })
+    }
+
+    /// The explanation of one prediction; drawing overlays is image work, so it runs on the blocking pool.
+    async fn explain(
+        &self,
+        request: ExplainRequest,
+        shape: crate::engine::MapShape,
+        cam: Vec<f32>,
+        prediction: &Prediction,
+    ) -> Result<(Explanation, Duration), ApiError> {
+        let (probabilities, logits) = (prediction.probabilities.clone(), prediction.logits.clone());
+        let image = Arc::clone(&self.image);
+        let build = move || explain::explain(request, shape, &cam, &probabilities, &logits, &image);
+        if request.overlays == 0 {
+            let started = Instant::now();
+            let explanation = build();
+            Ok((explanation, started.elapsed()))
+        } else {
+            self.state.cpu_work(build).await
+        }
     }
 }
 
@@ -272,9 +327,11 @@ impl ModelRun {
                 preprocess: millis(self.preprocess),
                 queue: millis(self.prediction.queue),
                 inference: millis(self.prediction.inference),
+                explain: self.explanation.as_ref().map(|(_, took)| millis(*took)),
                 total: millis(self.total),
             },
             batch_size: self.prediction.batch_size,
+            explanation: self.explanation.map(|(explanation, _)| explanation),
         }
     }
 }

@@ -3,8 +3,11 @@
 //! Routes: `GET /v2` (server metadata), `GET /v2/health/live`, `GET /v2/health/ready`, `GET /v2/models/{name}`
 //! (model metadata), `GET /v2/models/{name}/ready`, `POST /v2/models/{name}/infer`. Models are named `color` and
 //! `gray`, version `1`; each has one input `image` (FP32 `[-1, C, S, S]`, already preprocessed: the tensor the
-//! server would build from an image with `cxr-core`) and two outputs `probabilities` and `logits` (FP32
-//! `[-1, 14]`, NIH label order).
+//! server would build from an image with `cxr-core`) and the outputs `probabilities` and `logits` (FP32
+//! `[-1, 14]`, NIH label order) and, for models exported by `cxr-train`, `features` (FP32 `[-1, 2048, g, g]`, the
+//! last feature map before pooling) and `cam` (FP32 `[-1, 14, g, g]`, the class activation maps). The last two are
+//! returned only when the request names them in `outputs`: the default is the first two, and the engine does not
+//! even fetch the maps for a request that does not ask.
 //!
 //! An inference request is JSON, or JSON followed by binary tensor data (the binary tensor extension): the header
 //! `Inference-Header-Content-Length` then gives the JSON's length, and each input with
@@ -24,13 +27,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cxr_core::card::{INPUT_NAME, LOGITS_NAME, ModelVariant, PROBABILITIES_NAME};
+use cxr_core::card::{CAM_NAME, FEATURES_NAME, INPUT_NAME, LOGITS_NAME, ModelVariant, PROBABILITIES_NAME};
 use cxr_core::labels::NUM_LABELS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::api::AppState;
-use crate::engine::{InferError, ModelHandle, Prediction};
+use crate::engine::{InferError, Maps, ModelHandle, Prediction};
 
 /// The header of the binary tensor extension.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -65,7 +68,7 @@ impl From<InferError> for V2Error {
     fn from(error: InferError) -> Self {
         let status = match &error {
             InferError::Overloaded { .. } | InferError::Stopped { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            InferError::InputSize { .. } => StatusCode::BAD_REQUEST,
+            InferError::InputSize { .. } | InferError::NoMaps { .. } => StatusCode::BAD_REQUEST,
             InferError::Run { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
@@ -126,15 +129,19 @@ pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<Stri
     let card = &handle.info().card;
     let size = card.input_size as i64;
     let tensor = |name: &str, shape: Vec<i64>| json!({ "name": name, "datatype": "FP32", "shape": shape });
+    let mut outputs =
+        vec![tensor(PROBABILITIES_NAME, vec![-1, NUM_LABELS as i64]), tensor(LOGITS_NAME, vec![-1, NUM_LABELS as i64])];
+    if let Some(shape) = handle.info().maps {
+        let g = shape.grid as i64;
+        outputs.push(tensor(FEATURES_NAME, vec![-1, shape.channels as i64, g, g]));
+        outputs.push(tensor(CAM_NAME, vec![-1, NUM_LABELS as i64, g, g]));
+    }
     Ok(Json(json!({
         "name": handle.info().variant,
         "versions": [MODEL_VERSION],
         "platform": "onnxruntime_onnx",
         "inputs": [tensor(INPUT_NAME, vec![-1, card.channels as i64, size, size])],
-        "outputs": [
-            tensor(PROBABILITIES_NAME, vec![-1, NUM_LABELS as i64]),
-            tensor(LOGITS_NAME, vec![-1, NUM_LABELS as i64]),
-        ],
+        "outputs": outputs,
     })))
 }
 
@@ -177,7 +184,7 @@ struct InferRequest {
 struct ResponseOutput {
     name: &'static str,
     datatype: &'static str,
-    shape: [usize; 2],
+    shape: Vec<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parameters: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -303,18 +310,25 @@ pub async fn infer(
     let (request, binary) = split_body(&headers, &body)?;
     let images = images(&handle, &request, &binary)?;
     drop(body);
+    let map_shape = handle.info().maps;
+    let known: &[&'static str] = if map_shape.is_some() {
+        &[PROBABILITIES_NAME, LOGITS_NAME, FEATURES_NAME, CAM_NAME]
+    } else {
+        &[PROBABILITIES_NAME, LOGITS_NAME]
+    };
     let requested: Vec<(&'static str, bool)> = match &request.outputs {
         None => vec![(PROBABILITIES_NAME, false), (LOGITS_NAME, false)],
         Some(outputs) => outputs
             .iter()
-            .map(|o| match o.name.as_str() {
-                PROBABILITIES_NAME => Ok((PROBABILITIES_NAME, o.parameters.binary_data.unwrap_or(false))),
-                LOGITS_NAME => Ok((LOGITS_NAME, o.parameters.binary_data.unwrap_or(false))),
-                other => Err(V2Error::bad_request(format!(
-                    "unknown output {other:?} (outputs: {PROBABILITIES_NAME}, {LOGITS_NAME})"
-                ))),
+            .map(|o| match known.iter().find(|name| **name == o.name) {
+                Some(name) => Ok((*name, o.parameters.binary_data.unwrap_or(false))),
+                None => Err(V2Error::bad_request(format!("unknown output {:?} (outputs: {})", o.name, known.join(", ")))),
             })
             .collect::<Result<_, _>>()?,
+    };
+    let maps = Maps {
+        cam: requested.iter().any(|(name, _)| *name == CAM_NAME),
+        features: requested.iter().any(|(name, _)| *name == FEATURES_NAME),
     };
     let all_binary = request.parameters.binary_data_output.unwrap_or(false);
 
@@ -324,7 +338,7 @@ pub async fn infer(
     let jobs: Vec<_> = admissions
         .into_iter()
         .zip(images)
-        .map(|(admission, tensor)| tokio::spawn(admission.infer(tensor)))
+        .map(|(admission, tensor)| tokio::spawn(admission.infer_with(tensor, maps)))
         .collect();
     let mut predictions: Vec<Prediction> = Vec::with_capacity(n);
     for job in jobs {
@@ -338,23 +352,38 @@ pub async fn infer(
     let mut outputs = Vec::with_capacity(requested.len());
     let mut tail: Vec<u8> = Vec::new();
     for (output, binary) in requested {
+        let (grid, channels) = map_shape.map_or((0, 0), |shape| (shape.grid, shape.channels));
+        let shape = match output {
+            FEATURES_NAME => vec![n, channels, grid, grid],
+            CAM_NAME => vec![n, NUM_LABELS, grid, grid],
+            _ => vec![n, NUM_LABELS],
+        };
         let values: Vec<f32> = predictions
             .iter()
-            .flat_map(|p| if output == PROBABILITIES_NAME { p.probabilities.iter() } else { p.logits.iter() })
+            .flat_map(|p| match output {
+                PROBABILITIES_NAME => p.probabilities.as_slice(),
+                LOGITS_NAME => p.logits.as_slice(),
+                FEATURES_NAME => p.features.as_deref().unwrap_or_default(),
+                _ => p.cam.as_deref().unwrap_or_default(),
+            })
             .copied()
             .collect();
+        if values.len() != shape.iter().product::<usize>() {
+            tracing::error!(output, "the engine returned an output of the wrong size");
+            return Err(V2Error { status: StatusCode::INTERNAL_SERVER_ERROR, message: "inference failed".into() });
+        }
         if binary || all_binary {
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             outputs.push(ResponseOutput {
                 name: output,
                 datatype: "FP32",
-                shape: [n, NUM_LABELS],
+                shape,
                 parameters: Some(json!({ "binary_data_size": bytes.len() })),
                 data: None,
             });
             tail.extend(bytes);
         } else {
-            outputs.push(ResponseOutput { name: output, datatype: "FP32", shape: [n, NUM_LABELS], parameters: None, data: Some(values) });
+            outputs.push(ResponseOutput { name: output, datatype: "FP32", shape, parameters: None, data: Some(values) });
         }
     }
     let mut document = json!({ "model_name": handle.info().variant, "model_version": MODEL_VERSION, "outputs": outputs });

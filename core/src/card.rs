@@ -26,6 +26,12 @@ pub const INPUT_NAME: &str = "image";
 pub const PROBABILITIES_NAME: &str = "probabilities";
 /// Name of the ONNX graph output holding raw logits `[N, 14]`.
 pub const LOGITS_NAME: &str = "logits";
+/// Name of the optional ONNX graph output holding the last feature map before global average pooling,
+/// `[N, 2048, g, g]` (`g` = 8 at 299 × 299).
+pub const FEATURES_NAME: &str = "features";
+/// Name of the optional ONNX graph output holding the class activation maps `[N, 14, g, g]`: the classifier applied
+/// at every position of [`FEATURES_NAME`], bias included, so the spatial mean of map `k` is logit `k`.
+pub const CAM_NAME: &str = "cam";
 
 /// The two classifiers the project compares. They differ only in the first convolution's input channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -5,9 +5,11 @@
 //! - [`image`]: the decoded gray image type every decoder produces.
 //! - [`decode`]: DICOM, PNG and JPEG bytes → [`image::GrayImage`] in [0, 1].
 //! - [`preprocess`]: [`image::GrayImage`] → the normalised `[C, 299, 299]` model input.
+//! - [`cam`]: class activation maps placed on the original image (the letterbox undone) and drawn over it.
 //!
 //! Architecture invariant: this crate knows nothing about HTTP, ONNX Runtime or Burn.
 
+pub mod cam;
 pub mod card;
 pub mod decode;
 pub mod image;

@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use cxr_core::card::{CARD_METADATA_KEY, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, PROBABILITIES_NAME};
+use cxr_core::card::{
+    CAM_NAME, CARD_METADATA_KEY, FEATURES_NAME, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, PROBABILITIES_NAME,
+};
 use cxr_core::labels::NUM_LABELS;
 use ort::environment::{Environment, GlobalThreadPoolOptions};
 use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
@@ -12,7 +14,9 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
-use super::{CPU_PROVIDER, CUDA_PROVIDER, CardSource, ConvSearch, Device, EngineError, EngineSettings, TensorInfo};
+use super::{
+    CPU_PROVIDER, CUDA_PROVIDER, CardSource, ConvSearch, Device, EngineError, EngineSettings, MapShape, TensorInfo,
+};
 
 /// The one ONNX Runtime environment of the process (ONNX Runtime allows a single one, and the shared library can be
 /// loaded only once).
@@ -199,12 +203,14 @@ pub(super) fn read_card(
     Ok((card, source))
 }
 
-/// Checks the session's inputs and outputs against the card; returns their descriptions.
+/// Checks the session's inputs and outputs against the card; returns their descriptions and the shape of the
+/// per-position outputs, when the graph has them (`features` `[N, C, g, g]` and `cam` `[N, 14, g, g]`, both listed
+/// in the card; a graph with neither is served without heatmaps).
 pub(super) fn check_signature(
     session: &Session,
     path: &Path,
     card: &ModelCard,
-) -> Result<(TensorInfo, Vec<TensorInfo>), EngineError> {
+) -> Result<(TensorInfo, Vec<TensorInfo>, Option<MapShape>), EngineError> {
     let mismatch = |reason: String| EngineError::Mismatch { path: path.to_path_buf(), reason };
     if card.input_name != INPUT_NAME {
         return Err(mismatch(format!("card input_name is {:?}, expected {INPUT_NAME:?}", card.input_name)));
@@ -255,7 +261,36 @@ pub(super) fn check_signature(
             }
         }
     }
-    Ok((input_info, outputs))
+    let maps = map_shape(&outputs, card).map_err(mismatch)?;
+    Ok((input_info, outputs, maps))
+}
+
+/// The shape of the `features` and `cam` outputs: both or neither, each listed in the card exactly when the graph
+/// has it, on the same fixed square grid.
+fn map_shape(outputs: &[TensorInfo], card: &ModelCard) -> Result<Option<MapShape>, String> {
+    let find = |name: &str| -> Result<Option<&TensorInfo>, String> {
+        let in_graph = outputs.iter().find(|o| o.name == name);
+        let in_card = card.outputs.iter().any(|o| o == name);
+        match (in_graph, in_card) {
+            (Some(_), false) => Err(format!("graph output {name:?} is not in the card's outputs {:?}", card.outputs)),
+            (None, true) => Err(format!("card outputs {:?} name {name:?}, which the graph lacks", card.outputs)),
+            (found, _) => Ok(found),
+        }
+    };
+    match (find(FEATURES_NAME)?, find(CAM_NAME)?) {
+        (None, None) => Ok(None),
+        (Some(features), Some(cam)) => match (features.shape.as_slice(), cam.shape.as_slice()) {
+            ([n, c, h, w], [m, k, h2, w2])
+                if *n < 0 && *m < 0 && *c > 0 && *h > 0 && [*w, *h2, *w2] == [*h; 3] && *k == NUM_LABELS as i64 =>
+            {
+                Ok(Some(MapShape { grid: *h as usize, channels: *c as usize }))
+            }
+            (f, c) => Err(format!(
+                "{FEATURES_NAME:?} has shape {f:?} and {CAM_NAME:?} {c:?}; expected [N, C, g, g] and [N, {NUM_LABELS}, g, g]"
+            )),
+        },
+        _ => Err(format!("the graph has one of {FEATURES_NAME:?} and {CAM_NAME:?}, not both")),
+    }
 }
 
 /// A graph dimension matches `expected` when equal or dynamic.

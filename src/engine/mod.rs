@@ -56,7 +56,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cxr_core::card::{FP16_PRECISION, ModelCard, ModelVariant};
+use cxr_core::card::{CAM_NAME, FEATURES_NAME, FP16_PRECISION, ModelCard, ModelVariant};
 use cxr_core::preprocess::Preprocessor;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -281,6 +281,60 @@ pub enum CardSource {
     Sidecar,
 }
 
+/// The per-position outputs a job may ask for beside the probabilities and logits. A run computes and copies only
+/// what one of its jobs asked for: without maps, ONNX Runtime is asked for `probabilities` and `logits` alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Maps {
+    /// The class activation maps ([`CAM_NAME`], `[14, g, g]`).
+    pub cam: bool,
+    /// The last feature map before pooling ([`FEATURES_NAME`], `[C, g, g]`).
+    pub features: bool,
+}
+
+impl Maps {
+    /// Neither map: the fast path.
+    pub const NONE: Maps = Maps { cam: false, features: false };
+    /// The class activation maps only.
+    pub const CAM: Maps = Maps { cam: true, features: false };
+
+    /// Whether any map is asked for.
+    pub fn any(self) -> bool {
+        self.cam || self.features
+    }
+
+    /// Every map either asks for.
+    pub fn union(self, other: Maps) -> Maps {
+        Maps { cam: self.cam || other.cam, features: self.features || other.features }
+    }
+
+    /// The graph outputs to fetch, in a fixed order.
+    pub(crate) fn output_names(self) -> impl Iterator<Item = &'static str> {
+        [(self.cam, CAM_NAME), (self.features, FEATURES_NAME)].into_iter().filter(|(on, _)| *on).map(|(_, name)| name)
+    }
+}
+
+/// The shape of a model's per-position outputs, read from its graph at load time: `features` `[N, channels, g, g]`
+/// and `cam` `[N, 14, g, g]`, where `g` is the side of the last feature map (8 at 299 × 299).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MapShape {
+    /// The side `g` of the square grid.
+    pub grid: usize,
+    /// Channels of the feature map (2048 for Inception-V3).
+    pub channels: usize,
+}
+
+impl MapShape {
+    /// Values of one image's class activation maps: `14 × g²`.
+    pub fn cam_len(&self) -> usize {
+        cxr_core::labels::NUM_LABELS * self.grid * self.grid
+    }
+
+    /// Values of one image's feature map: `channels × g²`.
+    pub fn features_len(&self) -> usize {
+        self.channels * self.grid * self.grid
+    }
+}
+
 /// A loaded, validated and warmed-up model.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
@@ -297,6 +351,9 @@ pub struct ModelInfo {
     pub provider: &'static str,
     pub input: TensorInfo,
     pub outputs: Vec<TensorInfo>,
+    /// The `features` and `cam` outputs, when the graph has both (every export of `cxr-train`; adopted models
+    /// have neither, and then no heatmaps).
+    pub maps: Option<MapShape>,
     /// Duration of the warm-up inference (batch of one).
     pub warm_up: Duration,
     /// Most images the worker stacks into one session run (resolved from the provider when not configured).
@@ -323,6 +380,11 @@ pub struct Prediction {
     pub probabilities: Vec<f32>,
     /// The logits the probabilities are the sigmoid of, same order.
     pub logits: Vec<f32>,
+    /// The class activation maps `[14, g, g]`, row-major, when the job asked for them ([`Maps::cam`]); the spatial
+    /// mean of map `k` is `logits[k]`.
+    pub cam: Option<Vec<f32>>,
+    /// The last feature map `[C, g, g]`, when the job asked for it ([`Maps::features`]).
+    pub features: Option<Vec<f32>>,
     /// From submission to the start of the batch that ran this job.
     pub queue: Duration,
     /// Wall time of the batch's session run (shared by every job of the batch).
@@ -364,6 +426,9 @@ pub enum InferError {
     /// The tensor does not have the model's input size (a caller bug).
     #[error("input tensor has {got} values, the {variant} model expects {expected}")]
     InputSize { variant: ModelVariant, got: usize, expected: usize },
+    /// The job asked for maps the model's graph does not output (an adopted model).
+    #[error("the {variant} model has no {CAM_NAME:?} and {FEATURES_NAME:?} outputs")]
+    NoMaps { variant: ModelVariant },
     /// ONNX Runtime failed or returned something unexpected.
     #[error("{variant} inference failed: {reason}")]
     Run { variant: ModelVariant, reason: String },
@@ -372,6 +437,7 @@ pub enum InferError {
 /// A request waiting for its model's worker.
 struct Job {
     tensor: Vec<f32>,
+    maps: Maps,
     submitted: Instant,
     reply: oneshot::Sender<Result<Prediction, InferError>>,
 }
@@ -456,19 +522,22 @@ impl ModelHandle {
     /// Fails with [`InferError::Overloaded`] without waiting when the queue is full. Dropping the returned future
     /// (a client that went away) makes the worker skip the job if it has not started yet.
     pub async fn infer(&self, tensor: Vec<f32>) -> Result<Prediction, InferError> {
-        let answer = self.submit(tensor)?;
+        let answer = self.submit(tensor, Maps::NONE)?;
         answer.await.map_err(|_| InferError::Stopped { variant: self.info.variant })?
     }
 
     /// Queues the job without waiting; the receiver yields its result.
-    fn submit(&self, tensor: Vec<f32>) -> Result<oneshot::Receiver<Result<Prediction, InferError>>, InferError> {
+    fn submit(&self, tensor: Vec<f32>, maps: Maps) -> Result<oneshot::Receiver<Result<Prediction, InferError>>, InferError> {
         let variant = self.info.variant;
         let expected = self.info.tensor_len();
         if tensor.len() != expected {
             return Err(InferError::InputSize { variant, got: tensor.len(), expected });
         }
+        if maps.any() && self.info.maps.is_none() {
+            return Err(InferError::NoMaps { variant });
+        }
         let (reply, answer) = oneshot::channel();
-        let job = Job { tensor, submitted: Instant::now(), reply };
+        let job = Job { tensor, maps, submitted: Instant::now(), reply };
         self.queue.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => InferError::Overloaded { variant, capacity: self.capacity },
             mpsc::error::TrySendError::Closed(_) => InferError::Stopped { variant },
@@ -491,10 +560,16 @@ impl Admission {
     }
 
     /// Queues the tensor (see [`ModelHandle::infer`]) and waits for its probabilities.
-    pub async fn infer(mut self, tensor: Vec<f32>) -> Result<Prediction, InferError> {
+    pub async fn infer(self, tensor: Vec<f32>) -> Result<Prediction, InferError> {
+        self.infer_with(tensor, Maps::NONE).await
+    }
+
+    /// [`Admission::infer`], with the per-position outputs `maps` in the prediction as well. Fails with
+    /// [`InferError::NoMaps`] when the model has none ([`ModelInfo::maps`]).
+    pub async fn infer_with(mut self, tensor: Vec<f32>, maps: Maps) -> Result<Prediction, InferError> {
         // The job is queued before the request stops counting as pending, so a worker deciding whether to wait sees
         // one or the other, never neither.
-        let submitted = self.model.submit(tensor);
+        let submitted = self.model.submit(tensor, maps);
         self.release();
         let answer = submitted?;
         answer.await.map_err(|_| InferError::Stopped { variant: self.model.info.variant })?

@@ -11,17 +11,20 @@
 //!
 //! Either way the jobs' rows are copied once into the staging memory (the worker's only per-batch copy) and rows
 //! past the real jobs are zeros that never reach a response.
+//!
+//! A run fetches `probabilities` and `logits`, plus the per-position outputs ([`Maps`]) only when a job of the batch
+//! asked for them: ONNX Runtime then neither copies them out nor runs the nodes only they need.
 
 use std::collections::HashMap;
 
-use cxr_core::card::{INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
+use cxr_core::card::{CAM_NAME, FEATURES_NAME, INPUT_NAME, LOGITS_NAME, PROBABILITIES_NAME};
 use cxr_core::labels::NUM_LABELS;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
-use ort::session::{IoBinding, Session, SessionOutputs};
+use ort::session::{HasSelectedOutputs, IoBinding, OutputSelector, RunOptions, Session, SessionOutputs};
 use ort::value::{Tensor, TensorRef};
 use serde::Serialize;
 
-use super::{InferError, ModelInfo};
+use super::{InferError, Maps, ModelInfo};
 
 /// `--io-binding`: whether batches go through an `IoBinding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -50,16 +53,40 @@ pub enum StagingKind {
     Pinned,
 }
 
-/// The `n × 14` outputs of one session run, row-major.
+/// The outputs of the real rows of one session run, row-major: `n × 14` probabilities and logits, and the maps
+/// that were asked for (`n × 14 × g²` and `n × C × g²`).
 pub(super) struct BatchOutput {
     pub probabilities: Vec<f32>,
     pub logits: Vec<f32>,
+    pub cam: Option<Vec<f32>>,
+    pub features: Option<Vec<f32>>,
 }
 
 /// A worker's batch memory (see the module documentation).
 pub(super) enum Staging {
-    Host(Vec<f32>),
+    Host(Vec<f32>, Selectors),
     Bound(Bound),
+}
+
+/// One `RunOptions` per set of fetched outputs, made on first use and kept: a plain run must name its outputs, or
+/// ONNX Runtime would compute and copy every output of the graph, the maps included.
+#[derive(Default)]
+pub(super) struct Selectors(HashMap<Maps, RunOptions<HasSelectedOutputs>>);
+
+impl Selectors {
+    fn get(&mut self, maps: Maps) -> Result<&RunOptions<HasSelectedOutputs>, String> {
+        if !self.0.contains_key(&maps) {
+            let selector = fetched(maps).fold(OutputSelector::no_default(), OutputSelector::with);
+            let options = RunOptions::new().map_err(|e| format!("cannot create run options: {e}"))?.with_outputs(selector);
+            self.0.insert(maps, options);
+        }
+        Ok(&self.0[&maps])
+    }
+}
+
+/// The graph outputs a run with `maps` fetches.
+fn fetched(maps: Maps) -> impl Iterator<Item = &'static str> {
+    [PROBABILITIES_NAME, LOGITS_NAME].into_iter().chain(maps.output_names())
 }
 
 /// The state of [`Staging::Bound`].
@@ -75,7 +102,7 @@ pub(super) struct Bound {
 impl Staging {
     /// Plain runs on one host buffer sized for `info`'s largest batch.
     pub(super) fn plain(info: &ModelInfo) -> Staging {
-        Staging::Host(Vec::with_capacity(info.max_batch * info.tensor_len()))
+        Staging::Host(Vec::with_capacity(info.max_batch * info.tensor_len()), Selectors::default())
     }
 
     /// The staging `mode` asks for on the session of `info`. On CUDA, a provider without a pinned allocator falls
@@ -113,19 +140,20 @@ impl Staging {
     /// What the batches go through.
     pub(super) fn kind(&self) -> StagingKind {
         match self {
-            Staging::Host(_) => StagingKind::Off,
+            Staging::Host(..) => StagingKind::Off,
             Staging::Bound(bound) => bound.kind,
         }
     }
 
     /// Runs `rows` (each one image's `C × H × W` values) as one batch of `run_size` ≥ `rows.len()` rows, the rest
-    /// zeros; returns the outputs of the real rows only.
+    /// zeros; returns the outputs of the real rows only, with the `maps` asked for.
     pub(super) fn run(
         &mut self,
         session: &mut Session,
         info: &ModelInfo,
         rows: &[&[f32]],
         run_size: usize,
+        maps: Maps,
     ) -> Result<BatchOutput, InferError> {
         let variant = info.variant;
         let failed = |reason: String| InferError::Run { variant, reason };
@@ -139,14 +167,17 @@ impl Staging {
             buffer[rows.len() * len..].fill(0.0);
         };
         match self {
-            Staging::Host(buffer) => {
+            Staging::Host(buffer, selectors) => {
                 // Reused from batch to batch: a fresh multi-megabyte allocation per batch would be returned to the
                 // kernel and faulted in again every time.
                 buffer.resize(run_size * len, 0.0);
                 fill(buffer);
+                let options = selectors.get(maps).map_err(failed)?;
                 let tensor = TensorRef::from_array_view((shape, buffer.as_slice())).map_err(|e| failed(e.to_string()))?;
-                let outputs = session.run(ort::inputs![INPUT_NAME => tensor]).map_err(|e| failed(e.to_string()))?;
-                read_outputs(&outputs, rows.len(), run_size).map_err(failed)
+                let outputs = session
+                    .run_with_options(ort::inputs![INPUT_NAME => tensor], options)
+                    .map_err(|e| failed(e.to_string()))?;
+                read_outputs(&outputs, info, rows.len(), run_size, maps).map_err(failed)
             }
             Staging::Bound(bound) => {
                 if !bound.tensors.contains_key(&run_size) {
@@ -161,30 +192,51 @@ impl Staging {
                 // Binding copies (or queues the device copy of) the data as it is now, so it comes after the fill.
                 let binding = &mut bound.binding;
                 binding.bind_input(INPUT_NAME, &*tensor).map_err(|e| failed(e.to_string()))?;
-                for name in [PROBABILITIES_NAME, LOGITS_NAME] {
+                // Rebound at every run: the set of outputs follows the batch's jobs.
+                binding.clear_outputs();
+                for name in fetched(maps) {
                     binding.bind_output_to_device(name, &bound.outputs).map_err(|e| failed(e.to_string()))?;
                 }
                 let outputs = session.run_binding(binding).map_err(|e| failed(e.to_string()))?;
-                read_outputs(&outputs, rows.len(), run_size).map_err(failed)
+                read_outputs(&outputs, info, rows.len(), run_size, maps).map_err(failed)
             }
         }
     }
 }
 
-/// The first `n` rows of both outputs of a run of `run_size` rows, checked for shape and finiteness.
-fn read_outputs(outputs: &SessionOutputs<'_>, n: usize, run_size: usize) -> Result<BatchOutput, String> {
-    let extract = |name: &str| -> Result<Vec<f32>, String> {
+/// The first `n` rows of each fetched output of a run of `run_size` rows, checked for shape and finiteness.
+fn read_outputs(
+    outputs: &SessionOutputs<'_>,
+    info: &ModelInfo,
+    n: usize,
+    run_size: usize,
+    maps: Maps,
+) -> Result<BatchOutput, String> {
+    let extract = |name: &str, row: &[usize]| -> Result<Vec<f32>, String> {
         let output = outputs.get(name).ok_or_else(|| format!("no {name:?} output"))?;
         let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
-        if **shape != [run_size as i64, NUM_LABELS as i64] {
-            return Err(format!("{name:?} has shape {:?}, expected [{run_size}, {NUM_LABELS}]", &**shape));
+        let expected: Vec<i64> = std::iter::once(run_size).chain(row.iter().copied()).map(|d| d as i64).collect();
+        if **shape != *expected {
+            return Err(format!("{name:?} has shape {:?}, expected {expected:?}", &**shape));
         }
         // Padding rows are cut off here and never reach a response.
-        let values = &values[..n * NUM_LABELS];
+        let values = &values[..n * row.iter().product::<usize>()];
         if let Some(bad) = values.iter().find(|p| !p.is_finite()) {
             return Err(format!("non-finite {name:?} value {bad}"));
         }
         Ok(values.to_vec())
     };
-    Ok(BatchOutput { probabilities: extract(PROBABILITIES_NAME)?, logits: extract(LOGITS_NAME)? })
+    let map = |wanted: bool, name: &str, channels: fn(&super::MapShape) -> usize| -> Result<Option<Vec<f32>>, String> {
+        if !wanted {
+            return Ok(None);
+        }
+        let shape = info.maps.as_ref().ok_or_else(|| format!("the model has no {name:?} output"))?;
+        extract(name, &[channels(shape), shape.grid, shape.grid]).map(Some)
+    };
+    Ok(BatchOutput {
+        probabilities: extract(PROBABILITIES_NAME, &[NUM_LABELS])?,
+        logits: extract(LOGITS_NAME, &[NUM_LABELS])?,
+        cam: map(maps.cam, CAM_NAME, |_| NUM_LABELS)?,
+        features: map(maps.features, FEATURES_NAME, |shape| shape.channels)?,
+    })
 }

@@ -22,7 +22,7 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cxr_core::card::{ModelVariant, PRECISION_METADATA_KEY, PROBABILITIES_NAME};
+use cxr_core::card::{CAM_NAME, ModelVariant, PRECISION_METADATA_KEY, PROBABILITIES_NAME};
 use cxr_core::labels::NUM_LABELS;
 use cxr_core::preprocess::Preprocessor;
 use ort::environment::Environment;
@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use super::load::{check_signature, open_session, read_card};
 use super::staging::{IoBindingMode, Staging, StagingKind};
 use super::{
-    Arrivals, EngineError, EngineSettings, Job, ModelHandle, ModelInfo, Precision, Prediction, default_max_batch,
+    Arrivals, EngineError, EngineSettings, Job, Maps, ModelHandle, ModelInfo, Precision, Prediction, default_max_batch,
     default_queue_capacity,
 };
 use crate::metrics::ModelMetrics;
@@ -125,7 +125,7 @@ fn open(
              (use --precision fp32 on CPU)"
         );
     }
-    let (input, outputs) = check_signature(&session, path, &card)?;
+    let (input, outputs, maps) = check_signature(&session, path, &card)?;
     let max_batch = settings.max_batch.unwrap_or_else(|| default_max_batch(provider)).max(1);
     let batch_sizes = settings.batch_sizes.resolve(provider, max_batch);
     let mut warmed = if batch_sizes.is_empty() { vec![1, max_batch] } else { batch_sizes.clone() };
@@ -140,6 +140,7 @@ fn open(
         provider,
         input,
         outputs,
+        maps,
         warm_up: Duration::ZERO,
         max_batch,
         batch_sizes,
@@ -203,7 +204,8 @@ fn check_precision(session: &Session, path: &Path, expected: Precision) -> Resul
     }
 }
 
-/// Runs every size in `warmed` once on zero images and checks that the probabilities are probabilities.
+/// Runs every size in `warmed` once on zero images and checks that the probabilities are probabilities; a model
+/// with maps also runs them once (batch 1), and each class activation map must average to its logit.
 fn warm_up(
     session: &mut Session,
     staging: &mut Staging,
@@ -211,17 +213,31 @@ fn warm_up(
     warmed: &[usize],
     path: &Path,
 ) -> Result<(), EngineError> {
+    let failed = |reason: String| EngineError::WarmUp { path: path.to_path_buf(), reason };
     let zeros = vec![0.0; info.tensor_len()];
     for &n in warmed {
         let probabilities = staging
-            .run(session, info, &vec![zeros.as_slice(); n], n)
-            .map_err(|e| EngineError::WarmUp { path: path.to_path_buf(), reason: format!("batch {n}: {e}") })?
+            .run(session, info, &vec![zeros.as_slice(); n], n, Maps::NONE)
+            .map_err(|e| failed(format!("batch {n}: {e}")))?
             .probabilities;
         if let Some(bad) = probabilities.iter().find(|p| !(0.0..=1.0).contains(*p)) {
-            return Err(EngineError::WarmUp {
-                path: path.to_path_buf(),
-                reason: format!("probability {bad} outside [0, 1]: is {PROBABILITIES_NAME:?} a sigmoid output?"),
-            });
+            return Err(failed(format!("probability {bad} outside [0, 1]: is {PROBABILITIES_NAME:?} a sigmoid output?")));
+        }
+    }
+    if let Some(shape) = info.maps {
+        let all = Maps { cam: true, features: true };
+        let output = staging.run(session, info, &[zeros.as_slice()], 1, all).map_err(|e| failed(format!("maps: {e}")))?;
+        let cam = output.cam.unwrap_or_default();
+        // FP16 arithmetic sums the 64 positions with about 3 significant digits.
+        let tolerance = if info.precision == Precision::Fp16 { 2e-2 } else { 1e-3 };
+        for (k, (map, logit)) in cam.chunks_exact(shape.grid * shape.grid).zip(&output.logits).enumerate() {
+            let mean = map.iter().map(|v| f64::from(*v)).sum::<f64>() / map.len() as f64;
+            if (mean - f64::from(*logit)).abs() > tolerance * f64::from(logit.abs()).max(1.0) {
+                return Err(failed(format!(
+                    "class activation map {k} averages to {mean}, its logit is {logit}: {CAM_NAME:?} is not the \
+                     classifier applied at every position"
+                )));
+            }
         }
     }
     Ok(())
@@ -270,26 +286,35 @@ impl Worker<'_> {
         let queues: Vec<Duration> = batch.iter().map(|job| started.saturating_duration_since(job.submitted)).collect();
         queues.iter().for_each(|queue| self.metrics.observe_queue_wait(*queue));
         let rows: Vec<&[f32]> = batch.iter().map(|job| job.tensor.as_slice()).collect();
+        // One run serves every job: it fetches the maps any of them asked for, and each job gets only its own.
+        let maps = batch.iter().fold(Maps::NONE, |maps, job| maps.union(job.maps));
         // Padding rows are zero images; their outputs are cut off in the staging run and never reach a response.
         let run_size = padded_size(n, &info.batch_sizes);
         if !info.batch_sizes.is_empty() && !info.warmed.contains(&run_size) {
             self.metrics.cold_shape();
             tracing::warn!(model = %info.variant, batch = run_size, "running a batch size that was not warmed at startup");
         }
-        let result = staging.run(session, info, &rows, run_size);
+        let result = staging.run(session, info, &rows, run_size, maps);
         drop(rows);
-        let replies: Vec<_> = batch.into_iter().map(|job| job.reply).zip(queues).collect();
+        let replies: Vec<_> = batch.into_iter().map(|job| (job.reply, job.maps)).zip(queues).collect();
         let inference = started.elapsed();
         self.metrics.observe_batch(n, inference);
         tracing::debug!(model = %info.variant, batch = n, inference_ms = inference.as_secs_f64() * 1e3, "batch done");
         match result {
             Ok(output) => {
+                let (cam_len, features_len) = info.maps.map_or((0, 0), |shape| (shape.cam_len(), shape.features_len()));
+                // The row of job `i` of a map, when the job asked for it.
+                let row = |values: &Option<Vec<f32>>, wanted: bool, len: usize, i: usize| {
+                    values.as_ref().filter(|_| wanted).map(|v| v[i * len..(i + 1) * len].to_vec())
+                };
                 // `zip` stops at the last real job: padding rows are dropped here.
                 let rows = output.probabilities.chunks_exact(NUM_LABELS).zip(output.logits.chunks_exact(NUM_LABELS));
-                for ((reply, queue), (probabilities, logits)) in replies.into_iter().zip(rows) {
+                for (i, (((reply, wanted), queue), (probabilities, logits))) in replies.into_iter().zip(rows).enumerate() {
                     let _ = reply.send(Ok(Prediction {
                         probabilities: probabilities.to_vec(),
                         logits: logits.to_vec(),
+                        cam: row(&output.cam, wanted.cam, cam_len, i),
+                        features: row(&output.features, wanted.features, features_len, i),
                         queue,
                         inference,
                         batch_size: n,
@@ -298,7 +323,7 @@ impl Worker<'_> {
             }
             Err(error) => {
                 tracing::error!(model = %info.variant, batch = n, %error, "inference failed");
-                for (reply, _) in replies {
+                for ((reply, _), _) in replies {
                     let _ = reply.send(Err(error.clone()));
                 }
             }
@@ -372,7 +397,7 @@ mod tests {
 
     fn job() -> (Job, oneshot::Receiver<Result<Prediction, InferError>>) {
         let (reply, answer) = oneshot::channel();
-        (Job { tensor: vec![0.0], submitted: Instant::now(), reply }, answer)
+        (Job { tensor: vec![0.0], maps: Maps::NONE, submitted: Instant::now(), reply }, answer)
     }
 
     fn batching(max_batch: usize, max_delay_ms: u64) -> Batching {

@@ -34,14 +34,22 @@ def check(path: Path) -> dict:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (inp,) = sess.get_inputs()
     assert inp.name == "image" and inp.shape[1:] == [c, 299, 299], (inp.name, inp.shape)
-    assert [o.name for o in sess.get_outputs()] == ["probabilities", "logits"]
+    outputs = ["probabilities", "logits", "features", "cam"]
+    assert [o.name for o in sess.get_outputs()] == outputs
+    assert card["outputs"] == outputs, f"{path.name}: the card lists the graph's outputs"
     rng = np.random.default_rng(0)
     for n in (1, 3):
         x = rng.uniform(-1, 1, size=(n, c, 299, 299)).astype(np.float32)
-        probs, logits = sess.run(None, {"image": x})
+        probs, logits, features, cam = sess.run(None, {"image": x})
         assert probs.shape == (n, 14) and logits.shape == (n, 14)
+        assert features.shape == (n, 2048, 8, 8) and cam.shape == (n, 14, 8, 8), (features.shape, cam.shape)
         assert np.allclose(probs, 1 / (1 + np.exp(-logits)), atol=1e-6)
         assert np.all(np.isfinite(probs)) and np.all((probs >= 0) & (probs <= 1))
+        # The class activation maps average to the logits (global average pooling and fc are both linear).
+        assert np.allclose(cam.mean(axis=(2, 3)), logits, atol=1e-4), np.abs(cam.mean(axis=(2, 3)) - logits).max()
+        # Asking for the probabilities alone gives the same probabilities (ONNX Runtime runs what the fetch needs).
+        (alone,) = sess.run(["probabilities"], {"image": x})
+        assert np.array_equal(alone, probs)
     shapes = [list(t.dims) for t in model.graph.initializer]
     print(f"{path.name}: checker ok, onnxruntime {ort.__version__} ok, ir {model.ir_version}, "
           f"opset {model.opset_import[0].version}, {len(model.graph.node)} nodes, "

@@ -57,5 +57,16 @@ async fn adopted_models_are_served_and_match_the_original_graph() {
         LABELS.iter().map(|l| 1.0 / (1.0 + (-f64::from(logits[labels.iter().position(|x| x == l).unwrap()])).exp())).collect();
     let diff = max_abs_diff(&served, &expected);
     assert!(diff <= 1e-5, "served vs original graph: max |Δp| {diff}");
+
+    // An adopted graph has no class activation maps: a request for them is still answered, with the same
+    // probabilities, no explanation and a warning per model that says why.
+    let explained =
+        expect_prediction(post_raw(&server, "?model=both&explain=cam", image.media_type(), image.bytes()).await, &["color", "gray"], "adopted cam").await;
+    assert_eq!(probabilities(&explained["results"][0]), served);
+    for result in explained["results"].as_array().unwrap() {
+        assert!(result.get("explanation").is_none(), "{result}");
+    }
+    let warnings: Vec<&str> = explained["warnings"].as_array().unwrap().iter().filter_map(|w| w.as_str()).collect();
+    assert_eq!(warnings.iter().filter(|w| w.contains("no class activation maps")).count(), 2, "{warnings:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

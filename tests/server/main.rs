@@ -13,6 +13,7 @@ mod v2;
 mod batching;
 mod docs;
 mod errors;
+mod explain;
 mod fp16;
 mod lifecycle;
 mod metrics;

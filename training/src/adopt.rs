@@ -530,6 +530,8 @@ fn adopted_card(
     let mut card = untrained_card(request.variant, 0, parameters);
     card.version = format!("{}+adopted.{}", env!("CARGO_PKG_VERSION"), &sha256[..12]);
     card.architecture = format!("external ONNX ({} {})", producer, producer_version).replace(" )", ")");
+    // An external graph has no known last feature map, so adopted models serve no class activation maps.
+    card.outputs = vec![PROBABILITIES_NAME.into(), LOGITS_NAME.into()];
     card.input_size = size;
     card.trained = request.trained;
     card.provenance = Provenance {

@@ -5,12 +5,16 @@
 //!    so the batch axis becomes symbolic) and lowers it to an ONNX `ModelProto` (IR 8, opset 18) with embedded
 //!    weights. It names tensors `tensor_N` and writes no metadata.
 //! 2. [`finalize`] rewrites that `ModelProto` to the project's stable interface — input [`INPUT_NAME`]
-//!    `[batch, C, 299, 299]`, outputs [`PROBABILITIES_NAME`] and [`LOGITS_NAME`] `[batch, 14]` — and embeds the
-//!    [`ModelCard`] in `metadata_props` under [`CARD_METADATA_KEY`] (plus a few flat keys for tools that cannot
-//!    parse JSON).
+//!    `[batch, C, 299, 299]`, outputs [`PROBABILITIES_NAME`] and [`LOGITS_NAME`] `[batch, 14]` and [`FEATURES_NAME`]
+//!    `[batch, 2048, g, g]` (`g` = [`feature_grid`]) —, appends the class activation maps [`CAM_NAME`]
+//!    `[batch, 14, g, g]` as one 1 × 1 `Conv` of the features with the classifier's weights ([`CamHead`]; burn-onnx
+//!    cannot lower the transposes that [`InceptionV3::cam`] uses), and embeds the [`ModelCard`] in
+//!    `metadata_props` under [`CARD_METADATA_KEY`] (plus a few flat keys for tools that cannot parse JSON).
 //!
-//! Invariant: the exported graph computes exactly [`InceptionV3::forward`] (logits) and its sigmoid; the parity
-//! tests in `training/tests/parity.rs` prove it against ONNX Runtime for both variants.
+//! Invariant: the exported graph computes exactly [`InceptionV3::forward`] (logits), its sigmoid,
+//! [`InceptionV3::features`] and [`InceptionV3::cam`]; the parity tests in `training/tests/parity.rs` prove it
+//! against ONNX Runtime for both variants. ONNX Runtime runs only what the requested outputs need, so a caller
+//! that asks for the probabilities alone pays nothing for the maps.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,14 +25,14 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use cxr_core::card::{
-    CARD_METADATA_KEY, CARD_SCHEMA_VERSION, ExternalSource, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant,
-    Normalization, PROBABILITIES_NAME, Provenance, SourceKind,
+    CAM_NAME, CARD_METADATA_KEY, CARD_SCHEMA_VERSION, ExternalSource, FEATURES_NAME, INPUT_NAME, LOGITS_NAME, ModelCard,
+    ModelVariant, Normalization, PROBABILITIES_NAME, Provenance, SourceKind,
 };
 use cxr_core::labels::{LABELS, NUM_LABELS};
 use cxr_core::preprocess::PREPROCESSING_DESCRIPTION;
 use onnx_ir::{Message, ModelProto, ValueInfoProto};
 
-use crate::model::{INPUT_SIZE, InceptionV3, InceptionV3Config};
+use crate::model::{FEATURES, INPUT_SIZE, InceptionV3, InceptionV3Config, feature_grid};
 
 /// Name of the symbolic batch axis of the exported input and outputs.
 pub const BATCH_AXIS: &str = "batch";
@@ -74,7 +78,7 @@ pub fn untrained_card(variant: ModelVariant, seed: u64, parameters: u64) -> Mode
         preprocessing: PREPROCESSING_DESCRIPTION.into(),
         labels: LABELS.iter().map(|l| l.to_string()).collect(),
         input_name: INPUT_NAME.into(),
-        outputs: vec![PROBABILITIES_NAME.into(), LOGITS_NAME.into()],
+        outputs: [PROBABILITIES_NAME, LOGITS_NAME, FEATURES_NAME, CAM_NAME].map(String::from).to_vec(),
         trained: false,
         provenance: Provenance {
             trained: false,
@@ -104,10 +108,40 @@ pub fn export_onnx(model: &InceptionV3, card: &ModelCard, device: &Device) -> Re
     // on the capture device and break every later forward pass. `valid()` rebuilds that state, detached.
     let detached = model.valid();
     let onnx = OnnxExporter::new().export_dynamic(&detached, sample, validation, &specs, |m: &InceptionV3, x| {
-        let logits = m.forward(x);
-        (sigmoid(logits.clone()), logits)
+        let features = m.features(x);
+        let logits = m.classify(features.clone());
+        (sigmoid(logits.clone()), logits, features)
     })?;
-    finalize(onnx.as_bytes(), card)
+    finalize(onnx.as_bytes(), card, &CamHead::of(model)?)
+}
+
+/// The classifier as a 1 × 1 convolution: `fc` applied at every position of the feature map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CamHead {
+    /// `[classes, channels]`, row-major: `fc`'s `[channels, classes]` weight transposed.
+    pub weight: Vec<f32>,
+    /// `[classes]`.
+    pub bias: Vec<f32>,
+}
+
+impl CamHead {
+    /// The class activation head of `model`'s classifier.
+    pub fn of(model: &InceptionV3) -> Result<CamHead, ExportError> {
+        let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| ExportError::Interface(format!("fc weights: {e:?}")));
+        let [channels, classes] = model.fc.weight.val().dims();
+        let weight = read(model.fc.weight.val())?;
+        let bias = match &model.fc.bias {
+            Some(bias) => read(bias.val().unsqueeze())?,
+            None => vec![0.0; classes],
+        };
+        let transposed = (0..classes).flat_map(|k| weight.iter().skip(k).step_by(classes).copied()).collect::<Vec<_>>();
+        debug_assert_eq!(transposed.len(), channels * classes);
+        Ok(CamHead { weight: transposed, bias })
+    }
+
+    fn classes(&self) -> usize {
+        self.bias.len()
+    }
 }
 
 /// Builds the seeded model for `variant`, exports it and writes `<stem>.onnx` and `<stem>.json` into `out_dir`.
@@ -241,17 +275,56 @@ pub fn write_model(out_dir: &Path, card: &ModelCard, bytes: &[u8], export_second
     Ok(ExportedModel { card: card.clone(), onnx_path, card_path, bytes: bytes.len(), export_seconds })
 }
 
+/// Appends `cam = Conv(features, cam_weight [14, 2048, 1, 1], cam_bias [14])` and its graph output, whose shape is
+/// the `features` output's with 14 channels.
+fn append_cam(graph: &mut onnx_ir::GraphProto, head: &CamHead) {
+    let tensor = |name: &str, dims: Vec<i64>, values: &[f32]| {
+        let mut t = onnx_ir::TensorProto::new();
+        t.name = name.into();
+        t.data_type = crate::fp16::FLOAT;
+        t.dims = dims;
+        t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        t
+    };
+    let classes = head.classes() as i64;
+    let channels = head.weight.len() as i64 / classes;
+    graph.initializer.push(tensor(CAM_WEIGHT, vec![classes, channels, 1, 1], &head.weight));
+    graph.initializer.push(tensor(CAM_BIAS, vec![classes], &head.bias));
+    let mut node = onnx_ir::NodeProto::new();
+    node.op_type = "Conv".into();
+    node.name = "class_activation_maps".into();
+    node.input = vec![FEATURES_NAME.into(), CAM_WEIGHT.into(), CAM_BIAS.into()];
+    node.output = vec![CAM_NAME.into()];
+    let mut kernel = onnx_ir::AttributeProto::new();
+    kernel.name = "kernel_shape".into();
+    kernel.type_ = onnx_ir::AttributeType::INTS.into();
+    kernel.ints = vec![1, 1];
+    node.attribute.push(kernel);
+    graph.node.push(node);
+    let mut output = graph.output[2].clone();
+    output.name = CAM_NAME.into();
+    if let Some(dims) = output.type_.as_mut().and_then(|t| t.mut_tensor_type().shape.as_mut()).map(|s| &mut s.dim) {
+        dims[1].set_dim_value(classes);
+    }
+    graph.output.push(output);
+}
+
+/// Names of the class activation head's initializers in the exported graph.
+const CAM_WEIGHT: &str = "cam_weight";
+const CAM_BIAS: &str = "cam_bias";
+
 /// Rewrites a `burn-onnx` export to the project's interface and embeds the card.
 ///
-/// Expects exactly one graph input and two outputs, in the order (probabilities, logits). Every reference to the
-/// old names (node inputs/outputs, value infos) is renamed, the batch axis is named [`BATCH_AXIS`], and the model
-/// gets a producer, a doc string and the card in `metadata_props`.
-pub fn finalize(onnx: &[u8], card: &ModelCard) -> Result<Vec<u8>, ExportError> {
+/// Expects exactly one graph input and three outputs, in the order (probabilities, logits, features). Every
+/// reference to the old names (node inputs/outputs, value infos) is renamed, the batch axis is named
+/// [`BATCH_AXIS`], the class activation maps are appended (`cam` = the `Conv` of `features` with `cam_head`), and
+/// the model gets a producer, a doc string and the card in `metadata_props`.
+pub fn finalize(onnx: &[u8], card: &ModelCard, cam_head: &CamHead) -> Result<Vec<u8>, ExportError> {
     let mut model = ModelProto::parse_from_bytes(onnx)?;
     let graph = model.graph.as_mut().ok_or_else(|| ExportError::Interface("model has no graph".into()))?;
-    if graph.input.len() != 1 || graph.output.len() != 2 {
+    if graph.input.len() != 1 || graph.output.len() != 3 {
         return Err(ExportError::Interface(format!(
-            "expected 1 input and 2 outputs, found {} and {}",
+            "expected 1 input and 3 outputs, found {} and {}",
             graph.input.len(),
             graph.output.len()
         )));
@@ -264,6 +337,7 @@ pub fn finalize(onnx: &[u8], card: &ModelCard) -> Result<Vec<u8>, ExportError> {
     renames.insert(graph.input[0].name.clone(), INPUT_NAME.into());
     renames.insert(graph.output[0].name.clone(), PROBABILITIES_NAME.into());
     renames.insert(graph.output[1].name.clone(), LOGITS_NAME.into());
+    renames.insert(graph.output[2].name.clone(), FEATURES_NAME.into());
     let is_counter_name = |name: &str| name.strip_prefix("tensor_").is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
     for (k, init) in graph.initializer.iter().filter(|t| is_counter_name(&t.name)).enumerate() {
         renames.entry(init.name.clone()).or_insert_with(|| format!("const_{k}"));
@@ -293,9 +367,19 @@ pub fn finalize(onnx: &[u8], card: &ModelCard) -> Result<Vec<u8>, ExportError> {
         node.input.iter_mut().chain(node.output.iter_mut()).for_each(rename);
     }
     check_and_name_dims(&mut graph.input[0], &[None, Some(card.channels as i64), Some(card.input_size as i64), Some(card.input_size as i64)])?;
-    for output in graph.output.iter_mut() {
-        check_and_name_dims(output, &[None, Some(NUM_LABELS as i64)])?;
+    let (labels, grid) = (Some(NUM_LABELS as i64), Some(feature_grid(card.input_size) as i64));
+    let expected = [vec![None, labels], vec![None, labels], vec![None, Some(FEATURES as i64), grid, grid]];
+    for (output, dims) in graph.output.iter_mut().zip(&expected) {
+        check_and_name_dims(output, dims)?;
     }
+    if cam_head.classes() != NUM_LABELS || cam_head.weight.len() != NUM_LABELS * FEATURES {
+        return Err(ExportError::Interface(format!(
+            "the classifier has {} outputs over {} features, expected {NUM_LABELS} over {FEATURES}",
+            cam_head.classes(),
+            cam_head.weight.len() / cam_head.classes().max(1)
+        )));
+    }
+    append_cam(graph, cam_head);
     embed_card(&mut model, card);
     Ok(model.write_to_bytes()?)
 }
@@ -312,8 +396,18 @@ pub fn embed_card(model: &mut ModelProto, card: &ModelCard) {
     model.domain = "org.cxr-gray".into();
     model.model_version = i64::from(CARD_SCHEMA_VERSION);
     model.doc_string = format!(
-        "{} ({} channel(s), {}x{} input, outputs {} and {} in NIH label order). Trained: {}.",
-        card.name, card.channels, card.input_size, card.input_size, PROBABILITIES_NAME, LOGITS_NAME, card.trained
+        "{} ({} channel(s), {}x{} input, outputs {}).{} Trained: {}.",
+        card.name,
+        card.channels,
+        card.input_size,
+        card.input_size,
+        card.outputs.join(", "),
+        if card.outputs.iter().any(|o| o == CAM_NAME) {
+            format!(" {PROBABILITIES_NAME}, {LOGITS_NAME} [N, 14] and {CAM_NAME} [N, 14, g, g] in NIH label order; the mean of each {CAM_NAME} map is its logit.")
+        } else {
+            format!(" {PROBABILITIES_NAME} and {LOGITS_NAME} [N, 14] in NIH label order.")
+        },
+        card.trained
     );
     model.metadata_props.clear();
     let props = [

@@ -24,7 +24,7 @@ use crate::export::ExportError;
 
 
 /// ONNX `TensorProto.DataType` codes used here.
-const FLOAT: i32 = 1;
+pub(crate) const FLOAT: i32 = 1;
 const FLOAT16: i32 = 10;
 const INT64: i32 = 7;
 const INT32: i32 = 6;

@@ -578,8 +578,27 @@ impl InceptionV3 {
     /// Never evaluates the auxiliary head. Inference behaviour (running BN statistics, no dropout) unless the
     /// input is on an autodiff device and the model is in training state; see the [module docs](self).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.features_6e(x);
-        self.head(x)
+        self.classify(self.features(x))
+    }
+
+    /// The last feature map before pooling (`mixed_7c`): `[N, C, H, W]` → `[N, 2048, g, g]`, `g` =
+    /// [`feature_grid`]`(H)` (8 for 299×299). [`forward`](Self::forward) is its global average, then `fc`.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<4> {
+        self.features_7c(self.features_6e(x))
+    }
+
+    /// The class activation maps (Zhou et al., CVPR 2016) of a [`features`](Self::features) map: `fc` applied at
+    /// every position, `[N, 2048, g, g]` → `[N, num_classes, g, g]`, bias included. Because global average pooling
+    /// and `fc` are both linear, the spatial mean of map `k` equals logit `k` (dropout is the identity in inference).
+    pub fn cam(&self, features: Tensor<4>) -> Tensor<4> {
+        self.fc.forward(features.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
+    }
+
+    /// Global average pool, dropout, flatten, `fc`: `[N, 2048, g, g]` → `[N, num_classes]` logits.
+    pub fn classify(&self, features: Tensor<4>) -> Tensor<2> {
+        let x = self.avgpool.forward(features);
+        let x = self.dropout.forward(x);
+        self.fc.forward(x.flatten(1, 3))
     }
 
     /// Training forward: `(logits [N, num_classes], aux logits [N, num_classes])`; the second is `Some` exactly
@@ -588,7 +607,7 @@ impl InceptionV3 {
     pub fn forward_train(&self, x: Tensor<4>) -> (Tensor<2>, Option<Tensor<2>>) {
         let x = self.features_6e(x);
         let aux = self.aux_logits.as_ref().map(|aux| aux.forward(x.clone()));
-        (self.head(x), aux)
+        (self.classify(self.features_7c(x)), aux)
     }
 
     /// Sigmoid probabilities `[N, num_classes]`, each in `(0, 1)`, for input `[N, C, H, W]` (see
@@ -635,15 +654,29 @@ impl InceptionV3 {
         self.mixed_6e.forward(x)
     }
 
-    /// `mixed_7a..7c`, global average pool, dropout, flatten, linear: `[N, 768, H, W]` → `[N, num_classes]`.
-    fn head(&self, x: Tensor<4>) -> Tensor<2> {
+    /// `mixed_7a..7c`: `[N, 768, H, W]` → `[N, 2048, H', W']`.
+    fn features_7c(&self, x: Tensor<4>) -> Tensor<4> {
         let x = self.mixed_7a.forward(x);
         let x = self.mixed_7b.forward(x);
-        let x = self.mixed_7c.forward(x);
-        let x = self.avgpool.forward(x);
-        let x = self.dropout.forward(x);
-        self.fc.forward(x.flatten(1, 3))
+        self.mixed_7c.forward(x)
     }
+}
+
+/// Side of the last feature map ([`InceptionV3::features`]) for a `size × size` input: 8 at 299, 1 at 75.
+///
+/// Follows the stride-2 "valid" stages (`conv2d_1a_3x3`, `conv2d_2a_3x3`, `conv2d_4a_3x3`, both max pools,
+/// `mixed_6a`, `mixed_7a`); every other stage keeps the size.
+pub const fn feature_grid(size: usize) -> usize {
+    const fn valid(n: usize, stride: usize) -> usize {
+        (n - 3) / stride + 1
+    }
+    let n = valid(size, 2); // conv2d_1a_3x3
+    let n = valid(n, 1); // conv2d_2a_3x3
+    let n = valid(n, 2); // maxpool1
+    let n = valid(n, 1); // conv2d_4a_3x3
+    let n = valid(n, 2); // maxpool2
+    let n = valid(n, 2); // mixed_6a
+    valid(n, 2) // mixed_7a
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -821,6 +854,30 @@ mod tests {
         let mut collector = ShapeCollector::default();
         model.visit(&mut collector);
         collector.shapes
+    }
+
+    #[test]
+    fn feature_grid_follows_the_strided_stages() {
+        assert_eq!([feature_grid(299), feature_grid(75), feature_grid(139), feature_grid(171)], [8, 1, 3, 4]);
+    }
+
+    #[test]
+    fn the_spatial_mean_of_each_class_activation_map_is_its_logit() {
+        let device = Device::default();
+        let model = InceptionV3Config::for_variant(ModelVariant::Gray, 14).init_seeded(SEED, &device);
+        // 107 × 107 gives a 2 × 2 map, so the mean is over more than one position.
+        let x = test_input([2, 1, 107, 107], 0.3, &device);
+        let features = model.features(x.clone());
+        assert_eq!(features.dims(), [2, 2048, feature_grid(107), feature_grid(107)]);
+        let cam = model.cam(features);
+        assert_eq!(cam.dims(), [2, 14, 2, 2]);
+        let means = to_vec(cam.mean_dim(3).mean_dim(2).reshape([2, 14]));
+        let logits = to_vec(model.forward(x));
+        let spread = logits.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(spread > 1e-3, "logits are not all ~0: {logits:?}");
+        for (k, (m, l)) in means.iter().zip(&logits).enumerate() {
+            assert!((m - l).abs() <= 1e-4 * l.abs().max(1.0), "output {k}: mean of the map {m} vs logit {l}");
+        }
     }
 
     #[test]

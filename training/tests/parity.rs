@@ -2,21 +2,24 @@
 //!
 //! For each variant, one seeded random-initialised Inception-V3 runs in Burn (`flex`) and, exported through
 //! [`cxr_train::export::export_onnx`], in ONNX Runtime 1.31 via `ort`, on real chest X-rays decoded and
-//! preprocessed by `cxr-core` (the same code the server uses). The probabilities must agree to 1e-4; the FP16 file
-//! ([`cxr_train::fp16::to_fp16`]) to 1e-2.
+//! preprocessed by `cxr-core` (the same code the server uses). The probabilities must agree to 1e-4, and so must
+//! the `features` and `cam` outputs (relative to their largest value), whose spatial mean is the logit; the FP16
+//! file ([`cxr_train::fp16::to_fp16`]) to 1e-2.
 
 use std::time::Instant;
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
-use cxr_core::card::{CARD_METADATA_KEY, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, PROBABILITIES_NAME};
+use cxr_core::card::{
+    CAM_NAME, CARD_METADATA_KEY, FEATURES_NAME, INPUT_NAME, LOGITS_NAME, ModelCard, ModelVariant, PROBABILITIES_NAME,
+};
 use cxr_core::labels::NUM_LABELS;
 use cxr_train::export::{export_onnx, untrained_card};
-use cxr_train::model::{INPUT_SIZE, InceptionV3Config};
+use cxr_train::model::{FEATURES, INPUT_SIZE, InceptionV3Config, feature_grid};
 
 mod common;
 
-use common::{fixture_batch, max_abs_diff, ort_probabilities, ort_session};
+use common::{fixture_batch, max_abs_diff, max_rel_diff, ort_outputs, ort_probabilities, ort_session};
 
 const SEED: u64 = 7;
 const TOLERANCE: f32 = 1e-4;
@@ -36,8 +39,11 @@ fn parity(variant: ModelVariant) {
     let (shape, data) = fixture_batch(&FIXTURES, variant.channels());
     let started = Instant::now();
     let input = Tensor::<4>::from_data(TensorData::new(data.clone(), shape.clone()), &device);
-    let burn: Vec<f32> = sigmoid(model.forward(input)).into_data().try_to_vec::<f32>().expect("f32 output");
+    let burn: Vec<f32> = sigmoid(model.forward(input.clone())).into_data().try_to_vec::<f32>().expect("f32 output");
     let burn_s = started.elapsed().as_secs_f64() / shape[0] as f64;
+    let burn_features = model.features(input);
+    let burn_cam: Vec<f32> = model.cam(burn_features.clone()).into_data().try_to_vec().expect("f32 cam");
+    let burn_features: Vec<f32> = burn_features.into_data().try_to_vec().expect("f32 features");
 
     let mut session = ort_session(&onnx);
     // The card embedded in the file is the card we exported.
@@ -46,7 +52,26 @@ fn parity(variant: ModelVariant) {
     assert_eq!(session.inputs().len(), 1);
     assert_eq!(session.inputs()[0].name(), INPUT_NAME);
     let names: Vec<_> = session.outputs().iter().map(|o| o.name().to_string()).collect();
-    assert_eq!(names, [PROBABILITIES_NAME, LOGITS_NAME]);
+    assert_eq!(names, [PROBABILITIES_NAME, LOGITS_NAME, FEATURES_NAME, CAM_NAME]);
+    assert_eq!(card.outputs, names, "the card lists the graph's outputs");
+
+    // The maps: ONNX Runtime's features and cam equal Burn's, and each cam map averages to its logit.
+    let grid = feature_grid(INPUT_SIZE);
+    let [(_, logits), (features_shape, features), (cam_shape, cam)] =
+        <[_; 3]>::try_from(ort_outputs(&mut session, &shape, data.clone(), &[LOGITS_NAME, FEATURES_NAME, CAM_NAME])).unwrap();
+    let n = shape[0] as i64;
+    assert_eq!(features_shape, [n, FEATURES as i64, grid as i64, grid as i64]);
+    assert_eq!(cam_shape, [n, NUM_LABELS as i64, grid as i64, grid as i64]);
+    let (diff_features, diff_cam) = (max_rel_diff(&burn_features, &features), max_rel_diff(&burn_cam, &cam));
+    println!("parity {variant}: features max rel Δ {diff_features:.2e}, cam max rel Δ {diff_cam:.2e}");
+    assert!(diff_features <= TOLERANCE, "{variant}: features Burn vs ORT {diff_features}");
+    assert!(diff_cam <= TOLERANCE, "{variant}: cam Burn vs ORT {diff_cam}");
+    for (k, (map, logit)) in cam.chunks_exact(grid * grid).zip(&logits).enumerate() {
+        let mean = map.iter().map(|v| f64::from(*v)).sum::<f64>() / map.len() as f64;
+        assert!((mean - f64::from(*logit)).abs() <= 1e-4, "{variant} map {k}: mean {mean} vs logit {logit}");
+    }
+    let spread = |m: &[f32]| m.iter().fold(f32::MIN, |a, v| a.max(*v)) - m.iter().fold(f32::MAX, |a, v| a.min(*v));
+    assert!(cam.chunks_exact(grid * grid).all(|m| spread(m) > 1e-4), "{variant}: every map varies over the image");
 
     let started = Instant::now();
     let ort_batch = ort_probabilities(&mut session, &shape, data.clone());

@@ -13,7 +13,9 @@
 //!   written as 8-bit PNG, half as DICOM (explicit VR little endian), so both decoders feed training.
 //!
 //! Asserted: test AUC ≥ 0.9 for the two drawn labels, the control within 0.5 ± 3.29 DeLong standard errors (99.9 %); the export is served with
-//! `trained: true` and thresholds; the served Cardiomegaly probability of both models follows the drawn disk.
+//! `trained: true` and thresholds; the served Cardiomegaly probability of both models follows the drawn disk; and
+//! the served Cardiomegaly class activation map (`?explain=cam`) peaks on the side where a probe's disk was drawn,
+//! and on the other side for the same probe mirrored.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -26,10 +28,14 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 mod common;
-use common::{CARDIOMEGALY, CONTROL, EFFUSION, cxr_train, imagefolder, json, nih_subset, radiograph, run, write_png};
+use common::{
+    CARDIOMEGALY, CONTROL, EFFUSION, SIDE, cxr_train, imagefolder, json, nih_subset, radiograph, radiograph_at, run,
+    write_png,
+};
 
-/// The smallest input Inception-V3 takes (its stem and reductions need 75²): the cheapest steps, so more of them.
-const INPUT: &str = "75";
+/// The smallest input whose last feature map is 2 × 2 rather than 1 × 1 (`feature_grid(107)`): the cheapest steps
+/// for which a class activation map can say left from right.
+const INPUT: &str = "107";
 /// 80 rows per label combination: 640 images, so the patient split gives ~128 test images and the control's DeLong
 /// interval is ±0.17 at 99.9 %, not ±0.24 as with 320.
 const PER_COMBINATION: usize = 80;
@@ -258,6 +264,40 @@ fn the_pipeline_learns_and_the_export_is_served() {
     let highest_without = without.iter().copied().fold(0.0, f64::max);
     println!("served P({CARDIOMEGALY}): with disk ≥ {lowest_with:.3}, without ≤ {highest_without:.3}");
     assert!(lowest_with > highest_without, "disk {with_disk:?} vs none {without:?}");
+
+    // Where it looked: fresh probes with the disk in the left half (training only ever drew it near the centre), and
+    // the same probes mirrored. The Cardiomegaly map's hottest cell must be in the disk's column, and the disk's
+    // column must be the warmer one, for both models and both orientations.
+    let mut margins = Vec::new();
+    for k in 0..4 {
+        let pixels = radiograph_at(&mut rng, true, false, Some((16.0 + k as f64, 32.0)));
+        let mirrored: Vec<u8> = pixels.chunks_exact(SIDE as usize).flat_map(|row| row.iter().rev().copied()).collect();
+        for (disk_column, pixels) in [(0, pixels), (1, mirrored)] {
+            let path = root.join(format!("where{k}-{disk_column}.png"));
+            write_png(&path, pixels);
+            let (status, body) = http(port, "POST", "/predict?model=both&explain=cam", "image/png", &std::fs::read(&path).unwrap());
+            assert_eq!(status, 200, "{body}");
+            for result in json(&body)["results"].as_array().unwrap() {
+                let explanation = &result["explanation"];
+                assert_eq!(explanation["grid"], 2, "a 107² input ends in a 2 × 2 map: {explanation}");
+                let map = explanation["maps"].as_array().unwrap().iter().find(|m| m["label"] == CARDIOMEGALY).unwrap();
+                let v: Vec<Vec<f64>> = map["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+                    .collect();
+                let column = |c: usize| v[0][c] + v[1][c];
+                let (peak, _) = (0..4).map(|i| (i % 2, v[i / 2][i % 2])).fold((0, f64::MIN), |b, x| if x.1 > b.1 { x } else { b });
+                let margin = column(disk_column) - column(1 - disk_column);
+                println!("{} probe {k}, disk in column {disk_column}: Cardiomegaly map {v:?}", result["model"]);
+                assert_eq!(peak, disk_column, "{}: the map peaks away from the disk: {v:?}", result["model"]);
+                assert!(margin > 0.0, "{}: the disk's column is not the warmer one: {v:?}", result["model"]);
+                margins.push(margin);
+            }
+        }
+    }
+    println!("class activation maps: disk column warmer by ≥ {:.3} logits", margins.iter().copied().fold(f64::MAX, f64::min));
     println!("smoke pipeline: {:.0} s", started.elapsed().as_secs_f64());
     // CXR_SMOKE_KEEP=1 keeps the generated data and runs for inspection.
     if std::env::var_os("CXR_SMOKE_KEEP").is_none() {

@@ -40,8 +40,15 @@ pub fn run(cmd: &mut Command) -> String {
 /// A synthetic radiograph: smooth random background, noise, and the drawn findings (each +0.5 of full scale over
 /// the background, so a finding is brighter than any background pixel around it).
 pub fn radiograph(rng: &mut StdRng, disk: bool, band: bool) -> Vec<u8> {
+    radiograph_at(rng, disk, band, None)
+}
+
+/// [`radiograph`] with the disk's centre at `centre` (pixels) instead of near the middle; the generator draws the
+/// same random numbers either way, so the images that follow are unchanged.
+pub fn radiograph_at(rng: &mut StdRng, disk: bool, band: bool, centre: Option<(f64, f64)>) -> Vec<u8> {
     let (gx, gy, base) = (rng.random_range(-0.2..0.2), rng.random_range(-0.2..0.2), rng.random_range(0.25..0.45));
-    let (cx, cy) = (32.0 + rng.random_range(-4.0..4.0), 30.0 + rng.random_range(-4.0..4.0));
+    let drawn = (32.0 + rng.random_range(-4.0..4.0), 30.0 + rng.random_range(-4.0..4.0));
+    let (cx, cy) = centre.unwrap_or(drawn);
     let radius = rng.random_range(11.0..15.0);
     let band_top = rng.random_range(46..52);
     (0..SIDE * SIDE)
@@ -213,6 +220,25 @@ pub fn ort_probabilities(session: &mut Session, shape: &[usize], data: Vec<f32>)
         assert!((p - 1.0 / (1.0 + (-l).exp())).abs() < 1e-6, "probabilities are the sigmoid of logits");
     }
     probs.to_vec()
+}
+
+/// Runs a model and returns the named outputs, each flattened row-major with its shape.
+pub fn ort_outputs(session: &mut Session, shape: &[usize], data: Vec<f32>, names: &[&str]) -> Vec<(Vec<i64>, Vec<f32>)> {
+    let input = OrtTensor::from_array((shape.to_vec(), data)).expect("input tensor");
+    let outputs = session.run(ort::inputs![INPUT_NAME => input]).expect("ORT run");
+    names
+        .iter()
+        .map(|name| {
+            let (shape, values) = outputs[*name].try_extract_tensor::<f32>().unwrap_or_else(|e| panic!("{name}: {e}"));
+            (shape.to_vec(), values.to_vec())
+        })
+        .collect()
+}
+
+/// Largest absolute difference relative to the larger magnitude of the two (at least 1).
+pub fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
+    let scale = a.iter().chain(b).fold(1f32, |m, v| m.max(v.abs()));
+    max_abs_diff(a, b) / scale
 }
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

@@ -1,0 +1,183 @@
+//! Class activation maps (Zhou et al., CVPR 2016) in the original image's coordinates, and their overlay on the
+//! X-ray.
+//!
+//! An exported model's `cam` output holds, per finding, a `g × g` grid over the *model input* (`g` = 8 at 299²):
+//! the classifier applied at every position of the last feature map, bias included, so the mean of finding `k`'s
+//! grid is its logit. The model input is the letterboxed square of side `S = max(W, H)` ([`crate::preprocess`]):
+//! the image sits at offset `((S − W) / 2, (S − H) / 2)` of that square. [`GridMapping`] undoes the letterbox: cell
+//! `(row, col)` covers the original pixels `x ∈ [origin_x + col·cell, origin_x + (col+1)·cell)` and likewise for
+//! `y`, where `origin = (−offset_x, −offset_y)` and `cell = S / g`. Cells over padding lie partly or wholly outside
+//! the image.
+//!
+//! [`overlay`] draws one map on the image the usual way: the grid is upsampled bilinearly between cell centres
+//! (clamped at the border), scaled to [0, 1] between the map's own minimum and maximum, coloured with the Turbo
+//! colormap and blended over the X-ray with an opacity that grows with the value, so cold regions show the film.
+
+use std::io::Cursor;
+
+use image::imageops::{FilterType, resize};
+use image::{ImageBuffer, Luma, Rgb, RgbImage};
+use serde::Serialize;
+
+use crate::image::GrayImage;
+
+/// Where a model's `g × g` map lies on the original image (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GridMapping {
+    /// The side `g` of the grid.
+    pub grid: usize,
+    /// The side of one cell, in original pixels: `max(W, H) / g`.
+    pub cell: f64,
+    /// The top-left corner of cell `(0, 0)` in original pixel coordinates `(x, y)`; negative along the axis the
+    /// letterbox padded.
+    pub origin: [f64; 2],
+    /// The original image's width and height, in pixels.
+    pub image: [u32; 2],
+}
+
+impl GridMapping {
+    /// The mapping of a `grid × grid` map of a `width × height` image, for the letterbox of
+    /// [`crate::preprocess::Preprocessor`] (same integer offsets).
+    pub fn new(width: u32, height: u32, grid: usize) -> GridMapping {
+        let side = width.max(height);
+        let offset = |len: u32| f64::from((side - len) / 2);
+        GridMapping {
+            grid,
+            cell: f64::from(side) / grid.max(1) as f64,
+            origin: [-offset(width), -offset(height)],
+            image: [width, height],
+        }
+    }
+
+    /// The cell `(row, col)` that holds original pixel coordinates `(x, y)`, clamped to the grid.
+    pub fn cell_of(&self, x: f64, y: f64) -> (usize, usize) {
+        let index = |v: f64, origin: f64| (((v - origin) / self.cell).floor().max(0.0) as usize).min(self.grid - 1);
+        (index(y, self.origin[1]), index(x, self.origin[0]))
+    }
+
+    /// The value of a row-major `g × g` `map` at original coordinates `(x, y)`: bilinear between cell centres,
+    /// constant beyond the outer centres.
+    pub fn sample(&self, map: &[f32], x: f64, y: f64) -> f32 {
+        let g = self.grid;
+        let axis = |v: f64, origin: f64| {
+            let u = ((v - origin) / self.cell - 0.5).clamp(0.0, (g - 1) as f64);
+            let i = (u.floor() as usize).min(g.saturating_sub(2));
+            (i, (u - i as f64) as f32)
+        };
+        if g == 1 {
+            return map[0];
+        }
+        let ((row, fy), (col, fx)) = (axis(y, self.origin[1]), axis(x, self.origin[0]));
+        let at = |r: usize, c: usize| map[r * g + c];
+        let top = at(row, col) * (1.0 - fx) + at(row, col + 1) * fx;
+        let bottom = at(row + 1, col) * (1.0 - fx) + at(row + 1, col + 1) * fx;
+        top * (1.0 - fy) + bottom * fy
+    }
+}
+
+/// Largest side of an overlay unless asked otherwise: enough to read the anatomy, small enough for a JSON field.
+pub const OVERLAY_MAX_SIDE: u32 = 512;
+
+/// Opacity of the hottest point of an overlay; it falls linearly to 0 at the map's minimum.
+const MAX_OPACITY: f32 = 0.6;
+
+/// The image, shrunk so that its longer side is at most `max_side`, with `map` (row-major `g × g`, placed by
+/// `mapping`) drawn over it (see the module documentation).
+pub fn overlay(image: &GrayImage, map: &[f32], mapping: &GridMapping, max_side: u32) -> RgbImage {
+    let (width, height) = (image.width(), image.height());
+    let scale = (f64::from(max_side.max(1)) / f64::from(width.max(height).max(1))).min(1.0);
+    let (out_w, out_h) = (((f64::from(width) * scale).round() as u32).max(1), ((f64::from(height) * scale).round() as u32).max(1));
+    let film: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_fn(width, height, |x, y| {
+        Luma([(image.data()[(y * width + x) as usize].clamp(0.0, 1.0) * 255.0).round() as u8])
+    });
+    let film = if (out_w, out_h) == (width, height) { film } else { resize(&film, out_w, out_h, FilterType::Triangle) };
+    let (low, high) = map.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let span = high - low;
+    RgbImage::from_fn(out_w, out_h, |px, py| {
+        let (x, y) = ((f64::from(px) + 0.5) / scale, (f64::from(py) + 0.5) / scale);
+        let t = if span > 0.0 { (mapping.sample(map, x, y) - low) / span } else { 0.0 };
+        let color = colorous::TURBO.eval_continuous(f64::from(t));
+        let alpha = MAX_OPACITY * t;
+        let gray = f32::from(film.get_pixel(px, py).0[0]);
+        let blend = |c: u8| (gray * (1.0 - alpha) + f32::from(c) * alpha).round().clamp(0.0, 255.0) as u8;
+        Rgb([blend(color.r), blend(color.g), blend(color.b)])
+    })
+}
+
+/// [`overlay`], encoded as PNG.
+pub fn overlay_png(image: &GrayImage, map: &[f32], mapping: &GridMapping, max_side: u32) -> Vec<u8> {
+    let mut png = Vec::new();
+    overlay(image, map, mapping, max_side)
+        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+        .expect("encoding an in-memory RGB image as PNG cannot fail");
+    png
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::Normalization;
+    use crate::preprocess::Preprocessor;
+
+    #[test]
+    fn the_mapping_undoes_the_letterbox() {
+        // Landscape 400 × 200: the square is 400, the image sits 100 rows down.
+        let m = GridMapping::new(400, 200, 8);
+        assert_eq!((m.cell, m.origin), (50.0, [0.0, -100.0]));
+        assert_eq!(m.cell_of(0.0, 0.0), (2, 0), "the first image row is in grid row 2");
+        assert_eq!(m.cell_of(399.0, 199.0), (5, 7));
+        // Portrait, odd padding: offsets round down like the preprocessor's.
+        let m = GridMapping::new(101, 200, 4);
+        assert_eq!(m.origin, [-49.0, 0.0]);
+    }
+
+    #[test]
+    fn the_mapping_agrees_with_the_preprocessor() {
+        // A bright pixel block in a landscape image lands in the input square where the mapping says it does.
+        let (w, h, n) = (120u32, 60u32, 60usize);
+        let mut data = vec![0.0f32; (w * h) as usize];
+        for y in 20..30 {
+            for x in 90..100 {
+                data[(y * w + x) as usize] = 1.0;
+            }
+        }
+        let image = GrayImage::new(w, h, data).unwrap();
+        let plane = Preprocessor::new(n, Normalization { mean: 0.0, std: 1.0 }).plane(&image);
+        let (argmax, _) = plane.iter().enumerate().fold((0, f32::MIN), |b, (i, v)| if *v > b.1 { (i, *v) } else { b });
+        // Model-input pixel → grid of one cell per input pixel → original coordinates of that cell's centre.
+        let m = GridMapping::new(w, h, n);
+        let (row, col) = (argmax / n, argmax % n);
+        let (x, y) = (m.origin[0] + (col as f64 + 0.5) * m.cell, m.origin[1] + (row as f64 + 0.5) * m.cell);
+        assert!((90.0..100.0).contains(&x) && (20.0..30.0).contains(&y), "({x}, {y})");
+    }
+
+    #[test]
+    fn sampling_hits_cell_centres_and_interpolates_between() {
+        let m = GridMapping::new(20, 20, 2); // cells of 10 px, centres at 5 and 15
+        let map = [0.0, 1.0, 2.0, 3.0];
+        assert_eq!(m.sample(&map, 5.0, 5.0), 0.0);
+        assert_eq!(m.sample(&map, 15.0, 15.0), 3.0);
+        assert_eq!(m.sample(&map, 10.0, 5.0), 0.5);
+        assert_eq!(m.sample(&map, 0.0, 0.0), 0.0, "clamped beyond the outer centres");
+        assert_eq!(GridMapping::new(5, 5, 1).sample(&[7.0], 1.0, 4.0), 7.0);
+    }
+
+    #[test]
+    fn the_overlay_is_hot_where_the_map_is_high() {
+        let image = GrayImage::new(64, 32, vec![0.5; 64 * 32]).unwrap();
+        let m = GridMapping::new(64, 32, 2);
+        // Grid rows 0 and 1 cover y −16..16 and 16..48; the image spans y 0..32. High at the top-right cell.
+        let map = [0.0, 4.0, 0.0, 0.0];
+        let rgb = overlay(&image, &map, &m, 512);
+        assert_eq!(rgb.dimensions(), (64, 32));
+        let warmth = |x: u32, y: u32| {
+            let Rgb([r, _, b]) = *rgb.get_pixel(x, y);
+            i32::from(r) - i32::from(b)
+        };
+        assert!(warmth(60, 2) > 60, "hot corner: {:?}", rgb.get_pixel(60, 2));
+        assert_eq!(*rgb.get_pixel(2, 30), Rgb([128, 128, 128]), "the coldest point shows the film unchanged");
+        let png = overlay_png(&image, &map, &m, 16);
+        let decoded = image::load_from_memory(&png).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (16, 8), "shrunk to the longer side's limit");
+    }
+}
