@@ -208,3 +208,24 @@ async fn v2_offers_the_feature_map_and_the_maps_on_request() {
     let error: Value = response.json().await.unwrap();
     assert!(error["error"].as_str().unwrap().contains("features, cam"), "{error}");
 }
+
+#[tokio::test]
+async fn maps_through_an_io_binding_are_the_maps_of_a_plain_run() {
+    // The bound path rebinds its outputs at every run: a plain run after an explained one fetches no maps, and an
+    // explained one after a plain one gets them back, equal to what the default (unbound) server returns.
+    let bound = TestServer::start(config(&["--io-binding", "on"]));
+    let image = fixture("images/nih_00000001_000.png");
+    let reference =
+        expect_prediction(post_raw(default_server(), "?explain=cam", image.media_type(), image.bytes()).await, &["gray"], "plain").await;
+    let reference: Vec<f64> = reference["results"][0]["explanation"]["maps"].as_array().unwrap().iter().flat_map(values).collect();
+    for query in ["", "?explain=cam", "", "?explain=cam"] {
+        let body = expect_prediction(post_raw(&bound, query, image.media_type(), image.bytes()).await, &["gray"], query).await;
+        let explanation = body["results"][0].get("explanation");
+        assert_eq!(explanation.is_some(), !query.is_empty(), "{query}");
+        if let Some(explanation) = explanation {
+            let maps: Vec<f64> = explanation["maps"].as_array().unwrap().iter().flat_map(values).collect();
+            let diff = maps.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(diff <= 1e-5, "bound vs plain maps: max |Δ| {diff}");
+        }
+    }
+}

@@ -92,7 +92,12 @@ impl Target {
 
     /// One `POST /predict?model=…` with the raw file as body.
     pub async fn predict(&self, model: &str, input: &Input) -> Result<Sample, String> {
-        let url = format!("{}/predict?model={model}", self.base);
+        self.predict_with(model, "", input).await
+    }
+
+    /// [`Target::predict`] with more query parameters (`extra` starts with `&`, or is empty).
+    pub async fn predict_with(&self, model: &str, extra: &str, input: &Input) -> Result<Sample, String> {
+        let url = format!("{}/predict?model={model}{extra}", self.base);
         let started = Instant::now();
         let response = self
             .client
@@ -232,6 +237,45 @@ fn summarize(input: &Input, warmup: usize, samples: &[Sample]) -> Latency {
         provider: samples.last().and_then(|s| s.provider.clone()),
         probabilities: samples.last().map(|s| s.probabilities.clone()).unwrap_or_default(),
     }
+}
+
+/// The queries [`explain_cost`] compares: none, the class activation maps, and the maps with three overlays.
+pub const EXPLAIN_QUERIES: [&str; 3] = ["", "&explain=cam", "&explain=cam&overlay=png"];
+
+/// The cost of `?explain=cam` at concurrency 1: requests without it, with it, and with overlays, in rotating order
+/// (each round sends all three, the first one changing from round to round), so that drift and any order effect hit
+/// the three alike.
+pub async fn explain_cost(
+    target: &Target,
+    model: &str,
+    input: &Input,
+    warmup: usize,
+    requests: usize,
+) -> Result<ExplainCost, BenchError> {
+    let fail = |e: String| BenchError::Http(format!("{} {model} {} explain: {e}", target.base, input.kind));
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    for round in 0..warmup + requests {
+        for k in 0..EXPLAIN_QUERIES.len() {
+            let which = (round + k) % EXPLAIN_QUERIES.len();
+            let sample = target.predict_with(model, EXPLAIN_QUERIES[which], input).await.map_err(fail)?;
+            if round >= warmup {
+                samples[which].push(sample.latency);
+            }
+        }
+    }
+    let summary = |i: usize| Summary::of_durations(&samples[i]).expect("at least one request");
+    Ok(ExplainCost { input: input.kind, plain_ms: summary(0), cam_ms: summary(1), overlay_ms: summary(2) })
+}
+
+/// What [`explain_cost`] measured: client-side latency of the same requests without and with explanations.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainCost {
+    pub input: &'static str,
+    pub plain_ms: Summary,
+    /// `explain=cam`: the maps fetched from the same run and returned as 14 grids.
+    pub cam_ms: Summary,
+    /// `explain=cam&overlay=png`: plus three PNG overlays (512 px) in the response.
+    pub overlay_ms: Summary,
 }
 
 /// Idle time before each step of [`latency_paired`], longer than ONNX Runtime's spin-before-sleep.

@@ -396,13 +396,15 @@ impl ServerPhase<'_> {
                         .push(http::latency(&target, variant.as_str(), self.dicom, plan.warmup, plan.requests).await?);
                 }
             }
-            models.push((variant, latency, paired));
+            eprintln!("cxr-bench: cxr-serve, {variant} model, png at concurrency 1 without and with explain=cam");
+            let explain = http::explain_cost(&target, variant.as_str(), self.png, plan.warmup, plan.requests).await?;
+            models.push((variant, latency, paired, explain));
         }
 
         // Saturation: the PNG alternating with the Python reference, the DICOM with raw ONNX Runtime.
         let mut server_models = Vec::new();
         let mut python_models = Vec::new();
-        for (variant, latency, paired) in models {
+        for (variant, latency, paired, explain) in models {
             let model = variant.as_str();
             let python = match self.python {
                 true => match self.start_python(variant).await {
@@ -477,6 +479,7 @@ impl ServerPhase<'_> {
                     PartnerResult::Raw(r) => Some(r),
                     _ => None,
                 },
+                explain: Some(explain),
             });
         }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::stats::Summary;
 
 use super::config::Plan;
-use super::http::{Latency, Saturation, Soak};
+use super::http::{ExplainCost, Latency, Saturation, Soak};
 use super::raw::{PairedThroughput, RawModel};
 
 /// The paper's Table 4 (Xie & Richmond 2018): inference time per image on a GPU, in ms.
@@ -190,6 +190,8 @@ pub struct ServerModel {
     /// Raw ONNX Runtime with the sweep's best options at its best batch size, in windows alternating with the
     /// DICOM saturation windows.
     pub paired_raw_tput: Option<PairedThroughput>,
+    /// The PNG at concurrency 1 without and with `explain=cam` (and overlays), alternating.
+    pub explain: Option<ExplainCost>,
 }
 
 /// Server requests and raw ONNX Runtime runs, one after the other in turn, so that machine drift hits both alike.
@@ -243,6 +245,10 @@ pub struct ModelRatios {
     pub python_p50_over_server_p50: Option<f64>,
     /// (decode + preprocess) / inference, medians of the server's timings at c=1, in percent.
     pub decode_preprocess_pct_png: Option<f64>,
+    /// p50 with `explain=cam` / p50 without (PNG, c=1, alternating).
+    pub explain_cam_over_plain: Option<f64>,
+    /// p50 with `explain=cam&overlay=png` / p50 without.
+    pub explain_overlay_over_plain: Option<f64>,
     pub decode_preprocess_pct_dicom: Option<f64>,
 }
 
@@ -335,6 +341,12 @@ impl Report {
                 server_tput_over_python: div(server_tput, python.map(|p| p.saturation.img_per_s)),
                 python_p50_over_server_p50: div(python.map(|p| p.latency.client_ms.p50), p50("png")),
                 decode_preprocess_pct_png: share("png"),
+                explain_cam_over_plain: server
+                    .and_then(|s| s.explain.as_ref())
+                    .and_then(|e| div(Some(e.cam_ms.p50), Some(e.plain_ms.p50))),
+                explain_overlay_over_plain: server
+                    .and_then(|s| s.explain.as_ref())
+                    .and_then(|e| div(Some(e.overlay_ms.p50), Some(e.plain_ms.p50))),
                 decode_preprocess_pct_dicom: share("dicom"),
             });
         }
@@ -391,6 +403,9 @@ impl Report {
             });
             check("decode+preprocess / inference, DICOM 1024² (%)", m, r.decode_preprocess_pct_dicom, "<= 5 %", |v| {
                 v <= 5.0
+            });
+            check("server p50 with explain=cam / without (PNG, c=1), alternating", m, r.explain_cam_over_plain, "<= 1.05", |v| {
+                v <= 1.05
             });
         }
         if let Some(soak) = &self.soak {
@@ -551,6 +566,8 @@ impl Report {
             writeln!(out, "| server p50 (PNG, c=1) / ORT-default batch-1 (PNG decode included) | (info) | {c} | {g} |");
         let (c, g) = extra(|r| r.server_inference_over_raw_b1);
         let _ = writeln!(out, "| server `timing_ms.inference` (PNG, c=1) / raw batch-1 | (info) | {c} | {g} |");
+        let (c, g) = extra(|r| r.explain_overlay_over_plain);
+        let _ = writeln!(out, "| server p50 with explain=cam&overlay=png (3 PNGs) / without (PNG, c=1) | (info) | {c} | {g} |");
         let (c, g) = extra(|r| r.python_p50_over_server_p50);
         let _ = writeln!(out, "| Python p50 / server p50 (PNG, c=1) | (info) | {c} | {g} |");
 
