@@ -12,7 +12,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use cxr_core::cam::{GridMapping, OVERLAY_MAX_SIDE, overlay_png};
+use cxr_core::cam::{Film, GridMapping, OVERLAY_MAX_SIDE};
 use cxr_core::image::GrayImage;
 use cxr_core::labels::LABELS;
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,8 @@ pub fn explain(
     let mut ranked: Vec<usize> = (0..LABELS.len()).collect();
     ranked.sort_by(|a, b| probabilities[*b].total_cmp(&probabilities[*a]));
     let drawn = &ranked[..request.overlays.min(ranked.len())];
+    // The X-ray is shrunk once for all the findings drawn over it.
+    let film = (!drawn.is_empty()).then(|| Film::new(image, OVERLAY_MAX_SIDE));
     let maps = LABELS
         .iter()
         .zip(cam.chunks_exact(g * g))
@@ -134,9 +136,10 @@ pub fn explain(
             label,
             logit: *logit,
             values: map.chunks_exact(g).map(<[f32]>::to_vec).collect(),
-            overlay_png: drawn
-                .contains(&k)
-                .then(|| BASE64.encode(overlay_png(image, map, &mapping, OVERLAY_MAX_SIDE))),
+            overlay_png: film
+                .as_ref()
+                .filter(|_| drawn.contains(&k))
+                .map(|film| BASE64.encode(film.overlay_png(map, &mapping))),
         })
         .collect();
     Explanation { method: Explain::Cam, mapping, maps }

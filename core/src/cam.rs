@@ -9,14 +9,13 @@
 //! `y`, where `origin = (−offset_x, −offset_y)` and `cell = S / g`. Cells over padding lie partly or wholly outside
 //! the image.
 //!
-//! [`overlay`] draws one map on the image the usual way: the grid is upsampled bilinearly between cell centres
+//! [`Film::overlay`] draws one map on the image the usual way: the grid is upsampled bilinearly between cell centres
 //! (clamped at the border), scaled to [0, 1] between the map's own minimum and maximum, coloured with the Turbo
 //! colormap and blended over the X-ray with an opacity that grows with the value, so cold regions show the film.
 
-use std::io::Cursor;
-
+use image::codecs::png::{CompressionType, FilterType as PngFilter, PngEncoder};
 use image::imageops::{FilterType, resize};
-use image::{ImageBuffer, Luma, Rgb, RgbImage};
+use image::{ExtendedColorType, ImageBuffer, ImageEncoder, Luma, Rgb, RgbImage};
 use serde::Serialize;
 
 use crate::image::GrayImage;
@@ -81,36 +80,55 @@ pub const OVERLAY_MAX_SIDE: u32 = 512;
 /// Opacity of the hottest point of an overlay; it falls linearly to 0 at the map's minimum.
 const MAX_OPACITY: f32 = 0.6;
 
-/// The image, shrunk so that its longer side is at most `max_side`, with `map` (row-major `g × g`, placed by
-/// `mapping`) drawn over it (see the module documentation).
-pub fn overlay(image: &GrayImage, map: &[f32], mapping: &GridMapping, max_side: u32) -> RgbImage {
-    let (width, height) = (image.width(), image.height());
-    let scale = (f64::from(max_side.max(1)) / f64::from(width.max(height).max(1))).min(1.0);
-    let (out_w, out_h) = (((f64::from(width) * scale).round() as u32).max(1), ((f64::from(height) * scale).round() as u32).max(1));
-    let film: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_fn(width, height, |x, y| {
-        Luma([(image.data()[(y * width + x) as usize].clamp(0.0, 1.0) * 255.0).round() as u8])
-    });
-    let film = if (out_w, out_h) == (width, height) { film } else { resize(&film, out_w, out_h, FilterType::Triangle) };
-    let (low, high) = map.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let span = high - low;
-    RgbImage::from_fn(out_w, out_h, |px, py| {
-        let (x, y) = ((f64::from(px) + 0.5) / scale, (f64::from(py) + 0.5) / scale);
-        let t = if span > 0.0 { (mapping.sample(map, x, y) - low) / span } else { 0.0 };
-        let color = colorous::TURBO.eval_continuous(f64::from(t));
-        let alpha = MAX_OPACITY * t;
-        let gray = f32::from(film.get_pixel(px, py).0[0]);
-        let blend = |c: u8| (gray * (1.0 - alpha) + f32::from(c) * alpha).round().clamp(0.0, 255.0) as u8;
-        Rgb([blend(color.r), blend(color.g), blend(color.b)])
-    })
+/// The X-ray as the overlays show it: shrunk once so that its longer side is at most `max_side`, then reused for
+/// every finding drawn over it.
+pub struct Film {
+    gray: ImageBuffer<Luma<u8>, Vec<u8>>,
+    /// Overlay pixels per original pixel (≤ 1).
+    scale: f64,
 }
 
-/// [`overlay`], encoded as PNG.
-pub fn overlay_png(image: &GrayImage, map: &[f32], mapping: &GridMapping, max_side: u32) -> Vec<u8> {
-    let mut png = Vec::new();
-    overlay(image, map, mapping, max_side)
-        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-        .expect("encoding an in-memory RGB image as PNG cannot fail");
-    png
+impl Film {
+    /// The film of `image` for overlays of at most `max_side` pixels on the longer side.
+    pub fn new(image: &GrayImage, max_side: u32) -> Film {
+        let (width, height) = (image.width(), image.height());
+        let scale = (f64::from(max_side.max(1)) / f64::from(width.max(height).max(1))).min(1.0);
+        let size = |len: u32| ((f64::from(len) * scale).round() as u32).max(1);
+        let (out_w, out_h) = (size(width), size(height));
+        let full: ImageBuffer<Luma<u8>, Vec<u8>> = ImageBuffer::from_raw(
+            width,
+            height,
+            image.data().iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect(),
+        )
+        .expect("a GrayImage holds width × height values");
+        let gray = if (out_w, out_h) == (width, height) { full } else { resize(&full, out_w, out_h, FilterType::Triangle) };
+        Film { gray, scale }
+    }
+
+    /// `map` (row-major `g × g`, placed by `mapping`) drawn over the film (see the module documentation).
+    pub fn overlay(&self, map: &[f32], mapping: &GridMapping) -> RgbImage {
+        let (low, high) = map.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        let span = high - low;
+        RgbImage::from_fn(self.gray.width(), self.gray.height(), |px, py| {
+            let (x, y) = ((f64::from(px) + 0.5) / self.scale, (f64::from(py) + 0.5) / self.scale);
+            let t = if span > 0.0 { (mapping.sample(map, x, y) - low) / span } else { 0.0 };
+            let color = colorous::TURBO.eval_continuous(f64::from(t));
+            let alpha = MAX_OPACITY * t;
+            let gray = f32::from(self.gray.get_pixel(px, py).0[0]);
+            let blend = |c: u8| (gray * (1.0 - alpha) + f32::from(c) * alpha).round().clamp(0.0, 255.0) as u8;
+            Rgb([blend(color.r), blend(color.g), blend(color.b)])
+        })
+    }
+
+    /// [`Film::overlay`], encoded as PNG with fast compression (the picture travels once, inside a response).
+    pub fn overlay_png(&self, map: &[f32], mapping: &GridMapping) -> Vec<u8> {
+        let rgb = self.overlay(map, mapping);
+        let mut png = Vec::new();
+        PngEncoder::new_with_quality(&mut png, CompressionType::Fast, PngFilter::Sub)
+            .write_image(rgb.as_raw(), rgb.width(), rgb.height(), ExtendedColorType::Rgb8)
+            .expect("encoding an in-memory RGB image as PNG cannot fail");
+        png
+    }
 }
 
 #[cfg(test)]
@@ -168,7 +186,7 @@ mod tests {
         let m = GridMapping::new(64, 32, 2);
         // Grid rows 0 and 1 cover y −16..16 and 16..48; the image spans y 0..32. High at the top-right cell.
         let map = [0.0, 4.0, 0.0, 0.0];
-        let rgb = overlay(&image, &map, &m, 512);
+        let rgb = Film::new(&image, 512).overlay(&map, &m);
         assert_eq!(rgb.dimensions(), (64, 32));
         let warmth = |x: u32, y: u32| {
             let Rgb([r, _, b]) = *rgb.get_pixel(x, y);
@@ -176,7 +194,7 @@ mod tests {
         };
         assert!(warmth(60, 2) > 60, "hot corner: {:?}", rgb.get_pixel(60, 2));
         assert_eq!(*rgb.get_pixel(2, 30), Rgb([128, 128, 128]), "the coldest point shows the film unchanged");
-        let png = overlay_png(&image, &map, &m, 16);
+        let png = Film::new(&image, 16).overlay_png(&map, &m);
         let decoded = image::load_from_memory(&png).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (16, 8), "shrunk to the longer side's limit");
     }
