@@ -58,19 +58,19 @@ impl GridMapping {
     /// constant beyond the outer centres.
     pub fn sample(&self, map: &[f32], x: f64, y: f64) -> f32 {
         let g = self.grid;
-        let axis = |v: f64, origin: f64| {
-            let u = ((v - origin) / self.cell - 0.5).clamp(0.0, (g - 1) as f64);
-            let i = (u.floor() as usize).min(g.saturating_sub(2));
-            (i, (u - i as f64) as f32)
-        };
-        if g == 1 {
-            return map[0];
-        }
-        let ((row, fy), (col, fx)) = (axis(y, self.origin[1]), axis(x, self.origin[0]));
+        let ((row, fy), (col, fx)) = (self.axis(y, self.origin[1]), self.axis(x, self.origin[0]));
+        let (next_row, next_col) = ((row + 1).min(g - 1), (col + 1).min(g - 1));
         let at = |r: usize, c: usize| map[r * g + c];
-        let top = at(row, col) * (1.0 - fx) + at(row, col + 1) * fx;
-        let bottom = at(row + 1, col) * (1.0 - fx) + at(row + 1, col + 1) * fx;
+        let top = at(row, col) * (1.0 - fx) + at(row, next_col) * fx;
+        let bottom = at(next_row, col) * (1.0 - fx) + at(next_row, next_col) * fx;
         top * (1.0 - fy) + bottom * fy
+    }
+
+    /// Along one axis, the cell whose centre precedes original coordinate `v` and the weight of the next one.
+    fn axis(&self, v: f64, origin: f64) -> (usize, f32) {
+        let u = ((v - origin) / self.cell - 0.5).clamp(0.0, (self.grid - 1) as f64);
+        let i = u.floor() as usize;
+        (i, (u - i as f64) as f32)
     }
 }
 
@@ -108,16 +108,39 @@ impl Film {
     /// `map` (row-major `g × g`, placed by `mapping`) drawn over the film (see the module documentation).
     pub fn overlay(&self, map: &[f32], mapping: &GridMapping) -> RgbImage {
         let (low, high) = map.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-        let span = high - low;
-        RgbImage::from_fn(self.gray.width(), self.gray.height(), |px, py| {
-            let (x, y) = ((f64::from(px) + 0.5) / self.scale, (f64::from(py) + 0.5) / self.scale);
-            let t = if span > 0.0 { (mapping.sample(map, x, y) - low) / span } else { 0.0 };
-            let color = colorous::TURBO.eval_continuous(f64::from(t));
-            let alpha = MAX_OPACITY * t;
-            let gray = f32::from(self.gray.get_pixel(px, py).0[0]);
-            let blend = |c: u8| (gray * (1.0 - alpha) + f32::from(c) * alpha).round().clamp(0.0, 255.0) as u8;
-            Rgb([blend(color.r), blend(color.g), blend(color.b)])
-        })
+        let span = if high > low { high - low } else { f32::INFINITY };
+        // The map scaled to [0, 1], then upsampled to the film: bilinear weights are computed once per column and
+        // once per row, and the colour of each of 256 levels once, so a pixel costs a few multiplications.
+        let unit: Vec<f32> = map.iter().map(|v| (v - low) / span).collect();
+        let (width, height) = self.gray.dimensions();
+        let axis = |len: u32, origin: f64| -> Vec<(usize, f32)> {
+            (0..len).map(|p| mapping.axis((f64::from(p) + 0.5) / self.scale, origin)).collect()
+        };
+        let (columns, rows) = (axis(width, mapping.origin[0]), axis(height, mapping.origin[1]));
+        let palette: Vec<[f32; 3]> = (0..=255u32)
+            .map(|level| {
+                let c = colorous::TURBO.eval_continuous(f64::from(level) / 255.0);
+                [f32::from(c.r), f32::from(c.g), f32::from(c.b)]
+            })
+            .collect();
+        let g = mapping.grid;
+        let mut out = RgbImage::new(width, height);
+        for (py, (row, fy)) in rows.iter().enumerate() {
+            let next_row = (row + 1).min(g - 1);
+            for (px, (col, fx)) in columns.iter().enumerate() {
+                let next_col = (col + 1).min(g - 1);
+                let at = |r: usize, c: usize| unit[r * g + c];
+                let top = at(*row, *col) * (1.0 - fx) + at(*row, next_col) * fx;
+                let bottom = at(next_row, *col) * (1.0 - fx) + at(next_row, next_col) * fx;
+                let t = (top * (1.0 - fy) + bottom * fy).clamp(0.0, 1.0);
+                let color = palette[(t * 255.0).round() as usize];
+                let alpha = MAX_OPACITY * t;
+                let gray = f32::from(self.gray.get_pixel(px as u32, py as u32).0[0]) * (1.0 - alpha);
+                let blend = |c: f32| (gray + c * alpha).round().clamp(0.0, 255.0) as u8;
+                out.put_pixel(px as u32, py as u32, Rgb([blend(color[0]), blend(color[1]), blend(color[2])]));
+            }
+        }
+        out
     }
 
     /// [`Film::overlay`], encoded as PNG with fast compression (the picture travels once, inside a response).
