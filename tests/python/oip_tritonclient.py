@@ -6,7 +6,7 @@
 
 Starts cxr-serve on a free port, then with NVIDIA's client (not written by this project): server and model
 metadata, liveness and readiness, inference with binary input and outputs, with JSON input and outputs, a batch of
-three, and an unknown model. The outputs must equal what onnxruntime (Python, same version as the server's library)
+three, the class activation maps and feature map on request, and an unknown model. The outputs must equal what onnxruntime (Python, same version as the server's library)
 computes from the same tensor with the same model file, to 1e-5. Stops the server with SIGTERM; it must exit 0.
 """
 import argparse
@@ -37,18 +37,18 @@ def start(args):
     sys.exit("oip: cxr-serve did not print its address")
 
 
-def expected(models, name, x):
+def expected(models, name, x, outputs=("probabilities", "logits")):
     session = ort.InferenceSession(f"{models}/cxr-inception-v3-{name}.onnx", providers=["CPUExecutionProvider"])
-    return session.run(["probabilities", "logits"], {"image": x})
+    return session.run(list(outputs), {"image": x})
 
 
-def infer(client, name, x, binary_in, binary_out):
+def infer(client, name, x, binary_in, binary_out, names=("probabilities", "logits")):
     image = httpclient.InferInput("image", list(x.shape), "FP32")
     image.set_data_from_numpy(x, binary_data=binary_in)
-    outputs = [httpclient.InferRequestedOutput(o, binary_data=binary_out) for o in ("probabilities", "logits")]
+    outputs = [httpclient.InferRequestedOutput(o, binary_data=binary_out) for o in names]
     result = client.infer(name, [image], outputs=outputs, request_id="oip-test")
     assert result.get_response()["model_name"] == name
-    return result.as_numpy("probabilities"), result.as_numpy("logits")
+    return [result.as_numpy(o) for o in names]
 
 
 def main():
@@ -73,7 +73,7 @@ def main():
             assert client.is_model_ready(name)
             model = client.get_model_metadata(name)
             assert model["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, channels, 299, 299]}], model
-            assert [o["name"] for o in model["outputs"]] == ["probabilities", "logits"], model
+            assert [o["name"] for o in model["outputs"]] == ["probabilities", "logits", "features", "cam"], model
             for batch, binary_in, binary_out in ((1, True, True), (1, False, False), (3, True, False)):
                 x = rng.uniform(-1, 1, (batch, channels, 299, 299)).astype(np.float32)
                 probabilities, logits = infer(client, name, x, binary_in, binary_out)
@@ -84,6 +84,14 @@ def main():
                       f"max |diff| vs onnxruntime {diff:.2e}")
                 assert diff <= 1e-5, diff
                 worst = max(worst, diff)
+            # The maps, asked for by name: what onnxruntime's own `cam` and `features` outputs are.
+            x = rng.uniform(-1, 1, (2, channels, 299, 299)).astype(np.float32)
+            cam, features = infer(client, name, x, True, True, ("cam", "features"))
+            want_cam, want_features = expected(args.models, name, x, ("cam", "features"))
+            assert cam.shape == (2, 14, 8, 8) and features.shape == (2, 2048, 8, 8), (cam.shape, features.shape)
+            diff = max(float(np.abs(cam - want_cam).max()), float(np.abs(features - want_features).max()))
+            print(f"oip {name}: cam and features, batch 2: max |diff| vs onnxruntime {diff:.2e}")
+            assert diff <= 1e-4, diff
         try:
             client.get_model_metadata("resnet50")
             raise AssertionError("unknown model answered")
