@@ -16,8 +16,11 @@
 //! [`ModelMetrics`] (detached, unscraped ones with [`Engine::load`]; the server's registry with
 //! [`Engine::load_with_metrics`]).
 //!
+//! A job may also ask for the per-position outputs of models that have them ([`Maps`]: the class activation maps and
+//! the last feature map); a batch fetches them only when one of its jobs asked, so other jobs pay nothing.
+//!
 //! Architecture invariant: this module knows nothing about HTTP; it takes preprocessed tensors and returns
-//! probabilities with timings.
+//! probabilities (and the maps asked for) with timings.
 
 /// Implements `FromStr` and `Display` for a fieldless enum of command-line keywords:
 /// `keywords!(Type, "what it is", { Variant => "keyword", ... })`.
