@@ -284,8 +284,10 @@ pub enum CardSource {
     Sidecar,
 }
 
-/// The per-position outputs a job may ask for beside the probabilities and logits. A run computes and copies only
-/// what one of its jobs asked for: without maps, ONNX Runtime is asked for `probabilities` and `logits` alone.
+/// The per-position outputs a job may ask for beside the probabilities and logits. A run fetches only what one of
+/// its jobs asked for: without maps, ONNX Runtime is asked for `probabilities` and `logits` alone, so the
+/// half-megabyte feature map of each image is never copied out (ONNX Runtime's inference builds still run every
+/// node of the graph, whatever is fetched).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Maps {
     /// The class activation maps ([`CAM_NAME`], `[14, g, g]`).

@@ -13,7 +13,8 @@
 //! past the real jobs are zeros that never reach a response.
 //!
 //! A run fetches `probabilities` and `logits`, plus the per-position outputs ([`Maps`]) only when a job of the batch
-//! asked for them: ONNX Runtime then neither copies them out nor runs the nodes only they need.
+//! asked for them: ONNX Runtime then does not copy them out (it still runs every node: its inference builds do not
+//! prune the graph to the fetched outputs, microsoft/onnxruntime#16483).
 
 use std::collections::HashMap;
 

@@ -47,7 +47,7 @@ def check(path: Path) -> dict:
         assert np.all(np.isfinite(probs)) and np.all((probs >= 0) & (probs <= 1))
         # The class activation maps average to the logits (global average pooling and fc are both linear).
         assert np.allclose(cam.mean(axis=(2, 3)), logits, atol=1e-4), np.abs(cam.mean(axis=(2, 3)) - logits).max()
-        # Asking for the probabilities alone gives the same probabilities (ONNX Runtime runs what the fetch needs).
+        # Asking for the probabilities alone gives the same probabilities (what the server's plain runs fetch).
         (alone,) = sess.run(["probabilities"], {"image": x})
         assert np.array_equal(alone, probs)
     shapes = [list(t.dims) for t in model.graph.initializer]

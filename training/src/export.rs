@@ -13,8 +13,9 @@
 //!
 //! Invariant: the exported graph computes exactly [`InceptionV3::forward`] (logits), its sigmoid,
 //! [`InceptionV3::features`] and [`InceptionV3::cam`]; the parity tests in `training/tests/parity.rs` prove it
-//! against ONNX Runtime for both variants. ONNX Runtime runs only what the requested outputs need, so a caller
-//! that asks for the probabilities alone pays nothing for the maps.
+//! against ONNX Runtime for both variants. The maps add one 1 × 1 `Conv` (~1.8 M multiply-adds per image beside
+//! Inception-V3's ~5.7 G), which ONNX Runtime runs whatever is fetched; a caller that fetches the probabilities
+//! alone pays nothing else (no copy of the feature map).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
