@@ -262,11 +262,11 @@ impl Job<'_> {
         let shadow_outcome = shadow.and_then(|run| run.launch(&model, &tensor, &self.image, self.received));
 
         // Maps are fetched only for a request that asked and a model that has them (a warning covers the others).
-        let explain = self.explain.filter(|_| model.info().maps.is_some());
+        let explain = self.explain.zip(model.info().maps);
         let maps = if explain.is_some() { Maps::CAM } else { Maps::NONE };
         let mut prediction = admission.infer_with(tensor, maps).await?;
-        let explanation = match (explain, prediction.cam.take(), model.info().maps) {
-            (Some(request), Some(cam), Some(shape)) => Some(self.explain(request, shape, cam, &prediction).await?),
+        let explanation = match (explain, prediction.cam.take()) {
+            (Some((request, shape)), Some(cam)) => Some(self.explain(request, shape, cam, &prediction).await?),
             _ => None,
         };
         let total = self.received.elapsed();

@@ -57,13 +57,7 @@ impl GridMapping {
     /// The value of a row-major `g × g` `map` at original coordinates `(x, y)`: bilinear between cell centres,
     /// constant beyond the outer centres.
     pub fn sample(&self, map: &[f32], x: f64, y: f64) -> f32 {
-        let g = self.grid;
-        let ((row, fy), (col, fx)) = (self.axis(y, self.origin[1]), self.axis(x, self.origin[0]));
-        let (next_row, next_col) = ((row + 1).min(g - 1), (col + 1).min(g - 1));
-        let at = |r: usize, c: usize| map[r * g + c];
-        let top = at(row, col) * (1.0 - fx) + at(row, next_col) * fx;
-        let bottom = at(next_row, col) * (1.0 - fx) + at(next_row, next_col) * fx;
-        top * (1.0 - fy) + bottom * fy
+        bilinear(map, self.grid, self.axis(y, self.origin[1]), self.axis(x, self.origin[0]))
     }
 
     /// Along one axis, the cell whose centre precedes original coordinate `v` and the weight of the next one.
@@ -72,6 +66,16 @@ impl GridMapping {
         let i = u.floor() as usize;
         (i, (u - i as f64) as f32)
     }
+}
+
+/// The value of a row-major `g × g` `map` between four cell centres: `row` and `column` are each a cell index and
+/// the weight of the next cell along that axis ([`GridMapping::axis`]; the last cell is its own next).
+fn bilinear(map: &[f32], g: usize, (row, fy): (usize, f32), (col, fx): (usize, f32)) -> f32 {
+    let (next_row, next_col) = ((row + 1).min(g - 1), (col + 1).min(g - 1));
+    let at = |r: usize, c: usize| map[r * g + c];
+    let top = at(row, col) * (1.0 - fx) + at(row, next_col) * fx;
+    let bottom = at(next_row, col) * (1.0 - fx) + at(next_row, next_col) * fx;
+    top * (1.0 - fy) + bottom * fy
 }
 
 /// Largest side of an overlay unless asked otherwise: enough to read the anatomy, small enough for a JSON field.
@@ -125,14 +129,9 @@ impl Film {
             .collect();
         let g = mapping.grid;
         let mut out = RgbImage::new(width, height);
-        for (py, (row, fy)) in rows.iter().enumerate() {
-            let next_row = (row + 1).min(g - 1);
-            for (px, (col, fx)) in columns.iter().enumerate() {
-                let next_col = (col + 1).min(g - 1);
-                let at = |r: usize, c: usize| unit[r * g + c];
-                let top = at(*row, *col) * (1.0 - fx) + at(*row, next_col) * fx;
-                let bottom = at(next_row, *col) * (1.0 - fx) + at(next_row, next_col) * fx;
-                let t = (top * (1.0 - fy) + bottom * fy).clamp(0.0, 1.0);
+        for (py, row) in rows.iter().enumerate() {
+            for (px, column) in columns.iter().enumerate() {
+                let t = bilinear(&unit, g, *row, *column).clamp(0.0, 1.0);
                 let color = palette[(t * 255.0).round() as usize];
                 let alpha = MAX_OPACITY * t;
                 let gray = f32::from(self.gray.get_pixel(px as u32, py as u32).0[0]) * (1.0 - alpha);
