@@ -12,9 +12,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use crate::api::{AppState, app};
-use crate::config::{Config, ConfigError, LogFormat};
-use crate::engine::{Engine, EngineError};
+use crate::api::app;
+use crate::config::{Config, ConfigError, KeyFileError, LogFormat};
+use crate::engine::EngineError;
+use crate::state::AppState;
 
 /// Why the server stopped other than by a signal.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +31,7 @@ pub enum ServeError {
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Keys(#[from] crate::auth::KeyFileError),
+    Keys(#[from] KeyFileError),
 }
 
 /// Installs the global `tracing` subscriber (stderr, `RUST_LOG` filter, default `info`).
@@ -78,7 +79,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         let state = state.clone();
         let settings = config.engine_settings();
         // Not awaited: a signal during startup shuts down without waiting for the models.
-        drop(tokio::task::spawn_blocking(move || match Engine::load_with_metrics(&settings, state.metrics()) {
+        drop(tokio::task::spawn_blocking(move || match state.load_engine(&settings) {
             Ok(engine) => {
                 state.set_engine(engine);
                 tracing::info!("models loaded and warmed up: ready");

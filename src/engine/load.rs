@@ -14,9 +14,8 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
-use super::{
-    CPU_PROVIDER, CUDA_PROVIDER, CardSource, ConvSearch, Device, EngineError, EngineSettings, MapShape, TensorInfo,
-};
+use super::{CPU_PROVIDER, CUDA_PROVIDER, CardSource, EngineError, MapShape, TensorInfo};
+use crate::config::{ConvSearch, Device, EngineSettings};
 
 /// The one ONNX Runtime environment of the process (ONNX Runtime allows a single one, and the shared library can be
 /// loaded only once).

@@ -12,9 +12,8 @@
 //! for more jobs only while such admitted-but-not-yet-queued requests exist; otherwise it runs what it has at once,
 //! so a lone request never pays the batching delay (see [`worker`]).
 //!
-//! The engine reports queue waits, batch sizes, inference times and dropped jobs to per-model
-//! [`ModelMetrics`] (detached, unscraped ones with [`Engine::load`]; the server's registry with
-//! [`Engine::load_with_metrics`]).
+//! Each worker reports queue waits, batch sizes, inference times and dropped jobs to a [`WorkerObserver`] of its
+//! model ([`Engine::load_observed`]); the telemetry layer implements it, so the engine knows nothing of Prometheus.
 //!
 //! A job may also ask for the per-position outputs of models that have them ([`Maps`]: the class activation maps and
 //! the last feature map); a batch fetches them only when one of its jobs asked, so other jobs pay nothing.
@@ -22,94 +21,24 @@
 //! Architecture invariant: this module knows nothing about HTTP; it takes preprocessed tensors and returns
 //! probabilities (and the maps asked for) with timings.
 
-/// Implements `FromStr` and `Display` for a fieldless enum of command-line keywords:
-/// `keywords!(Type, "what it is", { Variant => "keyword", ... })`.
-macro_rules! keywords {
-    ($ty:ident, $what:literal, { $($variant:ident => $word:literal),+ $(,)? }) => {
-        impl std::str::FromStr for $ty {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($word => Ok($ty::$variant),)+
-                    other => Err(format!("unknown {} {other:?} (expected one of: {})", $what, [$($word),+].join(", "))),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(match self {
-                    $($ty::$variant => $word,)+
-                })
-            }
-        }
-    };
-}
-
 mod load;
 mod staging;
 mod worker;
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cxr_core::card::{CAM_NAME, FEATURES_NAME, FP16_PRECISION, ModelCard, ModelVariant};
+use cxr_core::card::{CAM_NAME, FEATURES_NAME, ModelCard, ModelVariant};
 use cxr_core::preprocess::Preprocessor;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use self::load::{ThreadPool, open_session, ort_environment};
-pub use self::staging::{IoBindingMode, StagingKind};
-use crate::metrics::{Metrics, ModelMetrics};
-
-/// Where the models run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    /// ONNX Runtime's CPU execution provider.
-    Cpu,
-    /// The CUDA execution provider; loading fails when it cannot be registered (ONNX Runtime would otherwise fall
-    /// back to the CPU without telling).
-    Cuda,
-    /// CUDA when it can be registered, else the CPU (logged as a warning).
-    Auto,
-}
-
-impl Device {
-    /// The device's name as used on the command line.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-            Device::Auto => "auto",
-        }
-    }
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Device {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda),
-            "auto" => Ok(Device::Auto),
-            other => Err(format!("unknown device {other:?} (expected \"cpu\", \"cuda\" or \"auto\")")),
-        }
-    }
-}
+pub use self::staging::StagingKind;
+use crate::config::{BatchSizes, EngineSettings, Precision};
 
 /// Name of ONNX Runtime's CPU execution provider, as reported per model.
 pub const CPU_PROVIDER: &str = "CPUExecutionProvider";
@@ -135,136 +64,55 @@ pub fn default_queue_capacity(max_batch: usize) -> usize {
     (2 * max_batch).max(MIN_QUEUE_CAPACITY)
 }
 
-/// Which batch sizes a model's session runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchSizes {
-    /// Padded buckets on CUDA (powers of two up to `max_batch`, and `max_batch`), exact sizes on the CPU.
-    Auto,
-    /// Every batch runs at its own size (the CPU execution provider has no per-shape tuning to pay).
-    Exact,
-    /// Batches are padded with zero images to the smallest of these sizes that holds them; padding rows never reach
-    /// a response. Every size is warmed before the model is ready, so no shape is ever tuned on the request path.
-    Buckets(Vec<usize>),
-}
-
-impl BatchSizes {
-    /// The padded sizes for a session on `provider` with `max_batch` (empty: exact sizes), sorted, ending at
-    /// `max_batch`.
-    pub fn resolve(&self, provider: &str, max_batch: usize) -> Vec<usize> {
-        let powers = || {
-            let mut sizes: Vec<usize> = std::iter::successors(Some(1usize), |n| n.checked_mul(2))
-                .take_while(|n| *n < max_batch)
-                .collect();
+/// The padded batch sizes of `sizes` for a session on `provider` with `max_batch` (empty: exact sizes), sorted,
+/// ending at `max_batch`. `auto` pads to powers of two on CUDA only: the CPU execution provider has no per-shape
+/// tuning to pay, so padding there would only add work.
+pub fn padded_batch_sizes(sizes: &BatchSizes, provider: &str, max_batch: usize) -> Vec<usize> {
+    let powers = || {
+        let mut sizes: Vec<usize> =
+            std::iter::successors(Some(1usize), |n| n.checked_mul(2)).take_while(|n| *n < max_batch).collect();
+        sizes.push(max_batch);
+        sizes
+    };
+    match sizes {
+        BatchSizes::Exact => Vec::new(),
+        BatchSizes::Auto if provider == CUDA_PROVIDER => powers(),
+        BatchSizes::Auto => Vec::new(),
+        BatchSizes::Buckets(sizes) => {
+            let mut sizes: Vec<usize> = sizes.iter().copied().filter(|n| *n >= 1 && *n < max_batch).collect();
             sizes.push(max_batch);
+            sizes.sort_unstable();
+            sizes.dedup();
             sizes
-        };
-        match self {
-            BatchSizes::Exact => Vec::new(),
-            BatchSizes::Auto if provider == CUDA_PROVIDER => powers(),
-            BatchSizes::Auto => Vec::new(),
-            BatchSizes::Buckets(sizes) => {
-                let mut sizes: Vec<usize> = sizes.iter().copied().filter(|n| *n >= 1 && *n < max_batch).collect();
-                sizes.push(max_batch);
-                sizes.sort_unstable();
-                sizes.dedup();
-                sizes
-            }
         }
     }
 }
 
-impl FromStr for BatchSizes {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(BatchSizes::Auto),
-            "exact" => Ok(BatchSizes::Exact),
-            list => list
-                .split(',')
-                .map(|n| match n.trim().parse::<usize>() {
-                    Ok(0) | Err(_) => Err(format!("{n:?} is not a batch size ≥ 1 (expected auto, exact or e.g. 1,2,4,8)")),
-                    Ok(n) => Ok(n),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(BatchSizes::Buckets),
-        }
-    }
+/// What a model's worker reports as it runs: the telemetry layer implements it with Prometheus series, so the
+/// engine knows nothing of Prometheus. Calls are cheap and never block (they happen on the worker thread, between
+/// session runs).
+pub trait WorkerObserver: Send + Sync + 'static {
+    /// A job waited `waited` in the queue before its batch started.
+    fn queue_wait(&self, waited: Duration);
+    /// A batch of `size` real jobs ran in `inference` (the session run alone).
+    fn batch(&self, size: usize, inference: Duration);
+    /// A job was dropped unrun because its caller had gone.
+    fn job_dropped(&self);
+    /// A batch ran at a shape that was not warmed up (a padded-bucket miss).
+    fn cold_shape(&self);
 }
 
-/// cuDNN's convolution algorithm search of the CUDA execution provider (`cudnn_conv_algo_search`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConvSearch {
-    /// Benchmark every algorithm once per input shape (ONNX Runtime's default; fastest kernels, slow first run).
-    Exhaustive,
-    /// cuDNN's heuristics, no benchmarking.
-    Heuristic,
-    /// The default algorithm.
-    Default,
+/// The observer of an engine loaded with [`Engine::load`]: reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unobserved;
+
+impl WorkerObserver for Unobserved {
+    fn queue_wait(&self, _: Duration) {}
+    fn batch(&self, _: usize, _: Duration) {}
+    fn job_dropped(&self) {}
+    fn cold_shape(&self) {}
 }
 
-keywords!(ConvSearch, "search", { Exhaustive => "exhaustive", Heuristic => "heuristic", Default => "default" });
-
-/// The number format of the model files the engine loads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// `<stem>.onnx`, the exported FP32 model.
-    #[default]
-    Fp32,
-    /// `<stem>.fp16.onnx` (`cxr-train export --fp16`): FP16 weights and arithmetic behind the same FP32 input and
-    /// outputs. For GPUs (half the weight bytes, Tensor Core convolutions); slower on x86 CPUs, which lack FP16 kernels.
-    Fp16,
-}
-
-keywords!(Precision, "precision", { Fp32 => "fp32", Fp16 => "fp16" });
-
-/// Everything the engine needs to load and run the models.
-#[derive(Debug, Clone)]
-pub struct EngineSettings {
-    /// Directory holding `cxr-inception-v3-{color,gray}.onnx` (and optionally their sidecar cards).
-    pub models_dir: PathBuf,
-    pub device: Device,
-    /// Which of the exported files to load: FP32 `<stem>.onnx` or FP16 `<stem>.fp16.onnx`.
-    pub precision: Precision,
-    /// Whether batches go through an `IoBinding` (auto: with pinned host memory on CUDA only).
-    pub io_binding: IoBindingMode,
-    /// Threads of ONNX Runtime's intra-op pool, shared by both sessions (the environment's global thread pool).
-    pub intra_threads: usize,
-    /// Whether idle pool threads spin before sleeping (ONNX Runtime's default). Off saves CPU when idle but makes
-    /// every operator wake sleeping threads.
-    pub spinning: bool,
-    /// Padded batch sizes, or exact ones.
-    pub batch_sizes: BatchSizes,
-    /// cuDNN convolution algorithm search on CUDA (`None`: ONNX Runtime's default, exhaustive).
-    pub conv_search: Option<ConvSearch>,
-    /// Most jobs stacked into one session run (at least 1); `None` picks the default of the execution provider
-    /// the session actually runs on ([`default_max_batch`]: 8 on the CPU, 64 with CUDA).
-    pub max_batch: Option<usize>,
-    /// Longest a worker waits for more jobs once it holds one, and only while more are known to be coming.
-    pub max_batch_delay: Duration,
-    /// Jobs that may wait in each model's queue (at least 1); `None`: [`default_queue_capacity`] of the model's
-    /// batch size.
-    pub queue_capacity: Option<usize>,
-    /// The ONNX Runtime shared library; only the first engine of a process loads it.
-    pub ort_dylib: PathBuf,
-}
-
-impl EngineSettings {
-    /// Path of a variant's ONNX file in the configured precision.
-    pub fn model_path(&self, variant: ModelVariant) -> PathBuf {
-        match self.precision {
-            Precision::Fp32 => self.models_dir.join(format!("{}.onnx", variant.file_stem())),
-            Precision::Fp16 => self.models_dir.join(format!("{}.{FP16_PRECISION}.onnx", variant.file_stem())),
-        }
-    }
-
-    /// Path of a variant's sidecar model card (one card for both precisions: it describes the model).
-    pub fn card_path(&self, variant: ModelVariant) -> PathBuf {
-        self.models_dir.join(format!("{}.json", variant.file_stem()))
-    }
-}
 
 /// Name, element type and shape of a graph input or output; `-1` marks a dynamic dimension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -601,20 +449,19 @@ pub struct Engine {
 
 impl Engine {
     /// Loads, validates and warms up every model variant, each on its own worker thread (in parallel). The workers
-    /// report to detached metrics that nobody scrapes; a server uses [`Engine::load_with_metrics`].
+    /// report to nobody; a server uses [`Engine::load_observed`].
     ///
     /// Blocks for as long as loading takes (seconds); call it from a blocking context.
     pub fn load(settings: &EngineSettings) -> Result<Engine, EngineError> {
-        Engine::start(settings, |_| ModelMetrics::detached())
+        Engine::load_observed(settings, |_| Box::new(Unobserved))
     }
 
-    /// [`Engine::load`], with each worker reporting to `metrics` (queue wait, batch size, inference time, dropped
-    /// jobs of its model).
-    pub fn load_with_metrics(settings: &EngineSettings, metrics: &Metrics) -> Result<Engine, EngineError> {
-        Engine::start(settings, |variant| metrics.model(variant))
-    }
-
-    fn start(settings: &EngineSettings, metrics: impl Fn(ModelVariant) -> ModelMetrics) -> Result<Engine, EngineError> {
+    /// [`Engine::load`], with each worker reporting to the observer `observe` gives its model (queue wait, batch
+    /// size, inference time, dropped jobs).
+    pub fn load_observed(
+        settings: &EngineSettings,
+        observe: impl Fn(ModelVariant) -> Box<dyn WorkerObserver>,
+    ) -> Result<Engine, EngineError> {
         let environment = ort_environment(
             &settings.ort_dylib,
             Some(ThreadPool { intra_threads: settings.intra_threads, spinning: settings.spinning }),
@@ -628,7 +475,7 @@ impl Engine {
 
         let mut starting = Vec::new();
         for variant in ModelVariant::ALL {
-            starting.push(worker::spawn(variant, settings, environment.clone(), metrics(variant))?);
+            starting.push(worker::spawn(variant, settings, environment.clone(), observe(variant))?);
         }
 
         let mut models = Vec::new();
@@ -680,6 +527,16 @@ impl Drop for Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_and_padded_sizes_follow_the_batch() {
+        assert_eq!((default_queue_capacity(8), default_queue_capacity(64)), (64, 128));
+        assert_eq!(padded_batch_sizes(&BatchSizes::Auto, CUDA_PROVIDER, 64), [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(padded_batch_sizes(&BatchSizes::Auto, CUDA_PROVIDER, 48), [1, 2, 4, 8, 16, 32, 48]);
+        assert!(padded_batch_sizes(&BatchSizes::Auto, CPU_PROVIDER, 8).is_empty(), "exact sizes on the CPU");
+        assert_eq!(padded_batch_sizes(&"1,4,16".parse().unwrap(), CPU_PROVIDER, 8), [1, 4, 8]);
+        assert_eq!(padded_batch_sizes(&BatchSizes::Exact, CUDA_PROVIDER, 64), Vec::<usize>::new());
+    }
 
     #[test]
     fn the_default_batch_follows_the_provider_in_use() {

@@ -26,21 +26,7 @@ use ort::value::{Tensor, TensorRef};
 use serde::Serialize;
 
 use super::{InferError, Maps, ModelInfo};
-
-/// `--io-binding`: whether batches go through an `IoBinding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IoBindingMode {
-    /// Bound through pinned host memory on CUDA; plain runs on the CPU.
-    #[default]
-    Auto,
-    /// Always bound (pinned memory on CUDA, the session's allocator on the CPU).
-    On,
-    /// Never bound.
-    Off,
-}
-
-keywords!(IoBindingMode, "I/O binding mode", { Auto => "auto", On => "on", Off => "off" });
+use crate::config::IoBindingMode;
 
 /// What a model's batches actually go through, reported in `GET /v1/models` as `io_binding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -30,12 +30,12 @@ use ort::session::Session;
 use tokio::sync::mpsc;
 
 use super::load::{check_signature, open_session, read_card};
-use super::staging::{IoBindingMode, Staging, StagingKind};
+use super::staging::{Staging, StagingKind};
 use super::{
-    Arrivals, EngineError, EngineSettings, Job, Maps, ModelHandle, ModelInfo, Precision, Prediction, default_max_batch,
-    default_queue_capacity,
+    Arrivals, EngineError, Job, Maps, ModelHandle, ModelInfo, Prediction, WorkerObserver, default_max_batch,
+    default_queue_capacity, padded_batch_sizes,
 };
-use crate::metrics::ModelMetrics;
+use crate::config::{EngineSettings, IoBindingMode, Precision};
 
 /// How a worker forms batches.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +67,7 @@ pub(super) fn spawn(
     variant: ModelVariant,
     settings: &EngineSettings,
     environment: Environment,
-    metrics: ModelMetrics,
+    observer: Box<dyn WorkerObserver>,
 ) -> Result<Starting, EngineError> {
     let (report, loaded) = std_mpsc::sync_channel(1);
     let settings = settings.clone();
@@ -97,7 +97,7 @@ pub(super) fn spawn(
             if report.send(Ok(handle)).is_err() {
                 return;
             }
-            let worker = Worker { info: &info, batching, arrivals: &arrivals, metrics: &metrics };
+            let worker = Worker { info: &info, batching, arrivals: &arrivals, observer: &*observer };
             worker.serve(&mut session, &mut staging, jobs);
             tracing::debug!(model = %variant, "worker stopped");
         })
@@ -127,7 +127,7 @@ fn open(
     }
     let (input, outputs, maps) = check_signature(&session, path, &card)?;
     let max_batch = settings.max_batch.unwrap_or_else(|| default_max_batch(provider)).max(1);
-    let batch_sizes = settings.batch_sizes.resolve(provider, max_batch);
+    let batch_sizes = padded_batch_sizes(&settings.batch_sizes, provider, max_batch);
     let mut warmed = if batch_sizes.is_empty() { vec![1, max_batch] } else { batch_sizes.clone() };
     warmed.dedup();
     let mut info = ModelInfo {
@@ -253,7 +253,7 @@ struct Worker<'a> {
     info: &'a ModelInfo,
     batching: Batching,
     arrivals: &'a Arrivals,
-    metrics: &'a ModelMetrics,
+    observer: &'a dyn WorkerObserver,
 }
 
 impl Worker<'_> {
@@ -268,7 +268,7 @@ impl Worker<'_> {
                 return;
             }
         };
-        while let Some(batch) = runtime.block_on(next_batch(&mut jobs, self.batching, self.arrivals, self.metrics)) {
+        while let Some(batch) = runtime.block_on(next_batch(&mut jobs, self.batching, self.arrivals, self.observer)) {
             self.run_jobs(session, staging, batch);
         }
     }
@@ -277,28 +277,28 @@ impl Worker<'_> {
     fn run_jobs(&self, session: &mut Session, staging: &mut Staging, mut batch: Vec<Job>) {
         let info = self.info;
         // A client may have gone away while the batch was filling.
-        batch.retain(|job| keep_if_wanted(job, self.metrics));
+        batch.retain(|job| keep_if_wanted(job, self.observer));
         if batch.is_empty() {
             return;
         }
         let started = Instant::now();
         let n = batch.len();
         let queues: Vec<Duration> = batch.iter().map(|job| started.saturating_duration_since(job.submitted)).collect();
-        queues.iter().for_each(|queue| self.metrics.observe_queue_wait(*queue));
+        queues.iter().for_each(|queue| self.observer.queue_wait(*queue));
         let rows: Vec<&[f32]> = batch.iter().map(|job| job.tensor.as_slice()).collect();
         // One run serves every job: it fetches the maps any of them asked for, and each job gets only its own.
         let maps = batch.iter().fold(Maps::NONE, |maps, job| maps.union(job.maps));
         // Padding rows are zero images; their outputs are cut off in the staging run and never reach a response.
         let run_size = padded_size(n, &info.batch_sizes);
         if !info.batch_sizes.is_empty() && !info.warmed.contains(&run_size) {
-            self.metrics.cold_shape();
+            self.observer.cold_shape();
             tracing::warn!(model = %info.variant, batch = run_size, "running a batch size that was not warmed at startup");
         }
         let result = staging.run(session, info, &rows, run_size, maps);
         drop(rows);
         let replies: Vec<_> = batch.into_iter().map(|job| (job.reply, job.maps)).zip(queues).collect();
         let inference = started.elapsed();
-        self.metrics.observe_batch(n, inference);
+        self.observer.batch(n, inference);
         tracing::debug!(model = %info.variant, batch = n, inference_ms = inference.as_secs_f64() * 1e3, "batch done");
         match result {
             Ok(output) => {
@@ -338,12 +338,12 @@ async fn next_batch(
     jobs: &mut mpsc::Receiver<Job>,
     batching: Batching,
     arrivals: &Arrivals,
-    metrics: &ModelMetrics,
+    observer: &dyn WorkerObserver,
 ) -> Option<Vec<Job>> {
     let mut batch = Vec::with_capacity(batching.max_batch);
     while batch.is_empty() {
         let job = jobs.recv().await?;
-        if keep_if_wanted(&job, metrics) {
+        if keep_if_wanted(&job, observer) {
             batch.push(job);
         }
     }
@@ -368,7 +368,7 @@ async fn next_batch(
                 }
             }
         };
-        if keep_if_wanted(&job, metrics) {
+        if keep_if_wanted(&job, observer) {
             batch.push(job);
         }
     }
@@ -376,10 +376,10 @@ async fn next_batch(
 }
 
 /// Whether a job's caller still waits for it; a job whose caller left is counted as dropped.
-fn keep_if_wanted(job: &Job, metrics: &ModelMetrics) -> bool {
+fn keep_if_wanted(job: &Job, observer: &dyn WorkerObserver) -> bool {
     if job.reply.is_closed() {
         tracing::debug!("dropping a job whose client went away");
-        metrics.job_dropped();
+        observer.job_dropped();
         false
     } else {
         true
@@ -400,6 +400,25 @@ mod tests {
         (Job { tensor: vec![0.0], maps: Maps::NONE, submitted: Instant::now(), reply }, answer)
     }
 
+    /// Counts the dropped jobs a worker reports.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicU64);
+
+    impl Counting {
+        fn dropped_jobs(&self) -> u64 {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    }
+
+    impl WorkerObserver for Counting {
+        fn queue_wait(&self, _: Duration) {}
+        fn batch(&self, _: usize, _: Duration) {}
+        fn job_dropped(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn cold_shape(&self) {}
+    }
+
     fn batching(max_batch: usize, max_delay_ms: u64) -> Batching {
         Batching { max_batch, max_delay: Duration::from_millis(max_delay_ms) }
     }
@@ -415,7 +434,7 @@ mod tests {
     #[tokio::test]
     async fn batches_fill_up_to_the_maximum() {
         let (queue, mut jobs) = mpsc::channel(16);
-        let (arrivals, metrics) = (Arrivals::default(), ModelMetrics::detached());
+        let (arrivals, metrics) = (Arrivals::default(), Counting::default());
         let mut answers = Vec::new();
         for _ in 0..5 {
             let (job, answer) = job();
@@ -432,7 +451,7 @@ mod tests {
     #[tokio::test]
     async fn jobs_of_departed_clients_are_skipped_and_counted() {
         let (queue, mut jobs) = mpsc::channel(16);
-        let (arrivals, metrics) = (Arrivals::default(), ModelMetrics::detached());
+        let (arrivals, metrics) = (Arrivals::default(), Counting::default());
         let (gone, answer) = job();
         drop(answer);
         queue.try_send(gone).unwrap();
@@ -446,7 +465,7 @@ mod tests {
     async fn a_lone_job_runs_at_once_when_nothing_else_is_coming() {
         // The latency fix: at concurrency 1 the batching delay must not be paid.
         let (queue, mut jobs) = mpsc::channel(16);
-        let (arrivals, metrics) = (Arrivals::default(), ModelMetrics::detached());
+        let (arrivals, metrics) = (Arrivals::default(), Counting::default());
         let (lone, _answer) = job();
         queue.try_send(lone).unwrap();
         let started = Instant::now();
@@ -457,7 +476,7 @@ mod tests {
     #[tokio::test]
     async fn a_job_on_its_way_waits_at_most_the_delay() {
         let (queue, mut jobs) = mpsc::channel(16);
-        let (arrivals, metrics) = (Arrivals::default(), ModelMetrics::detached());
+        let (arrivals, metrics) = (Arrivals::default(), Counting::default());
         let (lone, _answer) = job();
         queue.try_send(lone).unwrap();
         arrivals.enter(); // Admitted, but its job never comes within the delay.
@@ -470,7 +489,7 @@ mod tests {
     #[tokio::test]
     async fn a_job_on_its_way_joins_the_batch() {
         let (queue, mut jobs) = mpsc::channel(16);
-        let (arrivals, metrics) = (Arc::new(Arrivals::default()), ModelMetrics::detached());
+        let (arrivals, metrics) = (Arc::new(Arrivals::default()), Counting::default());
         let (first, _first) = job();
         queue.try_send(first).unwrap();
         arrivals.enter();
@@ -491,7 +510,7 @@ mod tests {
     #[tokio::test]
     async fn the_wait_ends_when_the_announced_request_gives_up() {
         let (queue, mut jobs) = mpsc::channel(16);
-        let (arrivals, metrics) = (Arc::new(Arrivals::default()), ModelMetrics::detached());
+        let (arrivals, metrics) = (Arc::new(Arrivals::default()), Counting::default());
         let (first, _first) = job();
         queue.try_send(first).unwrap();
         arrivals.enter();

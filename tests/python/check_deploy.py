@@ -5,7 +5,7 @@
 - Prometheus: `promtool check config` on deploy/prometheus/prometheus.yml (which also checks its rule files).
 - Grafana: deploy/grafana/cxr.json is a dashboard on the provisioned datasource, whose every PromQL query parses
   (`promtool check rules` on the queries turned into recording rules, Grafana variables substituted) and names only
-  metrics the server exports (names read from src/metrics.rs); it has the panels the issue asks for.
+  metrics the server exports (names read from src/telemetry/metrics.rs); it has the panels the issue asks for.
 - Compose: every service, bind-mounted file and cross-reference (scrape target, dashboard path, stop grace).
 - Kubernetes: `kubectl kustomize` renders both overlays, `kubernetes-validate --strict` validates every built-in kind
   against the Kubernetes schemas; the ServiceMonitor (a CRD, no schema there) and the HPA's custom metric are
@@ -76,10 +76,10 @@ def tool(name: str, given: str | None) -> str:
 
 @functools.cache
 def server_metric_names() -> frozenset[str]:
-    source = (ROOT / "src" / "metrics.rs").read_text()
+    source = (ROOT / "src" / "telemetry" / "metrics.rs").read_text()
     names = set(re.findall(r'"(cxr_[a-z0-9_]+)"', source))
     if len(names) < 15:
-        fail(f"read only {len(names)} metric names from src/metrics.rs")
+        fail(f"read only {len(names)} metric names from src/telemetry/metrics.rs")
     return frozenset(names)
 
 

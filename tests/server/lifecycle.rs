@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use cxr_serve::engine::{CPU_PROVIDER, CUDA_PROVIDER, Device, Engine, EngineError};
+use cxr_serve::config::Device;
+use cxr_serve::engine::{CPU_PROVIDER, CUDA_PROVIDER, Engine, EngineError};
 use cxr_serve::{AppState, Config, app};
 use serde_json::Value;
 use tower::ServiceExt;

@@ -12,6 +12,7 @@ mod auth;
 mod v2;
 mod batching;
 mod docs;
+mod layers;
 mod errors;
 mod explain;
 mod fp16;

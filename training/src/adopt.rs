@@ -26,7 +26,8 @@ use cxr_core::labels::{LABELS, NUM_LABELS};
 use onnx_ir::{AttributeProto, AttributeType, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use sha2::Digest;
 
-use crate::export::{BATCH_AXIS, ExportedModel, PRODUCER, embed_card, untrained_card, write_model};
+use crate::export::{BATCH_AXIS, ExportedModel, embed_card, untrained_card, write_model};
+use crate::run::PRODUCER;
 use crate::model::INPUT_SIZE;
 
 /// ONNX `TensorProto.DataType` values used here.

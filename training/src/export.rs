@@ -34,11 +34,12 @@ use cxr_core::preprocess::PREPROCESSING_DESCRIPTION;
 use onnx_ir::{Message, ModelProto, ValueInfoProto};
 
 use crate::model::{FEATURES, INPUT_SIZE, InceptionV3, InceptionV3Config, feature_grid};
+use crate::run::PRODUCER;
 
 /// Name of the symbolic batch axis of the exported input and outputs.
 pub const BATCH_AXIS: &str = "batch";
-/// Producer written into every exported model.
-pub const PRODUCER: &str = concat!("cxr-train ", env!("CARGO_PKG_VERSION"));
+/// ONNX `TensorProto.DataType` code of FP32 tensors.
+pub(crate) const FLOAT: i32 = 1;
 
 /// Errors of the export layer.
 #[derive(Debug, thiserror::Error)]
@@ -162,8 +163,8 @@ pub fn export_untrained(
 /// seed, the kept epoch, validation and test metrics, and the per-label Youden thresholds from validation. The
 /// export keeps the run's input size; the server reads it from the card.
 pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<ExportedModel, ExportError> {
-    use crate::train::{DatasetSpec, Task, load_best};
-    let failed = |e: crate::train::TrainError| ExportError::Run(e.to_string());
+    use crate::run::{BestCheckpoint, DatasetSpec, Task, load_best};
+    let failed = |e: crate::run::TrainError| ExportError::Run(e.to_string());
     let (config, model) = load_best(run, device).map_err(failed)?;
     if let DatasetSpec::Imported { source, format, sha256, gray_from_color, trained } = &config.dataset {
         if config.num_classes != NUM_LABELS {
@@ -206,7 +207,7 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
     };
     debug_assert_eq!(config.task, Task::Nih);
     let evaluation = crate::train::evaluate::read_evaluation(run).map_err(failed)?;
-    let best = crate::train::BestCheckpoint::read(run).map_err(failed)?;
+    let best = BestCheckpoint::read(run).map_err(failed)?;
     let mut test = std::collections::BTreeMap::from([("mean_auc".to_string(), evaluation.test_mean_auc)]);
     for (label, estimate) in &evaluation.test_auc {
         if let Some(e) = estimate {
@@ -282,7 +283,7 @@ fn append_cam(graph: &mut onnx_ir::GraphProto, head: &CamHead) {
     let tensor = |name: &str, dims: Vec<i64>, values: &[f32]| {
         let mut t = onnx_ir::TensorProto::new();
         t.name = name.into();
-        t.data_type = crate::fp16::FLOAT;
+        t.data_type = FLOAT;
         t.dims = dims;
         t.raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         t

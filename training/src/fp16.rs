@@ -20,11 +20,10 @@ use cxr_core::card::{FP16_PRECISION, PRECISION_METADATA_KEY};
 use half::f16;
 use onnx_ir::{AttributeProto, AttributeType, Message, ModelProto, NodeProto};
 
-use crate::export::ExportError;
+use crate::export::{ExportError, FLOAT};
 
 
 /// ONNX `TensorProto.DataType` codes used here.
-pub(crate) const FLOAT: i32 = 1;
 const FLOAT16: i32 = 10;
 const INT64: i32 = 7;
 const INT32: i32 = 6;

@@ -28,28 +28,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use crate::model::{INPUT_SIZE, InceptionV3, InceptionV3Config};
-use crate::train::{DatasetSpec, Fingerprints, OptimizerKind, Task, TrainConfig};
-
-/// How the 1-channel first convolution of a gray model is built from a color checkpoint's 3-channel one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum GrayFromColor {
-    /// `w_R + w_G + w_B`: the gray model on image `g` computes exactly the color model on `(g, g, g)`.
-    Sum,
-    /// `0.299 w_R + 0.587 w_G + 0.114 w_B` (ITU-R BT.601 Luma weights, which sum to 1): the gray model on `g`
-    /// computes the color model on `(0.299 g, 0.587 g, 0.114 g)` (normalised values).
-    Luma,
-}
-
-impl GrayFromColor {
-    /// The weight of each color channel (R, G, B) in the gray filter.
-    pub fn channel_weights(self) -> [f32; 3] {
-        match self {
-            GrayFromColor::Sum => [1.0, 1.0, 1.0],
-            GrayFromColor::Luma => cxr_core::decode::LUMA,
-        }
-    }
-}
+pub use crate::run::GrayFromColor;
+use crate::run::{DatasetSpec, Fingerprints, OptimizerKind, PRODUCER, Task, TrainConfig, TrainError, read_run_file};
 
 /// Errors of the import layer.
 #[derive(Debug, thiserror::Error)]
@@ -349,11 +329,11 @@ fn imported_config(report: &ImportReport, seed: u64) -> TrainConfig {
         },
         fingerprints: Fingerprints::default(),
         git_commit: None,
-        producer: crate::export::PRODUCER.into(),
+        producer: PRODUCER.into(),
     }
 }
 
 /// Reads `import.json` of an import directory.
-pub fn read_report(dir: &Path) -> Result<ImportReport, crate::train::TrainError> {
-    crate::train::read_run_file(dir, "import.json", "not an import directory")
+pub fn read_report(dir: &Path) -> Result<ImportReport, TrainError> {
+    read_run_file(dir, "import.json", "not an import directory")
 }

@@ -16,6 +16,8 @@
 //! - [`import`]: torchvision `inception_v3` weights (`.pth` / `.safetensors`, through burn-store) into an import
 //!   directory, and the gray first convolution derived from a color one.
 //! - [`adopt`]: ONNX classifiers exported elsewhere wrapped into the served interface with a card.
+//! - [`run`]: the run directory format (`config.json`, `best.bpk`, `best.json`) that training, import, evaluation
+//!   and export share.
 //! - [`train`]: pretraining and fine-tuning on burn-train (loop, metrics, checkpoints, early stopping, resume).
 //! - [`cli`]: the `cxr-train` command line.
 //!
@@ -30,4 +32,5 @@ pub mod fp16;
 pub mod import;
 pub mod adopt;
 pub mod model;
+pub mod run;
 pub mod train;

@@ -23,7 +23,8 @@ use serde::Serialize;
 use super::BenchError;
 use super::config::Plan;
 use super::stats::{Summary, ms};
-use cxr_serve::engine::{Device, EngineSettings, open_session, ort_environment};
+use cxr_serve::config::{Device, EngineSettings};
+use cxr_serve::engine::{open_session, ort_environment};
 
 /// Most timed runs of one batch size, whatever the time budget.
 const MAX_RUNS: usize = 1000;

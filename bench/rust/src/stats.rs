@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// One percentile definition for the whole crate (linear between closest ranks, NumPy's default).
-pub use cxr_serve::ab::percentile;
+pub use cxr_serve::telemetry::ab::percentile;
 
 /// Count, mean and percentiles of a sample in milliseconds. Percentiles interpolate linearly between the closest
 /// ranks (numpy's default), so p99 of 100 values is not simply the maximum.

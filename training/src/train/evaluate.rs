@@ -199,5 +199,5 @@ pub fn evaluate_run(dir: &Path, device: &Device) -> Result<RunEvaluation, TrainE
 
 /// Reads a run's `evaluation.json`.
 pub fn read_evaluation(dir: &Path) -> Result<RunEvaluation, TrainError> {
-    super::read_run_file(dir, "evaluation.json", "run `cxr-train evaluate` first")
+    crate::run::read_run_file(dir, "evaluation.json", "run `cxr-train evaluate` first")
 }

@@ -15,7 +15,7 @@ pub mod plot;
 pub mod renderer;
 pub mod steps;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use burn::lr_scheduler::step::StepLrSchedulerConfig;
@@ -28,138 +28,17 @@ use burn::train::metric::{AccuracyMetric, AurocMetric, ClassReduction, LossMetri
 use burn::train::{
     ExecutionStrategy, Learner, MetricEarlyStoppingStrategy, MultiDeviceOptim, StoppingCondition, SupervisedTraining,
 };
-use cxr_core::card::{ModelVariant, Normalization};
-use serde::{Deserialize, Serialize};
 
-use crate::data::loader::{Loader, LoaderConfig};
-use crate::data::{Augment, DataError, Sample, fingerprint};
-use crate::model::{InceptionV3, InceptionV3Config};
+pub use crate::run::{
+    BestCheckpoint, DatasetSpec, Fingerprints, OptimizerKind, Task, TrainConfig, TrainError, load_best,
+};
+use crate::data::loader::Loader;
+use crate::data::{Sample, fingerprint};
+use crate::model::InceptionV3;
+use crate::run::PRODUCER;
 use loader::BurnLoader;
 use renderer::ProgressRenderer;
 use steps::{MultiLabelClassifier, SoftmaxClassifier};
-
-/// Errors of the training layer.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    #[error(transparent)]
-    Data(#[from] DataError),
-    #[error("{path}: {reason}")]
-    RunDir { path: String, reason: String },
-    #[error("training failed: {0}")]
-    Training(String),
-    #[error("cannot load the model from {path}: {reason}")]
-    Checkpoint { path: String, reason: String },
-    #[error("invalid configuration: {0}")]
-    Config(String),
-}
-
-impl TrainError {
-    pub(crate) fn run_dir(path: &Path, reason: impl std::fmt::Display) -> Self {
-        TrainError::RunDir { path: path.display().to_string(), reason: reason.to_string() }
-    }
-}
-
-/// What a run learns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// ImageNet-style pretraining: one softmax class per folder.
-    Pretrain,
-    /// NIH ChestX-ray14: 14 independent findings (sigmoid, binary cross-entropy).
-    Nih,
-    /// Indiana University: normal (0) vs abnormal (1), 2-class softmax.
-    Indiana,
-    /// Weights brought in by `cxr-train import` (no training run); a starting point for `finetune --init-from`,
-    /// or exported as is when the head has the 14 NIH findings.
-    Imported,
-}
-
-impl Task {
-    /// Whether the head is a softmax over classes (else independent sigmoids).
-    pub fn is_softmax(self) -> bool {
-        !matches!(self, Task::Nih)
-    }
-}
-
-/// The optimizer of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// RMSProp as in the paper (decay 0.9, momentum 0.9, ε 1.0).
-    Rmsprop,
-    /// Adam (β 0.9/0.999); converges faster on small data, used by the CI smoke run.
-    Adam,
-}
-
-/// Every hyperparameter of a run; written to `config.json` and read back by `--resume`, `evaluate` and `export`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub task: Task,
-    pub variant: ModelVariant,
-    /// Output classes of the head (1000 for ImageNet, 14 for NIH, 2 for Indiana).
-    pub num_classes: usize,
-    pub input_size: usize,
-    pub batch_size: usize,
-    pub epochs: usize,
-    pub optimizer: OptimizerKind,
-    pub learning_rate: f64,
-    /// Multiply the learning rate by this every `lr_decay_epochs` epochs (1.0: constant).
-    pub lr_decay: f64,
-    pub lr_decay_epochs: usize,
-    pub rmsprop_decay: f32,
-    pub momentum: f32,
-    pub epsilon: f32,
-    pub weight_decay: f32,
-    pub dropout: f64,
-    /// Stop after this many epochs without a lower validation loss (0: never).
-    pub patience: usize,
-    pub seed: u64,
-    pub workers: usize,
-    pub max_bad_fraction: f64,
-    /// The run directory whose kept model the weights started from (fine-tuning from pretraining), if any.
-    pub init_from: Option<PathBuf>,
-    /// Where the data came from, so that `evaluate` can rebuild the test split from the run alone.
-    pub dataset: DatasetSpec,
-    /// Fingerprints of the train / validation / test sample lists.
-    pub fingerprints: Fingerprints,
-    /// `git rev-parse HEAD` of the working directory, when available.
-    pub git_commit: Option<String>,
-    pub producer: String,
-}
-
-/// The dataset a run used, as given on the command line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum DatasetSpec {
-    /// Class folders for training and validation (ImageNet layout).
-    ImageFolder { train: PathBuf, val: PathBuf, val_ground_truth: Option<PathBuf>, classes: Vec<String> },
-    /// NIH ChestX-ray14.
-    Nih {
-        csv: PathBuf,
-        images: PathBuf,
-        split_seed: u64,
-        train_val_list: Option<PathBuf>,
-        test_list: Option<PathBuf>,
-    },
-    /// Indiana University / OpenI.
-    Indiana { reports: PathBuf, metadata: PathBuf, images: PathBuf, split_seed: u64 },
-    /// No dataset: the weights came from a file (`cxr-train import`).
-    Imported {
-        source: PathBuf,
-        format: String,
-        sha256: String,
-        gray_from_color: Option<crate::import::GrayFromColor>,
-        /// The user's statement that the file's head was trained for the 14 NIH findings.
-        trained: bool,
-    },
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Fingerprints {
-    pub train: String,
-    pub val: String,
-    pub test: Option<String>,
-}
 
 /// The three sample lists of a run.
 #[derive(Debug, Clone)]
@@ -167,79 +46,6 @@ pub struct Splits {
     pub train: Vec<Sample>,
     pub val: Vec<Sample>,
     pub test: Vec<Sample>,
-}
-
-impl TrainConfig {
-    /// The loader settings for one split: training shuffles and augments, evaluation does neither.
-    pub fn loader_config(&self, training: bool) -> LoaderConfig {
-        let augment = match (training, self.task) {
-            (false, _) => Augment::None,
-            (true, Task::Pretrain) => Augment::Inception,
-            (true, _) => Augment::Flip,
-        };
-        LoaderConfig {
-            batch_size: self.batch_size,
-            input_size: self.input_size,
-            channels: self.variant.channels(),
-            normalization: Normalization::INCEPTION,
-            augment,
-            shuffle: training,
-            seed: self.seed,
-            workers: self.workers,
-            prefetch: 2,
-            max_bad_fraction: self.max_bad_fraction,
-        }
-    }
-
-    fn model_config(&self) -> InceptionV3Config {
-        InceptionV3Config::new(self.variant.channels(), self.num_classes).with_dropout(self.dropout)
-    }
-
-    /// A fresh network: seeded initialisation, or with `init_from` the pretraining run's kept weights with this
-    /// network's fresh head (fine-tuning replaces the head).
-    pub fn build_model(&self, device: &Device) -> Result<InceptionV3, TrainError> {
-        let model = self.model_config().init_seeded(self.seed, device);
-        match &self.init_from {
-            None => Ok(model),
-            Some(path) => load_backbone(model, path, device),
-        }
-    }
-
-    fn write(&self, dir: &Path) -> Result<(), TrainError> {
-        let json = serde_json::to_string_pretty(self).expect("config serialises");
-        std::fs::write(dir.join("config.json"), json).map_err(|e| TrainError::run_dir(dir, e))
-    }
-
-    /// Reads `config.json` of a run directory.
-    pub fn read(dir: &Path) -> Result<TrainConfig, TrainError> {
-        read_run_file(dir, "config.json", "not a training run directory")
-    }
-}
-
-/// Reads one JSON file of a run directory; `missing` says what to do when it is absent.
-pub(crate) fn read_run_file<T: serde::de::DeserializeOwned>(dir: &Path, name: &str, missing: &str) -> Result<T, TrainError> {
-    let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::run_dir(&path, format!("{e} ({missing})")))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::run_dir(&path, e))
-}
-
-/// The pretraining run in `run` as the starting point of a fine-tuning model: every weight from its `best.bpk`
-/// except the classifier head, which `fresh` provides (fine-tuning replaces the 1000-class head).
-fn load_backbone(fresh: InceptionV3, run: &Path, device: &Device) -> Result<InceptionV3, TrainError> {
-    let (pretrain, mut net) = load_best(run, device)?;
-    if net.in_channels() != fresh.in_channels() {
-        return Err(TrainError::Config(format!(
-            "--init-from {} is a {} model ({} input channel(s)); this run needs {} channel(s)",
-            run.display(),
-            pretrain.variant,
-            net.in_channels(),
-            fresh.in_channels()
-        )));
-    }
-    net.fc = fresh.fc;
-    net.aux_logits = fresh.aux_logits;
-    net.dropout = fresh.dropout;
-    Ok(net)
 }
 
 /// `git rev-parse HEAD`, if this is a git checkout.
@@ -256,25 +62,8 @@ pub fn describe(mut config: TrainConfig, splits: &Splits) -> TrainConfig {
         test: (!splits.test.is_empty()).then(|| fingerprint(&splits.test)),
     };
     config.git_commit = git_commit();
-    config.producer = crate::export::PRODUCER.into();
+    config.producer = PRODUCER.into();
     config
-}
-
-/// What a finished training run left behind.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BestCheckpoint {
-    /// 1-based epoch of the kept model (lowest validation loss).
-    pub epoch: usize,
-    pub val_loss: f64,
-    /// Epochs actually run (early stopping may end a run before `epochs`).
-    pub epochs_run: usize,
-}
-
-impl BestCheckpoint {
-    /// Reads `best.json` of a finished run.
-    pub fn read(dir: &Path) -> Result<BestCheckpoint, TrainError> {
-        read_run_file(dir, "best.json", "the run has not finished training")
-    }
 }
 
 /// The last `checkpoint/model-N.bpk` in a run directory (what `--resume` continues from).
@@ -477,16 +266,6 @@ pub fn load_net(config: &TrainConfig, path: &Path, device: &Device) -> Result<In
     } else {
         MultiLabelClassifier { net }.try_load_record(record).map(|m| m.net).map_err(|e| err(format!("{e:?}")))
     }
-}
-
-/// Loads a run's kept model (`best.bpk`, saved as the bare network).
-pub fn load_best(dir: &Path, device: &Device) -> Result<(TrainConfig, InceptionV3), TrainError> {
-    let config = TrainConfig::read(dir)?;
-    let path = dir.join("best.bpk");
-    let err = |reason: String| TrainError::Checkpoint { path: path.display().to_string(), reason };
-    let net = config.model_config().init_seeded(config.seed, device);
-    let net = net.try_load_file(dir.join("best")).map_err(|e| err(format!("{e:?}")))?;
-    Ok((config, net))
 }
 
 /// The Burn devices named on the command line, comma-separated: `flex` (the CPU backend, always built),

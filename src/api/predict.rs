@@ -4,14 +4,14 @@
 //! `application/octet-stream` are the documented ones) or `multipart/form-data` with a `file` field. The format is
 //! sniffed from magic bytes by `cxr_core::decode`; a declared type that disagrees only earns a warning. The image is
 //! decoded once on the blocking pool; with `?model=both` the color and gray models then run concurrently on it, and
-//! the pair joins the A/B window ([`crate::ab`]). A single-model prediction may also start a shadow run of the other
-//! model ([`crate::shadow`]), which never delays or changes the response.
+//! the pair joins the A/B window ([`crate::telemetry::ab`]). A single-model prediction may also start a shadow run of the other
+//! model ([`crate::telemetry::shadow`]), which never delays or changes the response.
 //!
 //! Once the body is complete, the request is admitted to each model it will run on
 //! ([`ModelHandle::admit`]): until its tensor is queued, the model's batcher knows one more image is coming.
 //!
 //! With `?explain=cam` (or `--explain cam`) each model's result also carries its class activation maps
-//! ([`crate::explain`]), fetched from the same session run; `&overlay=png` adds pictures of the top findings.
+//! ([`super::explain`]), fetched from the same session run; `&overlay=png` adds pictures of the top findings.
 //!
 //! Only the format, dimensions and timings are logged: DICOM headers are PHI and never leave `cxr_core`.
 
@@ -29,15 +29,16 @@ use cxr_core::image::GrayImage;
 use cxr_core::labels::LABELS;
 use serde::{Deserialize, Serialize};
 
-use crate::ab::{self, ModelSide, Source};
-use crate::api::{AppState, millis};
-use crate::config::ModelSelection;
+use super::error::ApiError;
+use super::explain::{self, ExplainRequest, Explanation, Overlay};
+use super::middleware::RequestId;
+use crate::config::{Explain, ModelSelection};
 use crate::engine::{Admission, Maps, ModelHandle, Prediction};
-use crate::error::ApiError;
-use crate::explain::{self, Explain, ExplainRequest, Explanation, Overlay};
-use crate::metrics::Metrics;
-use crate::middleware::RequestId;
-use crate::shadow::{PrimaryOutcome, ShadowRun};
+use crate::state::AppState;
+use crate::telemetry::ab::{ModelSide, Source};
+use crate::telemetry::metrics::{self, Metrics};
+use crate::telemetry::millis;
+use crate::telemetry::shadow::{PrimaryOutcome, ShadowRun};
 
 /// Query parameters of `POST /predict`.
 #[derive(Debug, Deserialize)]
@@ -204,7 +205,7 @@ pub async fn predict(
         _ => return Err(ApiError::Internal("a model selection without models".into())),
     };
     if let [color, gray] = runs.as_slice() {
-        ab::record_pair(state.ab(), &metrics, Source::Both, &color.side(), &gray.side());
+        metrics::record_pair(state.ab(), &metrics, Source::Both, &color.side(), &gray.side());
     }
 
     let results: Vec<ModelResult> = runs.into_iter().map(|run| run.into_result(decode_time)).collect();
@@ -298,7 +299,7 @@ impl Job<'_> {
             let explanation = build();
             Ok((explanation, started.elapsed()))
         } else {
-            self.state.cpu_work(build).await
+            Ok(self.state.cpu_work(build).await?)
         }
     }
 }
@@ -420,7 +421,7 @@ mod tests {
 
     #[test]
     fn findings_are_positive_only_where_the_card_has_a_threshold() {
-        let mut card: ModelCard = serde_json::from_str(include_str!("../tests/data/cards/gray-untrained.json")).expect("card");
+        let mut card: ModelCard = serde_json::from_str(include_str!("../../tests/data/cards/gray-untrained.json")).expect("card");
         let probabilities: Vec<f32> = (0..LABELS.len()).map(|i| i as f32 / 20.0).collect();
         let untrained = findings(&probabilities, &card);
         assert!(untrained.iter().all(|f| f.positive.is_none()));

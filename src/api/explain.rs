@@ -18,18 +18,8 @@ use cxr_core::image::GrayImage;
 use cxr_core::labels::LABELS;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Explain;
 use crate::engine::MapShape;
-
-/// What a prediction explains (`--explain`, `?explain=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Explain {
-    /// Probabilities only (the fast path).
-    #[default]
-    None,
-    /// Class activation maps: one grid per finding.
-    Cam,
-}
 
 /// Whether the explained findings come with a picture (`?overlay=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Prometheus metrics, served at `GET /metrics` in the text exposition format 0.0.4.
 //!
 //! [`Metrics`] owns its own [`Registry`] (never the process-global one), so that several servers can run in one
-//! process (the integration tests do) without sharing counters. [`crate::api::AppState`] holds it; the pieces that
+//! process (the integration tests do) without sharing counters. [`crate::state::AppState`] holds it; the pieces that
 //! measure something get either the whole [`Metrics`] or, for the engine's worker threads, the per-model
 //! [`ModelMetrics`] handles.
 //!
@@ -47,9 +47,9 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::ab::{Comparison, Source};
-use crate::engine::Engine;
-use crate::error::ProblemKind;
+use super::ab::{AbStats, Comparison, ModelSide, Source};
+use crate::engine::{Engine, WorkerObserver};
+use crate::problem::ProblemKind;
 
 /// The `Content-Type` of `GET /metrics`.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -408,6 +408,12 @@ impl Metrics {
     }
 }
 
+/// Records a pair in the window and in the `cxr_ab_*` metrics.
+pub fn record_pair(ab: &AbStats, metrics: &Metrics, source: Source, color: &ModelSide<'_>, gray: &ModelSide<'_>) {
+    let comparison = ab.record(source, color, gray);
+    metrics.observe_comparison(&comparison, source);
+}
+
 /// Decrements `cxr_http_requests_in_flight` when dropped.
 pub struct InFlight(IntGauge);
 
@@ -428,21 +434,6 @@ pub struct ModelMetrics {
 }
 
 impl ModelMetrics {
-    /// Handles registered nowhere: for an engine whose metrics nobody scrapes (and for tests).
-    pub fn detached() -> ModelMetrics {
-        let histogram = |name: &str, buckets: Vec<f64>| {
-            Histogram::with_opts(HistogramOpts::new(name, "detached").buckets(buckets))
-                .expect("valid metric definition")
-        };
-        ModelMetrics {
-            queue_wait: histogram("queue_wait", latency_buckets()),
-            inference: histogram("inference", latency_buckets()),
-            batch_size: histogram("batch_size", batch_size_buckets()),
-            dropped_jobs: IntCounter::new("dropped_jobs", "detached").expect("valid metric definition"),
-            cold_shapes: IntCounter::new("cold_shapes", "detached").expect("valid metric definition"),
-        }
-    }
-
     /// One job's wait between entering the queue and the start of its batch.
     pub fn observe_queue_wait(&self, waited: Duration) {
         self.queue_wait.observe(waited.as_secs_f64());
@@ -472,6 +463,25 @@ impl ModelMetrics {
     /// Cold padded shapes run so far.
     pub fn cold_shapes(&self) -> u64 {
         self.cold_shapes.get()
+    }
+}
+
+/// The engine's workers report through [`ModelMetrics`].
+impl WorkerObserver for ModelMetrics {
+    fn queue_wait(&self, waited: Duration) {
+        self.observe_queue_wait(waited);
+    }
+
+    fn batch(&self, size: usize, inference: Duration) {
+        self.observe_batch(size, inference);
+    }
+
+    fn job_dropped(&self) {
+        ModelMetrics::job_dropped(self);
+    }
+
+    fn cold_shape(&self) {
+        ModelMetrics::cold_shape(self);
     }
 }
 

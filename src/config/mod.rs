@@ -1,8 +1,14 @@
 //! The server's configuration: one [`Config`] parsed from command-line flags and `CXR_*` environment variables.
 //!
 //! Every field is documented here once; the doc comments double as `--help` text. [`Config`] is plain data: the
-//! engine gets its own [`EngineSettings`](crate::engine::EngineSettings) derived from it, so the inference layer does
-//! not depend on the command line. Rules that involve several fields are checked by [`Config::validate`] at startup.
+//! engine gets its own [`EngineSettings`] derived from it, so the inference layer does not depend on the command
+//! line. Rules that involve several fields are checked by [`Config::validate`] at startup.
+//!
+//! Architecture invariant: this module is the bottom layer of the server. It imports nothing from the rest of the
+//! crate; every other layer may use its plain settings types ([`settings`], [`keys`]).
+
+mod keys;
+mod settings;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -12,9 +18,19 @@ use std::time::Duration;
 
 use cxr_core::card::ModelVariant;
 
-use crate::auth::{ApiKey, ApiKeys, KeyFileError};
-use crate::engine::{BatchSizes, ConvSearch, Device, EngineSettings, IoBindingMode, Precision};
-use crate::explain::Explain;
+pub use self::keys::{ApiKey, ApiKeys, KeyFileError, MIN_KEY_LEN};
+pub use self::settings::{BatchSizes, ConvSearch, Device, EngineSettings, IoBindingMode, Precision};
+
+/// What a prediction explains (`--explain`, `?explain=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Explain {
+    /// Probabilities only (the fast path).
+    #[default]
+    None,
+    /// Class activation maps: one grid per finding.
+    Cam,
+}
 
 /// Where ONNX Runtime is looked for when neither `--ort-dylib` nor `ORT_DYLIB_PATH` is given; made by
 /// `scripts/setup-ort.sh`.
@@ -347,16 +363,10 @@ mod tests {
     }
 
     #[test]
-    fn limits_and_padded_sizes_follow_the_batch() {
-        use crate::engine::{CPU_PROVIDER, CUDA_PROVIDER, default_queue_capacity};
-        assert_eq!((default_queue_capacity(8), default_queue_capacity(64)), (64, 128));
-        assert_eq!((crate::api::default_concurrency(8), crate::api::default_concurrency(64)), (128, 256));
-        assert_eq!(BatchSizes::Auto.resolve(CUDA_PROVIDER, 64), [1, 2, 4, 8, 16, 32, 64]);
-        assert_eq!(BatchSizes::Auto.resolve(CUDA_PROVIDER, 48), [1, 2, 4, 8, 16, 32, 48]);
-        assert!(BatchSizes::Auto.resolve(CPU_PROVIDER, 8).is_empty(), "exact sizes on the CPU");
-        assert_eq!("1,4,16".parse::<BatchSizes>().unwrap().resolve(CPU_PROVIDER, 8), [1, 4, 8]);
+    fn batch_sizes_parse() {
         assert!("1,0".parse::<BatchSizes>().is_err() && "x".parse::<BatchSizes>().is_err());
-        assert_eq!("exact".parse::<BatchSizes>().unwrap().resolve(CUDA_PROVIDER, 64), Vec::<usize>::new());
+        assert_eq!("1,4,16".parse::<BatchSizes>(), Ok(BatchSizes::Buckets(vec![1, 4, 16])));
+        assert_eq!("exact".parse::<BatchSizes>(), Ok(BatchSizes::Exact));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use cxr_core::labels::NUM_LABELS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::api::AppState;
+use crate::state::AppState;
 use crate::engine::{InferError, Maps, ModelHandle, Prediction};
 
 /// The header of the binary tensor extension.

@@ -18,9 +18,9 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::AppState;
-use crate::error::{ApiError, Problem};
-use crate::metrics::UNMATCHED_ROUTE;
+use super::error::{ApiError, Problem};
+use crate::state::AppState;
+use crate::telemetry::metrics::UNMATCHED_ROUTE;
 
 /// The request id header, read from clients and always set on responses.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -139,7 +139,7 @@ mod tests {
     fn a_panic_becomes_an_opaque_500_problem() {
         let response = panic_response(Box::new("index out of bounds"));
         assert_eq!(response.status(), 500);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], crate::error::PROBLEM_CONTENT_TYPE);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], crate::problem::PROBLEM_CONTENT_TYPE);
         let problem = response.extensions().get::<Problem>().unwrap();
         assert!(!problem.detail.contains("index"), "{problem:?}");
     }

@@ -3,7 +3,7 @@
 //! The response comes from the requested (primary) model exactly as without shadowing. Once the primary's tensor is
 //! preprocessed, [`ShadowRun::launch`] hands the same preprocessed image to a detached tokio task that runs the
 //! shadow model, records its latency, and — once the primary has answered — the pair's agreement in the A/B window
-//! ([`crate::ab`]) and the `cxr_ab_*` metrics. The request never waits for the shadow and never fails because of
+//! ([`super::ab`]) and the `cxr_ab_*` metrics. The request never waits for the shadow and never fails because of
 //! it: when the shadow model's queue is full, the run is skipped and counted in `cxr_shadow_skipped_total`; a
 //! failure is logged and counted in `cxr_shadow_failures_total`.
 //!
@@ -23,9 +23,9 @@ use cxr_core::image::GrayImage;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::ab::{self, AbStats, ModelSide, Source};
+use super::ab::{AbStats, ModelSide, Source};
+use super::metrics::{self, Metrics};
 use crate::engine::{InferError, ModelHandle};
-use crate::metrics::Metrics;
 
 /// The primary model's result, sent to its shadow run once the primary has answered.
 #[derive(Debug)]
@@ -145,7 +145,7 @@ impl ShadowRun {
             ModelVariant::Color => (primary_side, shadow_side),
             ModelVariant::Gray => (shadow_side, primary_side),
         };
-        ab::record_pair(&self.ab, &self.metrics, Source::Shadow, &color, &gray);
+        metrics::record_pair(&self.ab, &self.metrics, Source::Shadow, &color, &gray);
     }
 
     fn skip(&self, reason: &str) {

@@ -1,7 +1,7 @@
 //! Live A/B statistics of the color and gray models, served at `GET /v1/ab`.
 //!
 //! Every time both models classify the same image — a `model=both` request, or a shadow run beside a single-model
-//! request (see [`crate::shadow`]) — the pair becomes a [`PairedSample`]: each model's latency (queue wait plus
+//! request (see [`super::shadow`]) — the pair becomes a [`PairedSample`]: each model's latency (queue wait plus
 //! inference, and end to end from the complete request body), whether both ranked the same finding highest, and
 //! the largest and mean |p_gray − p_color| over the 14 findings. [`AbStats`] keeps the last
 //! [`DEFAULT_WINDOW`] samples in a ring buffer and summarises them on demand ([`AbSummary`]):
@@ -23,8 +23,6 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-
-use crate::metrics::Metrics;
 
 /// Paired samples kept for the summary.
 pub const DEFAULT_WINDOW: usize = 10_000;
@@ -199,12 +197,6 @@ impl AbStats {
     fn lock(&self) -> std::sync::MutexGuard<'_, Window> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// Records a pair in the window and in the `cxr_ab_*` metrics.
-pub fn record_pair(ab: &AbStats, metrics: &Metrics, source: Source, color: &ModelSide<'_>, gray: &ModelSide<'_>) {
-    let comparison = ab.record(source, color, gray);
-    metrics.observe_comparison(&comparison, source);
 }
 
 /// Body of `GET /v1/ab`. With no samples, `count` is 0 and every statistic is `null`.

@@ -1,16 +1,25 @@
-//! The HTTP surface: shared state, the route table and the router with its middleware.
+//! The HTTP layer: the route table, the router with its middleware, and the small handlers (models, health,
+//! metrics, A/B summary, OpenAPI document).
 //!
 //! [`Endpoint::ALL`] is the single list of routes: [`app`] builds the router from it and the test suite checks
 //! that `openapi.yaml` documents exactly these routes, so a route cannot be added without its documentation.
-//! The prediction handler lives in [`crate::predict`]; `GET /metrics` renders [`crate::metrics`] and `GET /v1/ab`
-//! summarises [`crate::ab`].
+//! `POST /predict` lives in [`predict`] (with [`explain`]), the Open Inference Protocol in [`v2`], errors as
+//! problem details in [`error`], API keys in [`auth`] and the request middleware in [`middleware`]. `GET /metrics`
+//! renders [`crate::telemetry::metrics`] and `GET /v1/ab` summarises [`crate::telemetry::ab`].
 //!
-//! Architecture invariant: handlers know nothing about DICOM (decoding is `cxr_core::decode`'s job) and nothing
+//! Architecture invariants: this is the top layer below `server`; its modules use the layers below (state,
+//! telemetry, engine, config) and never the other way round, and this file (the router) is the only one that
+//! imports the handlers. Handlers know nothing about DICOM (decoding is `cxr_core::decode`'s job) and nothing
 //! about ONNX Runtime (that is [`crate::engine`]'s).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+pub mod auth;
+pub mod error;
+pub mod explain;
+pub mod middleware;
+pub mod predict;
+pub mod v2;
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -19,26 +28,22 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use cxr_core::card::{ModelCard, ModelVariant};
-use cxr_core::decode::DecodeLimits;
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::ab::{AbStats, AbSummary};
-use crate::auth::{self, ApiKeys};
-use crate::config::{Config, ModelSelection};
-use crate::engine::{CardSource, Engine, EngineError, Precision, StagingKind, TensorInfo};
-use crate::error::ApiError;
-use crate::explain::Explain;
-use crate::metrics::{self, Metrics};
-use crate::middleware::{self, RequestId};
-use crate::predict;
-use crate::v2;
+use self::error::ApiError;
+use self::middleware::RequestId;
+use crate::config::Precision;
+use crate::engine::{CardSource, StagingKind, TensorInfo};
+use crate::state::AppState;
+use crate::telemetry::ab::AbSummary;
+use crate::telemetry::metrics;
+use crate::telemetry::millis;
 
 /// The OpenAPI description served at `/openapi.yaml`.
-pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 
 /// Every route of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,222 +167,6 @@ impl Endpoint {
     }
 }
 
-/// Smallest default of `--max-concurrent-requests`.
-pub const MIN_CONCURRENT_REQUESTS: usize = 128;
-
-/// The default request limit for models whose largest batch is `max_batch`: 4 × `max_batch` (at least
-/// [`MIN_CONCURRENT_REQUESTS`]), so that 2 × `max_batch` closed-loop clients — a full batch running, a full batch
-/// queued — never meet the limit, even while one response is still being written when its client's next request
-/// arrives.
-pub fn default_concurrency(max_batch: usize) -> usize {
-    (4 * max_batch).max(MIN_CONCURRENT_REQUESTS)
-}
-
-/// State shared by every handler: the engine once loaded, the request limits, the metrics and the A/B window.
-#[derive(Clone)]
-pub struct AppState {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    engine: OnceLock<Arc<Engine>>,
-    draining: AtomicBool,
-    permits: Arc<Semaphore>,
-    /// Slots for CPU-bound image work (decode, preprocess): `--decode-threads`.
-    cpu_work: Arc<Semaphore>,
-    /// The permits of `permits`: `--max-concurrent-requests`, or derived from the models' batch size once loaded.
-    max_concurrent_requests: AtomicUsize,
-    concurrency_configured: bool,
-    max_body_bytes: usize,
-    decode_limits: DecodeLimits,
-    default_model: ModelSelection,
-    explain: Explain,
-    shadow: Option<ModelVariant>,
-    api_keys: ApiKeys,
-    body_timeout: Duration,
-    /// `/metrics` is served on `--metrics-bind` instead of the main listener.
-    metrics_elsewhere: bool,
-    cors_origins: Vec<String>,
-    metrics: Arc<Metrics>,
-    ab: Arc<AbStats>,
-}
-
-impl AppState {
-    /// State without models: `/healthz` answers, `/readyz` and `/predict` say 503 until [`AppState::set_engine`].
-    /// Every state has its own metrics registry and A/B window.
-    pub fn new(config: &Config) -> AppState {
-        if let Err(error) = config.validate() {
-            tracing::error!(%error, "invalid configuration: shadow runs are disabled");
-        }
-        AppState {
-            shared: Arc::new(Shared {
-                engine: OnceLock::new(),
-                draining: AtomicBool::new(false),
-                permits: Arc::new(Semaphore::new(config.max_concurrent_requests.unwrap_or(MIN_CONCURRENT_REQUESTS))),
-                cpu_work: Arc::new(Semaphore::new(config.decode_threads)),
-                max_concurrent_requests: AtomicUsize::new(
-                    config.max_concurrent_requests.unwrap_or(MIN_CONCURRENT_REQUESTS),
-                ),
-                concurrency_configured: config.max_concurrent_requests.is_some(),
-                max_body_bytes: config.max_body_bytes,
-                decode_limits: DecodeLimits::new(config.max_pixels),
-                default_model: config.default_model,
-                explain: config.explain,
-                shadow: config.shadow_model(),
-                // Fails closed: keys that cannot be loaded refuse every protected request (`serve` refuses to start).
-                api_keys: config.api_keys().unwrap_or_else(|error| {
-                    tracing::error!(%error, "API keys could not be loaded: refusing every protected request");
-                    ApiKeys::deny_all()
-                }),
-                metrics_elsewhere: config.metrics_bind.is_some(),
-                body_timeout: Duration::from_secs(config.body_timeout_secs as u64),
-                cors_origins: config.cors_origins.clone(),
-                metrics: Arc::new(Metrics::new()),
-                ab: Arc::new(AbStats::default()),
-            }),
-        }
-    }
-
-    /// State with the engine loaded and warmed up (loading runs on the blocking pool).
-    pub async fn load(config: &Config) -> Result<AppState, EngineError> {
-        let state = AppState::new(config);
-        let settings = config.engine_settings();
-        let metrics = Arc::clone(state.metrics());
-        let engine = match tokio::task::spawn_blocking(move || Engine::load_with_metrics(&settings, &metrics)).await {
-            Ok(loaded) => loaded?,
-            // A panic while loading is a bug: let it surface as one.
-            Err(error) => std::panic::resume_unwind(error.into_panic()),
-        };
-        state.set_engine(engine);
-        Ok(state)
-    }
-
-    /// Makes the server ready; a second call is ignored. Without `--max-concurrent-requests`, the request limit
-    /// grows to [`default_concurrency`] of the loaded models' batch size first.
-    pub fn set_engine(&self, engine: Engine) {
-        self.shared.metrics.describe_models(&engine);
-        if !self.shared.concurrency_configured && self.shared.engine.get().is_none() {
-            let max_batch = engine.models().map(|m| m.info().max_batch).max().unwrap_or(1);
-            let target = default_concurrency(max_batch);
-            let current = self.shared.max_concurrent_requests.load(Ordering::SeqCst);
-            if target > current {
-                self.shared.permits.add_permits(target - current);
-                self.shared.max_concurrent_requests.store(target, Ordering::SeqCst);
-            }
-        }
-        if self.shared.engine.set(Arc::new(engine)).is_err() {
-            tracing::warn!("engine already set; ignoring the second one");
-        }
-    }
-
-    /// The engine, once loaded.
-    pub fn engine(&self) -> Option<&Arc<Engine>> {
-        self.shared.engine.get()
-    }
-
-    /// Takes the engine out of a state that is no longer served, so that it can be dropped (joining the workers)
-    /// off the async runtime. `None` when other clones of the state still hold it.
-    pub fn into_engine(self) -> Option<Engine> {
-        let shared = Arc::try_unwrap(self.shared).ok()?;
-        Arc::into_inner(shared.engine.into_inner()?)
-    }
-
-    /// Marks the server as shutting down: `/readyz` answers 503 from now on.
-    pub fn start_draining(&self) {
-        self.shared.draining.store(true, Ordering::SeqCst);
-    }
-
-    /// Models loaded, warmed up and their workers running, and not shutting down.
-    pub fn is_ready(&self) -> bool {
-        self.engine().is_some_and(|engine| engine.models().all(|m| m.is_running()))
-            && !self.shared.draining.load(Ordering::SeqCst)
-    }
-
-    /// The engine, or 503 `not-ready`.
-    pub fn ready_engine(&self) -> Result<&Arc<Engine>, ApiError> {
-        self.engine().ok_or_else(|| ApiError::NotReady("the models are still loading".into()))
-    }
-
-    pub(crate) fn permits(&self) -> Arc<Semaphore> {
-        Arc::clone(&self.shared.permits)
-    }
-
-    /// Runs CPU-bound image work (decoding, preprocessing) on the blocking pool once one of the `--decode-threads`
-    /// slots is free. Returns the closure's result and how long it ran (waiting for the slot excluded).
-    pub async fn cpu_work<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<(T, std::time::Duration), ApiError> {
-        let permit = Arc::clone(&self.shared.cpu_work)
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::Internal("the image work semaphore was closed".into()))?;
-        let (result, elapsed) = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let result = work();
-            drop(permit);
-            (result, started.elapsed())
-        })
-        .await?;
-        Ok((result, elapsed))
-    }
-
-    pub fn max_concurrent_requests(&self) -> usize {
-        self.shared.max_concurrent_requests.load(Ordering::SeqCst)
-    }
-
-    /// Longest a request body may take to arrive.
-    pub fn body_timeout(&self) -> Duration {
-        self.shared.body_timeout
-    }
-
-    /// The accepted API keys (none: nothing is checked).
-    pub fn api_keys(&self) -> &ApiKeys {
-        &self.shared.api_keys
-    }
-
-    pub fn max_body_bytes(&self) -> usize {
-        self.shared.max_body_bytes
-    }
-
-    pub fn decode_limits(&self) -> DecodeLimits {
-        self.shared.decode_limits
-    }
-
-    pub fn default_model(&self) -> ModelSelection {
-        self.shared.default_model
-    }
-
-    /// What `POST /predict` explains when the request does not say (`--explain`).
-    pub fn default_explain(&self) -> Explain {
-        self.shared.explain
-    }
-
-    /// The configured shadow model (`--shadow`).
-    pub fn shadow(&self) -> Option<ModelVariant> {
-        self.shared.shadow
-    }
-
-    /// The model to shadow a prediction of `selection` with: the configured shadow model, for a single-model
-    /// prediction of the other model.
-    pub fn shadow_for(&self, selection: ModelSelection) -> Option<ModelVariant> {
-        match (self.shared.shadow, selection) {
-            (Some(shadow), ModelSelection::One(primary)) if shadow != primary => Some(shadow),
-            _ => None,
-        }
-    }
-
-    /// This server's metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.shared.metrics
-    }
-
-    /// This server's A/B window.
-    pub fn ab(&self) -> &Arc<AbStats> {
-        &self.shared.ab
-    }
-}
-
 /// The application: every [`Endpoint`], problem-details fallbacks and the middleware stack.
 ///
 /// Layers, outermost first: request id (and problem `instance`), tracing, request metrics, panic catching, body
@@ -387,9 +176,9 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let routes = Endpoint::ALL
         .into_iter()
-        .filter(|endpoint| !(*endpoint == Endpoint::Metrics && state.shared.metrics_elsewhere))
+        .filter(|endpoint| !(*endpoint == Endpoint::Metrics && state.metrics_elsewhere()))
         .fold(Router::new(), |router, endpoint| router.route(endpoint.path(), endpoint.handler(&state)));
-    let cors = cors_layer(&state.shared.cors_origins);
+    let cors = cors_layer(state.cors_origins());
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
             let id = request.extensions().get::<RequestId>().map_or("", RequestId::as_str);
@@ -431,11 +220,11 @@ fn cors_layer(origins: &[String]) -> tower::util::Either<tower_http::cors::CorsL
                 header::AUTHORIZATION,
                 header::HeaderName::from_static("x-api-key"),
                 header::HeaderName::from_static("x-request-id"),
-                header::HeaderName::from_static(crate::v2::HEADER_LENGTH),
+                header::HeaderName::from_static(v2::HEADER_LENGTH),
             ])
             .expose_headers([
                 header::HeaderName::from_static("x-request-id"),
-                header::HeaderName::from_static(crate::v2::HEADER_LENGTH),
+                header::HeaderName::from_static(v2::HEADER_LENGTH),
             ]),
     )
 }
@@ -562,7 +351,3 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))], OPENAPI_YAML).into_response()
 }
 
-/// A duration in milliseconds with microsecond resolution, for JSON.
-pub(crate) fn millis(duration: Duration) -> f64 {
-    (duration.as_secs_f64() * 1e6).round() / 1e3
-}

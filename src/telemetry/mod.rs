@@ -1,0 +1,17 @@
+//! What the server observes about itself: the Prometheus registry ([`metrics`]), the live A/B window of paired
+//! color/gray results ([`ab`]) and the shadow runs that feed it ([`shadow`]).
+//!
+//! Architecture invariant: this layer sits above the engine and below the server state; it knows nothing of HTTP
+//! routes or request handling. The engine reports to it through [`WorkerObserver`](crate::engine::WorkerObserver),
+//! which [`metrics::ModelMetrics`] implements, so the engine never imports it.
+
+pub mod ab;
+pub mod metrics;
+pub mod shadow;
+
+use std::time::Duration;
+
+/// A duration in milliseconds with microsecond resolution, for JSON.
+pub fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
