@@ -23,9 +23,9 @@ pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("HTTP server failed: {0}")]
-    Http(std::io::Error),
+    Http(#[source] std::io::Error),
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
-    Signals(std::io::Error),
+    Signals(#[source] std::io::Error),
     #[error("models failed to load: {0}")]
     Engine(#[from] EngineError),
     #[error("invalid configuration: {0}")]

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use cxr_core::card::ModelVariant;
+use cxr_core::card::{ModelSelection, ModelVariant};
 use cxr_core::decode::DecodeLimits;
 use tokio::sync::Semaphore;
 
-use crate::config::{ApiKeys, Config, EngineSettings, Explain, ModelSelection};
+use crate::config::{ApiKeys, Config, EngineSettings, Explain};
 use crate::engine::{Engine, EngineError};
 use crate::telemetry::ab::AbStats;
 use crate::telemetry::metrics::Metrics;
@@ -235,10 +235,7 @@ impl AppState {
     /// The model to shadow a prediction of `selection` with: the configured shadow model, for a single-model
     /// prediction of the other model.
     pub fn shadow_for(&self, selection: ModelSelection) -> Option<ModelVariant> {
-        match (self.shared.shadow, selection) {
-            (Some(shadow), ModelSelection::One(primary)) if shadow != primary => Some(shadow),
-            _ => None,
-        }
+        self.shared.shadow.filter(|shadow| selection.single().is_some_and(|primary| primary != *shadow))
     }
 
     /// This server's metrics.

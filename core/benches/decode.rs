@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use cxr_core::card::Normalization;
 use cxr_core::decode::{DecodeLimits, decode};
 use cxr_core::preprocess::Preprocessor;
+use cxr_core::stats::percentile;
 
 const FIXTURES: [&str; 7] = [
     "reference/cxr_lossless.png",
@@ -18,9 +19,10 @@ const FIXTURES: [&str; 7] = [
     "images/tbx11k_h0001_rgb.png",
 ];
 
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i].as_secs_f64() * 1e3
+/// The `p`-th percentile of sorted durations, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let ms: Vec<f64> = sorted.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    percentile(&ms, p)
 }
 
 fn main() {
@@ -54,10 +56,10 @@ fn main() {
         }
         println!(
             "| {rel} | {size} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            percentile(&dec, 0.5),
-            percentile(&dec, 0.95),
-            percentile(&pre1, 0.5),
-            percentile(&pre3, 0.5)
+            percentile_ms(&dec, 50.0),
+            percentile_ms(&dec, 95.0),
+            percentile_ms(&pre1, 50.0),
+            percentile_ms(&pre3, 50.0)
         );
     }
 }

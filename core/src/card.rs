@@ -5,8 +5,6 @@
 //! server reads it and refuses a model whose card contradicts the graph (wrong channel count, wrong labels).
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,9 +41,12 @@ pub enum ModelVariant {
     Gray,
 }
 
+// `ALL` is both variants in the order of A/B responses: color first, then gray.
+crate::keywords!(ModelVariant, "model variant", { Color => "color", Gray => "gray" });
+#[cfg(feature = "clap")]
+crate::keywords!(@value_enum ModelVariant);
+
 impl ModelVariant {
-    /// Both variants, in the order used for A/B responses (color first, then gray).
-    pub const ALL: [ModelVariant; 2] = [ModelVariant::Color, ModelVariant::Gray];
 
     /// Input channels of the first convolution.
     pub const fn channels(self) -> usize {
@@ -55,39 +56,51 @@ impl ModelVariant {
         }
     }
 
-    /// The variant's name as used in queries, responses, metrics labels and routes.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ModelVariant::Color => "color",
-            ModelVariant::Gray => "gray",
-        }
-    }
-
     /// File stem of the exported model in `models/`.
     pub fn file_stem(self) -> String {
         format!("cxr-inception-v3-{}", self.as_str())
     }
 }
 
-impl fmt::Display for ModelVariant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// Which model(s) answer a request or run a job: one variant, or both on the same image (results in
+/// [`ModelVariant::ALL`] order, color then gray).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelSelection {
+    Color,
+    Gray,
+    Both,
+}
+
+crate::keywords!(ModelSelection, "model", { Color => "color", Gray => "gray", Both => "both" });
+#[cfg(feature = "clap")]
+crate::keywords!(@value_enum ModelSelection);
+
+impl ModelSelection {
+    /// The variants to run, in response order.
+    pub fn variants(self) -> &'static [ModelVariant] {
+        match self {
+            ModelSelection::Color => &ModelVariant::ALL[..1],
+            ModelSelection::Gray => &ModelVariant::ALL[1..],
+            ModelSelection::Both => &ModelVariant::ALL,
+        }
+    }
+
+    /// The one variant selected, or `None` for both.
+    pub fn single(self) -> Option<ModelVariant> {
+        match self {
+            ModelSelection::Color => Some(ModelVariant::Color),
+            ModelSelection::Gray => Some(ModelVariant::Gray),
+            ModelSelection::Both => None,
+        }
     }
 }
 
-/// Error for a variant name that is neither `color` nor `gray`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown model variant {0:?} (expected \"color\" or \"gray\")")]
-pub struct UnknownVariant(pub String);
-
-impl FromStr for ModelVariant {
-    type Err = UnknownVariant;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "color" => Ok(ModelVariant::Color),
-            "gray" => Ok(ModelVariant::Gray),
-            other => Err(UnknownVariant(other.to_string())),
+impl From<ModelVariant> for ModelSelection {
+    fn from(variant: ModelVariant) -> Self {
+        match variant {
+            ModelVariant::Color => ModelSelection::Color,
+            ModelVariant::Gray => ModelSelection::Gray,
         }
     }
 }
@@ -193,10 +206,10 @@ pub struct Evaluation {
 }
 
 /// A card that contradicts itself or the project's invariants.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum CardError {
     #[error("model card is not valid JSON: {0}")]
-    Json(String),
+    Json(#[from] serde_json::Error),
     #[error("model card schema version {found} is not supported (expected {expected})")]
     Schema { found: u32, expected: u32 },
     #[error("model card for variant {variant} declares {channels} channels (expected {expected})")]
@@ -207,6 +220,7 @@ pub enum CardError {
     Trained { trained: bool, provenance: bool },
     #[error("model card has an evaluation but says the weights are not trained")]
     EvaluationUntrained,
+    /// Which threshold is out of place (a check of the card's own; no underlying error).
     #[error("model card thresholds: {0}")]
     Thresholds(String),
 }
@@ -214,7 +228,7 @@ pub enum CardError {
 impl ModelCard {
     /// Parses and validates a card from JSON.
     pub fn from_json(json: &str) -> Result<ModelCard, CardError> {
-        let card: ModelCard = serde_json::from_str(json).map_err(|e| CardError::Json(e.to_string()))?;
+        let card: ModelCard = serde_json::from_str(json)?;
         card.validate()?;
         Ok(card)
     }
@@ -332,7 +346,7 @@ mod tests {
         assert!(matches!(bad.validate(), Err(CardError::Thresholds(_))));
         let mut bad = trained(ModelVariant::Gray);
         (bad.trained, bad.provenance.trained) = (false, false);
-        assert_eq!(bad.validate(), Err(CardError::EvaluationUntrained));
+        assert!(matches!(bad.validate(), Err(CardError::EvaluationUntrained)));
     }
 
     #[test]
@@ -350,7 +364,7 @@ mod tests {
         assert!(matches!(c.validate(), Err(CardError::Channels { .. })));
         let mut c = card(ModelVariant::Color);
         c.labels.swap(0, 1);
-        assert_eq!(c.validate(), Err(CardError::Labels));
+        assert!(matches!(c.validate(), Err(CardError::Labels)));
         let mut c = card(ModelVariant::Color);
         c.trained = true;
         assert!(matches!(c.validate(), Err(CardError::Trained { .. })));

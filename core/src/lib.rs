@@ -5,6 +5,8 @@
 //! - [`image`]: the decoded gray image type every decoder produces.
 //! - [`decode`]: DICOM, PNG and JPEG bytes → [`image::GrayImage`] in [0, 1].
 //! - [`preprocess`]: [`image::GrayImage`] → the normalised `[C, 299, 299]` model input.
+//! - [`keywords`]: the one way keyword enums are parsed and printed ([`keywords!`]).
+//! - [`stats`]: the one percentile definition (linear between closest ranks).
 //! - [`cam`]: class activation maps placed on the original image (the letterbox undone) and drawn over it.
 //!
 //! Architecture invariant: this crate knows nothing about HTTP, ONNX Runtime or Burn.
@@ -13,5 +15,7 @@ pub mod cam;
 pub mod card;
 pub mod decode;
 pub mod image;
+pub mod keywords;
 pub mod labels;
 pub mod preprocess;
+pub mod stats;

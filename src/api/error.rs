@@ -14,9 +14,9 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cxr_core::decode::DecodeError;
+use cxr_core::keywords::UnknownKeyword;
 use serde::{Deserialize, Serialize};
 
-use crate::config::UnknownModel;
 use crate::engine::InferError;
 use crate::problem::{PROBLEM_BASE, PROBLEM_CONTENT_TYPE, ProblemKind, RETRY_AFTER_SECS};
 use crate::state::StateError;
@@ -77,7 +77,7 @@ pub enum ApiError {
     #[error("the request body did not arrive within {0} s")]
     RequestTimeout(u64),
     #[error(transparent)]
-    UnknownModel(#[from] UnknownModel),
+    UnknownModel(#[from] UnknownKeyword),
     #[error("{0}")]
     InvalidMultipart(String),
     #[error("{0}")]

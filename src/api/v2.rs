@@ -17,8 +17,9 @@
 //! same way. Every image of the batch is one job of the model's batcher, exactly like a `/predict` request, so
 //! batching, queue limits and the engine's metrics are shared.
 //!
-//! Errors are `{"error": "..."}` with 400 (malformed request), 404 (unknown model), 503 (not ready, overloaded;
-//! with `Retry-After`) or 500, as the protocol specifies — not problem+json.
+//! Errors are `{"error": "..."}` as the protocol specifies — not problem+json — with the status of their
+//! [`ProblemKind`] (the same map as `/predict`'s problems): 400 (malformed request), 404 (unknown model), 408, 413,
+//! 503 (not ready, overloaded; with `Retry-After`) or 500, whose message never carries internals.
 
 use std::str::FromStr;
 
@@ -32,6 +33,8 @@ use cxr_core::labels::NUM_LABELS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::error::ApiError;
+use crate::problem::{ProblemKind, RETRY_AFTER_SECS};
 use crate::state::AppState;
 use crate::engine::{InferError, Maps, ModelHandle, Prediction};
 
@@ -40,58 +43,76 @@ pub const HEADER_LENGTH: &str = "inference-header-content-length";
 /// The only model version.
 pub const MODEL_VERSION: &str = "1";
 
-/// An Open Inference Protocol error: a status and `{"error": message}`.
+/// An Open Inference Protocol error: `{"error": message}` with the status of its [`ProblemKind`]
+/// ([`ProblemKind::status`], the one cause → status map, as for `/predict`). 503s carry `Retry-After`
+/// ([`RETRY_AFTER_SECS`]); a 500's message is logged and never sent (the client gets a generic one).
 #[derive(Debug)]
 pub struct V2Error {
-    status: StatusCode,
+    kind: ProblemKind,
     message: String,
 }
 
 impl V2Error {
+    fn new(kind: ProblemKind, message: impl Into<String>) -> V2Error {
+        V2Error { kind, message: message.into() }
+    }
+
     fn bad_request(message: impl Into<String>) -> V2Error {
-        V2Error { status: StatusCode::BAD_REQUEST, message: message.into() }
+        V2Error::new(ProblemKind::BadRequest, message)
+    }
+
+    fn internal(message: impl Into<String>) -> V2Error {
+        V2Error::new(ProblemKind::Internal, message)
     }
 }
 
 impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
-        let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
-        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
-        if retry {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let message = if self.kind == ProblemKind::Internal {
+            tracing::error!(error = %self.message, "v2 request failed");
+            INTERNAL_MESSAGE.to_string()
+        } else {
+            tracing::info!(error = %self.message, problem = self.kind.slug(), "v2 request rejected");
+            self.message
+        };
+        let mut response = (self.kind.status(), Json(json!({ "error": message }))).into_response();
+        if self.kind.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         response
     }
 }
 
+/// What a client reads when the server failed (the details are in the server log, under the request id).
+const INTERNAL_MESSAGE: &str = "the server failed to handle the request; the request id identifies it in the server log";
+
+impl From<ApiError> for V2Error {
+    fn from(error: ApiError) -> Self {
+        V2Error::new(error.kind(), error.to_string())
+    }
+}
+
 impl From<InferError> for V2Error {
     fn from(error: InferError) -> Self {
-        let status = match &error {
-            InferError::Overloaded { .. } | InferError::Stopped { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            InferError::InputSize { .. } | InferError::NoMaps { .. } => StatusCode::BAD_REQUEST,
-            InferError::Run { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(%error, "v2 inference failed");
+        match error {
+            // Here the tensor and the outputs come from the client, so these are its mistakes (on `/predict` the
+            // server builds both, and they would be bugs).
+            InferError::InputSize { .. } | InferError::NoMaps { .. } => V2Error::bad_request(error.to_string()),
+            other => ApiError::from(other).into(),
         }
-        V2Error { status, message: error.to_string() }
     }
 }
 
 /// The model handle for `name`, or 404 / 503.
 fn model(state: &AppState, name: &str) -> Result<ModelHandle, V2Error> {
-    let variant = ModelVariant::from_str(name).map_err(|_| V2Error {
-        status: StatusCode::NOT_FOUND,
-        message: format!("unknown model {name:?} (models: color, gray)"),
+    let variant = ModelVariant::from_str(name).map_err(|_| {
+        V2Error::new(ProblemKind::UnknownModel, format!("unknown model {name:?} (models: color, gray)"))
     })?;
-    let engine = state.engine().ok_or(V2Error {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: "the models are still loading".into(),
-    })?;
-    engine.model(variant).cloned().ok_or(V2Error {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: format!("model {name} is not loaded"),
-    })
+    let engine = state.ready_engine().map_err(ApiError::from)?;
+    engine
+        .model(variant)
+        .cloned()
+        .ok_or_else(|| V2Error::new(ProblemKind::NotReady, format!("model {name} is not loaded")))
 }
 
 /// `GET /v2`: server metadata.
@@ -119,7 +140,7 @@ pub async fn model_ready(State(state): State<AppState>, Path(name): Path<String>
     if handle.is_running() && state.is_ready() {
         Ok(StatusCode::OK)
     } else {
-        Err(V2Error { status: StatusCode::SERVICE_UNAVAILABLE, message: format!("model {name} is not ready") })
+        Err(V2Error::new(ProblemKind::NotReady, format!("model {name} is not ready")))
     }
 }
 
@@ -290,22 +311,15 @@ pub async fn infer(
     // The body under the same deadline as `/predict`'s uploads.
     let timeout = state.body_timeout();
     let body = match tokio::time::timeout(timeout, <Bytes as axum::extract::FromRequest<AppState>>::from_request(request, &state)).await {
-        Err(_) => {
-            return Err(V2Error {
-                status: StatusCode::REQUEST_TIMEOUT,
-                message: format!("the request body did not arrive within {} s", timeout.as_secs()),
-            });
-        }
-        Ok(Err(rejection)) => {
-            return Err(V2Error { status: rejection.status(), message: rejection.body_text() });
-        }
+        Err(_) => return Err(ApiError::RequestTimeout(timeout.as_secs()).into()),
+        Ok(Err(rejection)) => return Err(ApiError::from(rejection).into()),
         Ok(Ok(body)) => body,
     };
     let handle = model(&state, &name)?;
     // The same request limit as `/predict`.
-    let _permit = state.permits().try_acquire_owned().map_err(|_| V2Error {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: format!("{} requests are already in progress; retry later", state.max_concurrent_requests()),
+    let _permit = state.permits().try_acquire_owned().map_err(|_| {
+        let limit = state.max_concurrent_requests();
+        ApiError::Overloaded(format!("{limit} requests are already in progress; retry later"))
     })?;
     let (request, binary) = split_body(&headers, &body)?;
     let images = images(&handle, &request, &binary)?;
@@ -342,10 +356,7 @@ pub async fn infer(
         .collect();
     let mut predictions: Vec<Prediction> = Vec::with_capacity(n);
     for job in jobs {
-        let prediction = job.await.map_err(|e| V2Error {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: format!("inference task failed: {e}"),
-        })??;
+        let prediction = job.await.map_err(ApiError::from)??;
         predictions.push(prediction);
     }
 
@@ -369,8 +380,7 @@ pub async fn infer(
             .copied()
             .collect();
         if values.len() != shape.iter().product::<usize>() {
-            tracing::error!(output, "the engine returned an output of the wrong size");
-            return Err(V2Error { status: StatusCode::INTERNAL_SERVER_ERROR, message: "inference failed".into() });
+            return Err(V2Error::internal(format!("the engine returned {output} of the wrong size")));
         }
         if binary || all_binary {
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -390,10 +400,8 @@ pub async fn infer(
     if let Some(id) = request.id {
         document["id"] = Value::String(id);
     }
-    let json = serde_json::to_vec(&document).map_err(|e| V2Error {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message: format!("cannot serialise the response: {e}"),
-    })?;
+    let json = serde_json::to_vec(&document)
+        .map_err(|e| V2Error::internal(format!("cannot serialise the response: {e}")))?;
     if tail.is_empty() {
         return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response());
     }
@@ -408,4 +416,60 @@ pub async fn infer(
         body,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::engine::Cause;
+
+    /// Sends one request to a route whose handler fails with `error` and returns the status, `Retry-After` and the
+    /// body's `error` message.
+    async fn answer(error: fn() -> V2Error) -> (StatusCode, Option<String>, String) {
+        let app = axum::Router::new().route("/v2/fail", get(move || async move { Err::<(), _>(error()) }));
+        let request = axum::extract::Request::get("/v2/fail").body(Body::empty()).unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).map(|v| v.to_str().unwrap().to_string());
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let message = serde_json::from_slice::<Value>(&body).unwrap()["error"].as_str().unwrap().to_string();
+        (status, retry, message)
+    }
+
+    #[tokio::test]
+    async fn a_failure_inside_is_a_500_without_its_internals() {
+        let run = || {
+            let cause = Cause::Check("onnxruntime: CUDA kernel 0xdeadbeef".into());
+            InferError::Run { variant: ModelVariant::Gray, cause: std::sync::Arc::new(cause) }.into()
+        };
+        let (status, retry, message) = answer(run).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(retry, None);
+        assert_eq!(message, INTERNAL_MESSAGE);
+        assert!(!message.contains("0xdeadbeef") && !message.contains("onnxruntime"), "{message}");
+
+        let (status, _, message) = answer(|| V2Error::internal("cannot serialise the response: secret detail")).await;
+        assert_eq!((status, message.contains("secret")), (StatusCode::INTERNAL_SERVER_ERROR, false));
+    }
+
+    #[tokio::test]
+    async fn statuses_come_from_the_problem_kinds() {
+        let overloaded = || InferError::Overloaded { variant: ModelVariant::Color, capacity: 64 }.into();
+        let (status, retry, message) = answer(overloaded).await;
+        assert_eq!(status, ProblemKind::Overloaded.status());
+        assert_eq!(retry, Some(RETRY_AFTER_SECS.to_string()));
+        assert!(message.contains("queue is full"), "{message}");
+
+        let stopped = || InferError::Stopped { variant: ModelVariant::Color }.into();
+        assert_eq!(answer(stopped).await.0, ProblemKind::NotReady.status());
+        let wrong_size = || InferError::InputSize { variant: ModelVariant::Gray, got: 3, expected: 89401 }.into();
+        let (status, _, message) = answer(wrong_size).await;
+        assert_eq!((status, message.contains("89401")), (StatusCode::BAD_REQUEST, true), "a v2 client's mistake");
+        let timeout = || ApiError::RequestTimeout(30).into();
+        assert_eq!(answer(timeout).await.0, ProblemKind::RequestTimeout.status());
+    }
 }

@@ -27,12 +27,12 @@ impl fmt::Debug for ApiKey {
 }
 
 impl FromStr for ApiKey {
-    type Err = String;
+    type Err = InvalidKey;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let key = s.trim();
         if key.chars().count() < MIN_KEY_LEN || key.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("an API key needs at least {MIN_KEY_LEN} characters and no whitespace"));
+            return Err(InvalidKey);
         }
         Ok(ApiKey(key.to_string()))
     }
@@ -54,11 +54,32 @@ impl fmt::Debug for ApiKeys {
 
 /// Why the keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
-#[error("--api-key-file {path}: {reason}")]
+#[error("--api-key-file {path}: {problem}")]
 pub struct KeyFileError {
     pub path: String,
-    pub reason: String,
+    #[source]
+    pub problem: KeyFileProblem,
 }
+
+/// What is wrong with a key file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileProblem {
+    #[error(transparent)]
+    Unreadable(#[from] std::io::Error),
+    #[error("line {line}: {key}")]
+    BadKey {
+        line: usize,
+        #[source]
+        key: InvalidKey,
+    },
+    #[error("holds no key")]
+    Empty,
+}
+
+/// A key too short or with whitespace inside.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an API key needs at least {MIN_KEY_LEN} characters and no whitespace")]
+pub struct InvalidKey;
 
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
@@ -69,20 +90,20 @@ impl ApiKeys {
     pub fn load(keys: &[ApiKey], file: Option<&Path>) -> Result<ApiKeys, KeyFileError> {
         let mut digests: Vec<[u8; 32]> = keys.iter().map(|k| digest(&k.0)).collect();
         if let Some(path) = file {
-            let error = |reason: String| KeyFileError { path: path.display().to_string(), reason };
-            let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+            let error = |problem: KeyFileProblem| KeyFileError { path: path.display().to_string(), problem };
+            let text = std::fs::read_to_string(path).map_err(|e| error(e.into()))?;
             let mut found = 0;
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
                 if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
-                let key: ApiKey = line.parse().map_err(|e| error(format!("line {}: {e}", n + 1)))?;
+                let key: ApiKey = line.parse().map_err(|key| error(KeyFileProblem::BadKey { line: n + 1, key }))?;
                 digests.push(digest(&key.0));
                 found += 1;
             }
             if found == 0 {
-                return Err(error("holds no key".into()));
+                return Err(error(KeyFileProblem::Empty));
             }
         }
         Ok(ApiKeys { digests: Arc::new(digests), deny_all: false })

@@ -10,19 +10,17 @@
 mod keys;
 mod settings;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
-use cxr_core::card::ModelVariant;
+use cxr_core::card::{ModelSelection, ModelVariant};
 
-pub use self::keys::{ApiKey, ApiKeys, KeyFileError, MIN_KEY_LEN};
+pub use self::keys::{ApiKey, ApiKeys, InvalidKey, KeyFileError, KeyFileProblem, MIN_KEY_LEN};
 pub use self::settings::{BatchSizes, ConvSearch, Device, EngineSettings, IoBindingMode, Precision};
 
 /// What a prediction explains (`--explain`, `?explain=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Explain {
     /// Probabilities only (the fast path).
@@ -31,6 +29,8 @@ pub enum Explain {
     /// Class activation maps: one grid per finding.
     Cam,
 }
+
+cxr_core::keywords!(clap Explain, "explanation", { None => "none", Cam => "cam" });
 
 /// Where ONNX Runtime is looked for when neither `--ort-dylib` nor `ORT_DYLIB_PATH` is given; made by
 /// `scripts/setup-ort.sh`.
@@ -194,7 +194,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         match (self.shadow, self.default_model) {
             (Some(_), ModelSelection::Both) => Err(ConfigError::ShadowWithBoth),
-            (Some(shadow), ModelSelection::One(primary)) if shadow == primary => {
+            (Some(shadow), selection) if selection.single() == Some(shadow) => {
                 Err(ConfigError::ShadowIsDefault { shadow })
             }
             _ => Ok(()),
@@ -239,58 +239,6 @@ pub enum ConfigError {
     ShadowWithBoth,
 }
 
-/// Which model(s) answer a prediction request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelSelection {
-    /// One model variant.
-    One(ModelVariant),
-    /// Both variants on the same decoded image, results in [`ModelVariant::ALL`] order (color, then gray).
-    Both,
-}
-
-impl ModelSelection {
-    /// The variants to run, in response order.
-    pub fn variants(self) -> &'static [ModelVariant] {
-        match self {
-            ModelSelection::One(ModelVariant::Color) => &ModelVariant::ALL[..1],
-            ModelSelection::One(ModelVariant::Gray) => &ModelVariant::ALL[1..],
-            ModelSelection::Both => &ModelVariant::ALL,
-        }
-    }
-
-    /// The selection's name as used in the `model` query parameter.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelSelection::One(variant) => variant.as_str(),
-            ModelSelection::Both => "both",
-        }
-    }
-}
-
-impl fmt::Display for ModelSelection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Error for a model name that is none of `color`, `gray` and `both`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown model {0:?} (expected \"color\", \"gray\" or \"both\")")]
-pub struct UnknownModel(pub String);
-
-impl FromStr for ModelSelection {
-    type Err = UnknownModel;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "both" => Ok(ModelSelection::Both),
-            other => {
-                other.parse::<ModelVariant>().map(ModelSelection::One).map_err(|_| UnknownModel(other.to_string()))
-            }
-        }
-    }
-}
-
 /// Format of the log lines written to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -298,17 +246,7 @@ pub enum LogFormat {
     Json,
 }
 
-impl FromStr for LogFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => Err(format!("unknown log format {other:?} (expected \"text\" or \"json\")")),
-        }
-    }
-}
+cxr_core::keywords!(clap LogFormat, "log format", { Text => "text", Json => "json" });
 
 fn default_intra_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -348,7 +286,7 @@ mod tests {
         assert_eq!(config.bind, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(config.models, PathBuf::from("models"));
         assert_eq!(config.device, Device::Cpu);
-        assert_eq!(config.default_model, ModelSelection::One(ModelVariant::Gray));
+        assert_eq!(config.default_model, ModelSelection::Gray);
         assert_eq!(config.max_body_bytes, 64 * 1024 * 1024);
         assert_eq!(config.max_pixels, 100_000_000);
         assert_eq!(config.max_batch, None, "resolved from the execution provider: 8 on the CPU, 64 on CUDA");
@@ -374,7 +312,7 @@ mod tests {
         assert_eq!("both".parse::<ModelSelection>().unwrap().variants(), &[ModelVariant::Color, ModelVariant::Gray]);
         assert_eq!("gray".parse::<ModelSelection>().unwrap().variants(), &[ModelVariant::Gray]);
         assert_eq!("color".parse::<ModelSelection>().unwrap().variants(), &[ModelVariant::Color]);
-        assert_eq!("nope".parse::<ModelSelection>(), Err(UnknownModel("nope".into())));
+        assert!("nope".parse::<ModelSelection>().unwrap_err().to_string().starts_with("unknown model \"nope\""));
     }
 
     #[test]

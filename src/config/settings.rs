@@ -3,38 +3,12 @@
 //! [`EngineSettings`] ([`Config::engine_settings`](super::Config::engine_settings)); the engine reads them and never
 //! sees the command line.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use cxr_core::card::{FP16_PRECISION, ModelVariant};
 use serde::Serialize;
-
-/// Implements `FromStr` and `Display` for a fieldless enum of command-line keywords:
-/// `keywords!(Type, "what it is", { Variant => "keyword", ... })`.
-macro_rules! keywords {
-    ($ty:ident, $what:literal, { $($variant:ident => $word:literal),+ $(,)? }) => {
-        impl std::str::FromStr for $ty {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                match s {
-                    $($word => Ok($ty::$variant),)+
-                    other => Err(format!("unknown {} {other:?} (expected one of: {})", $what, [$($word),+].join(", "))),
-                }
-            }
-        }
-
-        impl std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(match self {
-                    $($ty::$variant => $word,)+
-                })
-            }
-        }
-    };
-}
 
 /// Where the models run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,35 +23,7 @@ pub enum Device {
     Auto,
 }
 
-impl Device {
-    /// The device's name as used on the command line.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-            Device::Auto => "auto",
-        }
-    }
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Device {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "cpu" => Ok(Device::Cpu),
-            "cuda" => Ok(Device::Cuda),
-            "auto" => Ok(Device::Auto),
-            other => Err(format!("unknown device {other:?} (expected \"cpu\", \"cuda\" or \"auto\")")),
-        }
-    }
-}
+cxr_core::keywords!(clap Device, "device", { Cpu => "cpu", Cuda => "cuda", Auto => "auto" });
 
 /// Which batch sizes a model's session runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +68,7 @@ pub enum ConvSearch {
     Default,
 }
 
-keywords!(ConvSearch, "search", { Exhaustive => "exhaustive", Heuristic => "heuristic", Default => "default" });
+cxr_core::keywords!(clap ConvSearch, "search", { Exhaustive => "exhaustive", Heuristic => "heuristic", Default => "default" });
 
 /// The number format of the model files the engine loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -136,7 +82,7 @@ pub enum Precision {
     Fp16,
 }
 
-keywords!(Precision, "precision", { Fp32 => "fp32", Fp16 => "fp16" });
+cxr_core::keywords!(clap Precision, "precision", { Fp32 => "fp32", Fp16 => "fp16" });
 
 /// `--io-binding`: whether batches go through an `IoBinding`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -151,7 +97,7 @@ pub enum IoBindingMode {
     Off,
 }
 
-keywords!(IoBindingMode, "I/O binding mode", { Auto => "auto", On => "on", Off => "off" });
+cxr_core::keywords!(clap IoBindingMode, "I/O binding mode", { Auto => "auto", On => "on", Off => "off" });
 
 /// Everything the engine needs to load and run the models.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
-use super::{CPU_PROVIDER, CUDA_PROVIDER, CardSource, EngineError, MapShape, TensorInfo};
+use super::{CPU_PROVIDER, CUDA_PROVIDER, CardSource, Cause, EngineError, MapShape, TensorInfo};
 use crate::config::{ConvSearch, Device, EngineSettings};
 
 /// The one ONNX Runtime environment of the process (ONNX Runtime allows a single one, and the shared library can be
@@ -41,20 +41,20 @@ pub fn ort_environment(dylib: &Path, pool: Option<ThreadPool>) -> Result<Environ
     if let Some(environment) = slot.as_ref() {
         return Ok(environment.clone());
     }
-    let runtime_error = |reason: String| EngineError::Runtime { path: dylib.to_path_buf(), reason };
+    let runtime_error = |cause: Cause| EngineError::Runtime { path: dylib.to_path_buf(), cause };
     if !dylib.is_file() {
-        return Err(runtime_error("no such file".into()));
+        return Err(runtime_error(std::io::Error::from(std::io::ErrorKind::NotFound).into()));
     }
-    let mut builder = ort::init_from(dylib).map_err(|e| runtime_error(e.to_string()))?.with_name("cxr-serve").with_telemetry(false);
+    let mut builder = ort::init_from(dylib).map_err(|e| runtime_error(e.into()))?.with_name("cxr-serve").with_telemetry(false);
     if let Some(pool) = pool {
         let options = GlobalThreadPoolOptions::default()
             .with_intra_threads(pool.intra_threads)
             .and_then(|o| o.with_inter_threads(1))
             .and_then(|o| o.with_spin_control(pool.spinning))
-            .map_err(|e| runtime_error(format!("global thread pool: {e}")))?;
+            .map_err(|e| runtime_error(Cause::during("global thread pool", e)))?;
         builder = builder.with_global_thread_pool(options);
     }
-    let environment = builder.build().map_err(|e| runtime_error(e.to_string()))?;
+    let environment = builder.build().map_err(|e| runtime_error(e.into()))?;
     tracing::info!(dylib = %dylib.display(), pool = ?pool, "ONNX Runtime loaded");
     *slot = Some(environment.clone());
     Ok(environment)
@@ -71,7 +71,7 @@ pub fn open_session(
         Device::Cpu => Ok((commit(environment, path, settings, cpu())?, CPU_PROVIDER)),
         Device::Cuda => match commit(environment, path, settings, cuda(path, settings)?) {
             Ok(session) => Ok((session, CUDA_PROVIDER)),
-            Err(EngineError::Session { path, reason }) => Err(EngineError::Cuda { path, reason }),
+            Err(EngineError::Session { path, cause }) => Err(EngineError::Cuda { path, cause }),
             Err(other) => Err(other),
         },
         Device::Auto => {
@@ -96,7 +96,7 @@ fn cpu() -> ExecutionProviderDispatch {
 
 /// The CUDA provider, registered so that a failure is an error instead of ONNX Runtime's silent CPU fallback.
 fn cuda(path: &Path, settings: &EngineSettings) -> Result<ExecutionProviderDispatch, EngineError> {
-    let unavailable = |reason: String| EngineError::Cuda { path: path.to_path_buf(), reason };
+    let unavailable = |cause: Cause| EngineError::Cuda { path: path.to_path_buf(), cause };
     match ep::CUDA::is_available() {
         Ok(true) => {
             let mut cuda = ep::CUDA::default();
@@ -109,11 +109,11 @@ fn cuda(path: &Path, settings: &EngineSettings) -> Result<ExecutionProviderDispa
             }
             Ok(cuda.build().error_on_failure())
         }
-        Ok(false) => Err(unavailable(
+        Ok(false) => Err(unavailable(Cause::Check(
             "this ONNX Runtime build has no CUDA execution provider (install the GPU build: scripts/setup-ort.sh gpu)"
                 .into(),
-        )),
-        Err(e) => Err(unavailable(e.to_string())),
+        ))),
+        Err(e) => Err(unavailable(e.into())),
     }
 }
 
@@ -123,7 +123,7 @@ fn commit(
     settings: &EngineSettings,
     provider: ExecutionProviderDispatch,
 ) -> Result<Session, EngineError> {
-    let session_error = |e: ort::Error| EngineError::Session { path: path.to_path_buf(), reason: e.to_string() };
+    let session_error = |e: ort::Error| EngineError::Session { path: path.to_path_buf(), cause: e.into() };
     let log_id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     Session::builder(environment)
         .map_err(session_error)?
@@ -156,29 +156,29 @@ pub(super) fn read_card(
     let sidecar_path = settings.card_path(variant);
     let embedded = session
         .metadata()
-        .map_err(|e| EngineError::Card { path: path.to_path_buf(), reason: format!("cannot read metadata: {e}") })?
+        .map_err(|e| EngineError::Card { path: path.to_path_buf(), cause: Cause::during("cannot read metadata", e) })?
         .custom(CARD_METADATA_KEY);
     let embedded = embedded
         .map(|json| {
             ModelCard::from_json(&json).map_err(|e| EngineError::Card {
                 path: path.to_path_buf(),
-                reason: format!("embedded card ({CARD_METADATA_KEY}): {e}"),
+                cause: Cause::during(format!("embedded card ({CARD_METADATA_KEY})"), e),
             })
         })
         .transpose()?;
     let sidecar = match std::fs::read_to_string(&sidecar_path) {
         Ok(json) => Some(
             ModelCard::from_json(&json)
-                .map_err(|e| EngineError::Card { path: sidecar_path.clone(), reason: e.to_string() })?,
+                .map_err(|e| EngineError::Card { path: sidecar_path.clone(), cause: e.into() })?,
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(EngineError::Card { path: sidecar_path, reason: e.to_string() }),
+        Err(e) => return Err(EngineError::Card { path: sidecar_path, cause: e.into() }),
     };
     let (card, source) = match (embedded, sidecar) {
         (Some(embedded), Some(sidecar)) if embedded != sidecar => {
             return Err(EngineError::Card {
                 path: sidecar_path,
-                reason: format!("sidecar card differs from the card embedded in {}", path.display()),
+                cause: Cause::Check(format!("sidecar card differs from the card embedded in {}", path.display())),
             });
         }
         (Some(embedded), _) => (embedded, CardSource::Embedded),
@@ -186,17 +186,17 @@ pub(super) fn read_card(
         (None, None) => {
             return Err(EngineError::Card {
                 path: path.to_path_buf(),
-                reason: format!(
+                cause: Cause::Check(format!(
                     "no model card: neither metadata_props[{CARD_METADATA_KEY}] nor {}",
                     sidecar_path.display()
-                ),
+                )),
             });
         }
     };
     if card.variant != variant {
         return Err(EngineError::Mismatch {
             path: path.to_path_buf(),
-            reason: format!("the card describes the {} model, the file name the {variant} model", card.variant),
+            problem: format!("the card describes the {} model, the file name the {variant} model", card.variant),
         });
     }
     Ok((card, source))
@@ -210,7 +210,7 @@ pub(super) fn check_signature(
     path: &Path,
     card: &ModelCard,
 ) -> Result<(TensorInfo, Vec<TensorInfo>, Option<MapShape>), EngineError> {
-    let mismatch = |reason: String| EngineError::Mismatch { path: path.to_path_buf(), reason };
+    let mismatch = |problem: String| EngineError::Mismatch { path: path.to_path_buf(), problem };
     if card.input_name != INPUT_NAME {
         return Err(mismatch(format!("card input_name is {:?}, expected {INPUT_NAME:?}", card.input_name)));
     }

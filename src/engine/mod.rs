@@ -246,25 +246,56 @@ pub struct Prediction {
     pub batch_size: usize,
 }
 
-/// Failures while loading the engine; every message names the file or library involved.
+/// Failures while loading the engine; every message names the file or library involved, and the underlying error
+/// (ONNX Runtime's, the file system's, the card parser's) is the [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("could not load ONNX Runtime from {path}: {reason} (run scripts/setup-ort.sh, or set ORT_DYLIB_PATH)")]
-    Runtime { path: PathBuf, reason: String },
+    #[error("could not load ONNX Runtime from {path}: {cause} (run scripts/setup-ort.sh, or set ORT_DYLIB_PATH)")]
+    Runtime { path: PathBuf, #[source] cause: Cause },
     #[error("model file {path} does not exist (run `make models`, or point --models at the directory holding it)")]
     ModelMissing { path: PathBuf },
-    #[error("{path}: {reason}")]
-    Card { path: PathBuf, reason: String },
-    #[error("{path}: model does not match its card: {reason}")]
-    Mismatch { path: PathBuf, reason: String },
-    #[error("{path}: CUDA execution provider unavailable: {reason}")]
-    Cuda { path: PathBuf, reason: String },
-    #[error("{path}: could not create an ONNX Runtime session: {reason}")]
-    Session { path: PathBuf, reason: String },
-    #[error("{path}: warm-up inference failed: {reason}")]
-    WarmUp { path: PathBuf, reason: String },
-    #[error("could not start the worker thread for {variant}: {reason}")]
-    Worker { variant: ModelVariant, reason: String },
+    #[error("{path}: {cause}")]
+    Card { path: PathBuf, #[source] cause: Cause },
+    /// The graph and its card disagree; `problem` says how (there is no underlying error).
+    #[error("{path}: model does not match its card: {problem}")]
+    Mismatch { path: PathBuf, problem: String },
+    #[error("{path}: CUDA execution provider unavailable: {cause}")]
+    Cuda { path: PathBuf, #[source] cause: Cause },
+    #[error("{path}: could not create an ONNX Runtime session: {cause}")]
+    Session { path: PathBuf, #[source] cause: Cause },
+    #[error("{path}: warm-up inference failed: {cause}")]
+    WarmUp { path: PathBuf, #[source] cause: Cause },
+    #[error("could not start the worker thread for {variant}: {cause}")]
+    Worker { variant: ModelVariant, #[source] cause: Cause },
+}
+
+/// The cause under an [`EngineError`] or [`InferError::Run`]: ONNX Runtime's error, a file system or card error,
+/// a failed inference, or what the engine itself found wrong — each kept as an error, with the step it broke.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Ort(#[from] ort::Error),
+    #[error(transparent)]
+    Library(#[from] ort::LoadDynamicError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Card(#[from] cxr_core::card::CardError),
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// A check of the engine's own failed (a shape, a value range); there is no underlying error.
+    #[error("{0}")]
+    Check(String),
+    /// `source` failed while the engine was doing `step`.
+    #[error("{step}: {source}")]
+    During { step: String, source: Box<Cause> },
+}
+
+impl Cause {
+    /// `source`, which happened during `step` (e.g. "batch 8", "cannot read metadata").
+    pub fn during(step: impl Into<String>, source: impl Into<Cause>) -> Cause {
+        Cause::During { step: step.into(), source: Box::new(source.into()) }
+    }
 }
 
 /// Failures of one inference job.
@@ -282,9 +313,9 @@ pub enum InferError {
     /// The job asked for maps the model's graph does not output (an adopted model).
     #[error("the {variant} model has no {CAM_NAME:?} and {FEATURES_NAME:?} outputs")]
     NoMaps { variant: ModelVariant },
-    /// ONNX Runtime failed or returned something unexpected.
-    #[error("{variant} inference failed: {reason}")]
-    Run { variant: ModelVariant, reason: String },
+    /// ONNX Runtime failed or returned something unexpected (shared by every job of the failed batch).
+    #[error("{variant} inference failed: {cause}")]
+    Run { variant: ModelVariant, #[source] cause: Arc<Cause> },
 }
 
 /// A request waiting for its model's worker.

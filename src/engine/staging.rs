@@ -25,7 +25,9 @@ use ort::session::{HasSelectedOutputs, IoBinding, OutputSelector, RunOptions, Se
 use ort::value::{Tensor, TensorRef};
 use serde::Serialize;
 
-use super::{InferError, Maps, ModelInfo};
+use std::sync::Arc;
+
+use super::{Cause, InferError, Maps, ModelInfo};
 use crate::config::IoBindingMode;
 
 /// What a model's batches actually go through, reported in `GET /v1/models` as `io_binding`.
@@ -61,10 +63,10 @@ pub(super) enum Staging {
 pub(super) struct Selectors(HashMap<Maps, RunOptions<HasSelectedOutputs>>);
 
 impl Selectors {
-    fn get(&mut self, maps: Maps) -> Result<&RunOptions<HasSelectedOutputs>, String> {
+    fn get(&mut self, maps: Maps) -> Result<&RunOptions<HasSelectedOutputs>, Cause> {
         if !self.0.contains_key(&maps) {
             let selector = fetched(maps).fold(OutputSelector::no_default(), OutputSelector::with);
-            let options = RunOptions::new().map_err(|e| format!("cannot create run options: {e}"))?.with_outputs(selector);
+            let options = RunOptions::new().map_err(|e| Cause::during("cannot create run options", e))?.with_outputs(selector);
             self.0.insert(maps, options);
         }
         Ok(&self.0[&maps])
@@ -94,12 +96,12 @@ impl Staging {
 
     /// The staging `mode` asks for on the session of `info`. On CUDA, a provider without a pinned allocator falls
     /// back to plain runs (logged), since bound pageable memory would gain nothing.
-    pub(super) fn new(session: &Session, mode: IoBindingMode, info: &ModelInfo) -> Result<Staging, String> {
+    pub(super) fn new(session: &Session, mode: IoBindingMode, info: &ModelInfo) -> Result<Staging, Cause> {
         let cuda = info.provider == "CUDAExecutionProvider";
         if mode == IoBindingMode::Off || (mode == IoBindingMode::Auto && !cuda) {
             return Ok(Staging::plain(info));
         }
-        let binding = session.create_binding().map_err(|e| format!("cannot create an I/O binding: {e}"))?;
+        let binding = session.create_binding().map_err(|e| Cause::during("cannot create an I/O binding", e))?;
         if cuda {
             let pinned = |memory_type| MemoryInfo::new(AllocationDevice::CUDA_PINNED, 0, AllocatorType::Device, memory_type);
             let allocator = pinned(MemoryType::CPUInput).and_then(|info| Allocator::new(session, info));
@@ -120,7 +122,7 @@ impl Staging {
             }
         }
         let outputs = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)
-            .map_err(|e| format!("host memory info: {e}"))?;
+            .map_err(|e| Cause::during("host memory info", e))?;
         Ok(Staging::Bound(Bound { allocator: None, outputs, tensors: HashMap::new(), binding, kind: StagingKind::Host }))
     }
 
@@ -143,7 +145,7 @@ impl Staging {
         maps: Maps,
     ) -> Result<BatchOutput, InferError> {
         let variant = info.variant;
-        let failed = |reason: String| InferError::Run { variant, reason };
+        let failed = |cause: Cause| InferError::Run { variant, cause: Arc::new(cause) };
         let len = info.tensor_len();
         let size = info.card.input_size;
         let shape = [run_size, info.card.channels, size, size];
@@ -160,31 +162,31 @@ impl Staging {
                 buffer.resize(run_size * len, 0.0);
                 fill(buffer);
                 let options = selectors.get(maps).map_err(failed)?;
-                let tensor = TensorRef::from_array_view((shape, buffer.as_slice())).map_err(|e| failed(e.to_string()))?;
+                let tensor = TensorRef::from_array_view((shape, buffer.as_slice())).map_err(|e| failed(e.into()))?;
                 let outputs = session
                     .run_with_options(ort::inputs![INPUT_NAME => tensor], options)
-                    .map_err(|e| failed(e.to_string()))?;
+                    .map_err(|e| failed(e.into()))?;
                 read_outputs(&outputs, info, rows.len(), run_size, maps).map_err(failed)
             }
             Staging::Bound(bound) => {
                 if !bound.tensors.contains_key(&run_size) {
                     let allocator = bound.allocator.as_ref().unwrap_or_else(|| session.allocator());
                     let tensor = Tensor::<f32>::new(allocator, shape)
-                        .map_err(|e| failed(format!("cannot allocate the batch-{run_size} input: {e}")))?;
+                        .map_err(|e| failed(Cause::during(format!("cannot allocate the batch-{run_size} input"), e)))?;
                     bound.tensors.insert(run_size, tensor);
                 }
                 let tensor = bound.tensors.get_mut(&run_size).expect("inserted above");
-                let (_, data) = tensor.try_extract_tensor_mut().map_err(|e| failed(e.to_string()))?;
+                let (_, data) = tensor.try_extract_tensor_mut().map_err(|e| failed(e.into()))?;
                 fill(data);
                 // Binding copies (or queues the device copy of) the data as it is now, so it comes after the fill.
                 let binding = &mut bound.binding;
-                binding.bind_input(INPUT_NAME, &*tensor).map_err(|e| failed(e.to_string()))?;
+                binding.bind_input(INPUT_NAME, &*tensor).map_err(|e| failed(e.into()))?;
                 // Rebound at every run: the set of outputs follows the batch's jobs.
                 binding.clear_outputs();
                 for name in fetched(maps) {
-                    binding.bind_output_to_device(name, &bound.outputs).map_err(|e| failed(e.to_string()))?;
+                    binding.bind_output_to_device(name, &bound.outputs).map_err(|e| failed(e.into()))?;
                 }
-                let outputs = session.run_binding(binding).map_err(|e| failed(e.to_string()))?;
+                let outputs = session.run_binding(binding).map_err(|e| failed(e.into()))?;
                 read_outputs(&outputs, info, rows.len(), run_size, maps).map_err(failed)
             }
         }
@@ -198,26 +200,26 @@ fn read_outputs(
     n: usize,
     run_size: usize,
     maps: Maps,
-) -> Result<BatchOutput, String> {
-    let extract = |name: &str, row: &[usize]| -> Result<Vec<f32>, String> {
-        let output = outputs.get(name).ok_or_else(|| format!("no {name:?} output"))?;
-        let (shape, values) = output.try_extract_tensor::<f32>().map_err(|e| e.to_string())?;
+) -> Result<BatchOutput, Cause> {
+    let extract = |name: &str, row: &[usize]| -> Result<Vec<f32>, Cause> {
+        let output = outputs.get(name).ok_or_else(|| Cause::Check(format!("no {name:?} output")))?;
+        let (shape, values) = output.try_extract_tensor::<f32>()?;
         let expected: Vec<i64> = std::iter::once(run_size).chain(row.iter().copied()).map(|d| d as i64).collect();
         if **shape != *expected {
-            return Err(format!("{name:?} has shape {:?}, expected {expected:?}", &**shape));
+            return Err(Cause::Check(format!("{name:?} has shape {:?}, expected {expected:?}", &**shape)));
         }
         // Padding rows are cut off here and never reach a response.
         let values = &values[..n * row.iter().product::<usize>()];
         if let Some(bad) = values.iter().find(|p| !p.is_finite()) {
-            return Err(format!("non-finite {name:?} value {bad}"));
+            return Err(Cause::Check(format!("non-finite {name:?} value {bad}")));
         }
         Ok(values.to_vec())
     };
-    let map = |wanted: bool, name: &str, channels: fn(&super::MapShape) -> usize| -> Result<Option<Vec<f32>>, String> {
+    let map = |wanted: bool, name: &str, channels: fn(&super::MapShape) -> usize| -> Result<Option<Vec<f32>>, Cause> {
         if !wanted {
             return Ok(None);
         }
-        let shape = info.maps.as_ref().ok_or_else(|| format!("the model has no {name:?} output"))?;
+        let shape = info.maps.as_ref().ok_or_else(|| Cause::Check(format!("the model has no {name:?} output")))?;
         extract(name, &[channels(shape), shape.grid, shape.grid]).map(Some)
     };
     Ok(BatchOutput {

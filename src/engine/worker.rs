@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use super::load::{check_signature, open_session, read_card};
 use super::staging::{Staging, StagingKind};
 use super::{
-    Arrivals, EngineError, Job, Maps, ModelHandle, ModelInfo, Prediction, WorkerObserver, default_max_batch,
+    Arrivals, Cause, EngineError, Job, Maps, ModelHandle, ModelInfo, Prediction, WorkerObserver, default_max_batch,
     default_queue_capacity, padded_batch_sizes,
 };
 use crate::config::{EngineSettings, IoBindingMode, Precision};
@@ -56,7 +56,7 @@ impl Starting {
     pub(super) fn wait(self) -> (Result<ModelHandle, EngineError>, JoinHandle<()>) {
         let variant = self.variant;
         let loaded = self.loaded.recv().unwrap_or_else(|_| {
-            Err(EngineError::Worker { variant, reason: "the worker thread died while loading (see the log)".into() })
+            Err(EngineError::Worker { variant, cause: Cause::Check("the worker thread died while loading (see the log)".into()) })
         });
         (loaded, self.thread)
     }
@@ -101,7 +101,7 @@ pub(super) fn spawn(
             worker.serve(&mut session, &mut staging, jobs);
             tracing::debug!(model = %variant, "worker stopped");
         })
-        .map_err(|e| EngineError::Worker { variant, reason: e.to_string() })?;
+        .map_err(|e| EngineError::Worker { variant, cause: e.into() })?;
     Ok(Starting { loaded, thread, variant })
 }
 
@@ -149,7 +149,7 @@ fn open(
     };
 
     let mut staging = Staging::new(&session, settings.io_binding, &info)
-        .map_err(|reason| EngineError::Session { path: path.to_path_buf(), reason })?;
+        .map_err(|cause| EngineError::Session { path: path.to_path_buf(), cause })?;
     info.io_binding = staging.kind();
 
     let warm_started = Instant::now();
@@ -191,7 +191,7 @@ fn open(
 fn check_precision(session: &Session, path: &Path, expected: Precision) -> Result<(), EngineError> {
     let declared = session
         .metadata()
-        .map_err(|e| EngineError::Card { path: path.to_path_buf(), reason: format!("cannot read metadata: {e}") })?
+        .map_err(|e| EngineError::Card { path: path.to_path_buf(), cause: Cause::during("cannot read metadata", e) })?
         .custom(PRECISION_METADATA_KEY)
         .unwrap_or_else(|| Precision::Fp32.to_string());
     if declared == expected.to_string() {
@@ -199,7 +199,7 @@ fn check_precision(session: &Session, path: &Path, expected: Precision) -> Resul
     } else {
         Err(EngineError::Mismatch {
             path: path.to_path_buf(),
-            reason: format!("the file declares precision {declared:?} but was loaded as {expected} (--precision)"),
+            problem: format!("the file declares precision {declared:?} but was loaded as {expected} (--precision)"),
         })
     }
 }
@@ -213,30 +213,32 @@ fn warm_up(
     warmed: &[usize],
     path: &Path,
 ) -> Result<(), EngineError> {
-    let failed = |reason: String| EngineError::WarmUp { path: path.to_path_buf(), reason };
+    let failed = |cause: Cause| EngineError::WarmUp { path: path.to_path_buf(), cause };
     let zeros = vec![0.0; info.tensor_len()];
     for &n in warmed {
         let probabilities = staging
             .run(session, info, &vec![zeros.as_slice(); n], n, Maps::NONE)
-            .map_err(|e| failed(format!("batch {n}: {e}")))?
+            .map_err(|e| failed(Cause::during(format!("batch {n}"), e)))?
             .probabilities;
         if let Some(bad) = probabilities.iter().find(|p| !(0.0..=1.0).contains(*p)) {
-            return Err(failed(format!("probability {bad} outside [0, 1]: is {PROBABILITIES_NAME:?} a sigmoid output?")));
+            return Err(failed(Cause::Check(format!(
+                "probability {bad} outside [0, 1]: is {PROBABILITIES_NAME:?} a sigmoid output?"
+            ))));
         }
     }
     if let Some(shape) = info.maps {
         let all = Maps { cam: true, features: true };
-        let output = staging.run(session, info, &[zeros.as_slice()], 1, all).map_err(|e| failed(format!("maps: {e}")))?;
+        let output = staging.run(session, info, &[zeros.as_slice()], 1, all).map_err(|e| failed(Cause::during("maps", e)))?;
         let cam = output.cam.unwrap_or_default();
         // FP16 arithmetic sums the 64 positions with about 3 significant digits.
         let tolerance = if info.precision == Precision::Fp16 { 2e-2 } else { 1e-3 };
         for (k, (map, logit)) in cam.chunks_exact(shape.grid * shape.grid).zip(&output.logits).enumerate() {
             let mean = map.iter().map(|v| f64::from(*v)).sum::<f64>() / map.len() as f64;
             if (mean - f64::from(*logit)).abs() > tolerance * f64::from(logit.abs()).max(1.0) {
-                return Err(failed(format!(
+                return Err(failed(Cause::Check(format!(
                     "class activation map {k} averages to {mean}, its logit is {logit}: {CAM_NAME:?} is not the \
                      classifier applied at every position"
-                )));
+                ))));
             }
         }
     }

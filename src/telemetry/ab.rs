@@ -20,9 +20,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cxr_core::stats::percentile;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+
+use super::millis;
 
 /// Paired samples kept for the summary.
 pub const DEFAULT_WINDOW: usize = 10_000;
@@ -144,10 +147,10 @@ impl AbStats {
         let comparison = compare(color.probabilities, gray.probabilities);
         self.push(PairedSample {
             source,
-            color_model_ms: ms(color.model_latency),
-            gray_model_ms: ms(gray.model_latency),
-            color_end_to_end_ms: ms(color.end_to_end),
-            gray_end_to_end_ms: ms(gray.end_to_end),
+            color_model_ms: millis(color.model_latency),
+            gray_model_ms: millis(gray.model_latency),
+            color_end_to_end_ms: millis(color.end_to_end),
+            gray_end_to_end_ms: millis(gray.end_to_end),
             top_finding_agrees: comparison.top_finding_agrees,
             max_abs_diff: comparison.max_abs_diff,
             mean_abs_diff: comparison.mean_abs_diff,
@@ -331,21 +334,6 @@ fn percentiles(values: &[f64]) -> Percentiles {
     Percentiles { p50: at(50.0), p95: at(95.0), p99: at(99.0) }
 }
 
-/// The `p`-th percentile (0 to 100) of sorted values, interpolating linearly between the closest ranks (the
-/// "type 7" definition of R and NumPy's default). `NaN` for an empty slice.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        1 => sorted[0],
-        n => {
-            let rank = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
-            let below = rank.floor() as usize;
-            let above = (below + 1).min(n - 1);
-            let weight = rank - below as f64;
-            sorted[below] + (sorted[above] - sorted[below]) * weight
-        }
-    }
-}
 
 /// The median, reordering `values` in place; `NaN` when empty.
 fn median_in_place(values: &mut [f64]) -> f64 {
@@ -413,9 +401,6 @@ pub fn bootstrap_ratios<const K: usize>(
     result
 }
 
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
 
 #[cfg(test)]
 mod tests {
@@ -432,21 +417,6 @@ mod tests {
             max_abs_diff: 0.1,
             mean_abs_diff: 0.05,
         }
-    }
-
-    #[test]
-    fn percentiles_interpolate_between_ranks() {
-        let sorted = [1.0, 2.0, 3.0, 4.0, 5.0];
-        assert_eq!(percentile(&sorted, 0.0), 1.0);
-        assert_eq!(percentile(&sorted, 50.0), 3.0);
-        assert_eq!(percentile(&sorted, 100.0), 5.0);
-        assert_eq!(percentile(&sorted, 25.0), 2.0);
-        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 50.0), 2.5);
-        let hundred: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert!((percentile(&hundred, 95.0) - 95.05).abs() < 1e-9);
-        assert!((percentile(&hundred, 99.0) - 99.01).abs() < 1e-9);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert!(percentile(&[], 50.0).is_nan());
     }
 
     #[test]

@@ -34,7 +34,7 @@
 //!
 //! `source` is `both` (a `model=both` request) or `shadow` (a shadow run beside a single-model request).
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
@@ -48,6 +48,7 @@ use prometheus::{
 };
 
 use super::ab::{AbStats, Comparison, ModelSide, Source};
+use super::procfs;
 use crate::engine::{Engine, WorkerObserver};
 use crate::problem::ProblemKind;
 
@@ -535,11 +536,11 @@ impl Collector for ProcessCollector {
     fn collect(&self) -> Vec<MetricFamily> {
         let _serialised = self.update.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut families = Vec::new();
-        if let Some(bytes) = process::resident_bytes() {
+        if let Some(bytes) = procfs::resident_bytes(None) {
             self.resident.set(saturating_i64(bytes));
             families.extend(self.resident.collect());
         }
-        if let Some(seconds) = process::cpu_seconds() {
+        if let Some(seconds) = procfs::cpu_seconds() {
             // A counter only moves forward: add what was used since the last scrape.
             let delta = seconds - self.cpu.get();
             if delta > 0.0 {
@@ -548,42 +549,6 @@ impl Collector for ProcessCollector {
             families.extend(self.cpu.collect());
         }
         families
-    }
-}
-
-/// Reading this process's resource usage from procfs.
-mod process {
-    use super::OnceLock;
-
-    /// Resident set size in bytes: the second field of `/proc/self/statm` (pages) times the page size.
-    pub(super) fn resident_bytes() -> Option<usize> {
-        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-        let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
-        pages.checked_mul(sysconf(&PAGE_SIZE, libc::_SC_PAGESIZE)?)
-    }
-
-    /// User plus system CPU time in seconds: fields 14 and 15 of `/proc/self/stat` (clock ticks).
-    pub(super) fn cpu_seconds() -> Option<f64> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // The command name (field 2) is parenthesised and may contain spaces; the fields after it are plain.
-        let after_name = &stat[stat.rfind(')')? + 1..];
-        let mut fields = after_name.split_whitespace().skip(11); // Field 3 is the first after the name.
-        let user: u64 = fields.next()?.parse().ok()?;
-        let system: u64 = fields.next()?.parse().ok()?;
-        let ticks = sysconf(&CLOCK_TICKS, libc::_SC_CLK_TCK)?;
-        Some((user + system) as f64 / ticks as f64)
-    }
-
-    static PAGE_SIZE: OnceLock<Option<usize>> = OnceLock::new();
-    static CLOCK_TICKS: OnceLock<Option<usize>> = OnceLock::new();
-
-    /// A positive `sysconf` value, queried once.
-    fn sysconf(cache: &OnceLock<Option<usize>>, name: libc::c_int) -> Option<usize> {
-        *cache.get_or_init(|| {
-            // SAFETY: sysconf(3) only reads a configuration value; it has no memory-safety preconditions.
-            let value = unsafe { libc::sysconf(name) };
-            usize::try_from(value).ok().filter(|&v| v > 0)
-        })
     }
 }
 

@@ -1,5 +1,6 @@
 //! What the server observes about itself: the Prometheus registry ([`metrics`]), the live A/B window of paired
-//! color/gray results ([`ab`]) and the shadow runs that feed it ([`shadow`]).
+//! color/gray results ([`ab`]) and the shadow runs that feed it ([`shadow`]); [`procfs`] reads process and
+//! machine resource usage.
 //!
 //! Architecture invariant: this layer sits above the engine and below the server state; it knows nothing of HTTP
 //! routes or request handling. The engine reports to it through [`WorkerObserver`](crate::engine::WorkerObserver),
@@ -7,6 +8,7 @@
 
 pub mod ab;
 pub mod metrics;
+pub mod procfs;
 pub mod shadow;
 
 use std::time::Duration;

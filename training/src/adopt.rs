@@ -28,6 +28,7 @@ use sha2::Digest;
 
 use crate::export::{BATCH_AXIS, ExportedModel, embed_card, untrained_card, write_model};
 use crate::run::PRODUCER;
+use crate::cause::Cause;
 use crate::model::INPUT_SIZE;
 
 /// ONNX `TensorProto.DataType` values used here.
@@ -41,18 +42,19 @@ const PREFIX: &str = "cxr_adopt_";
 /// Errors of the adopt layer; each says what was found and, when an option adapts it, which.
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {
-    #[error("cannot read {path}: {reason}")]
-    Read { path: String, reason: String },
-    #[error("{path}: {reason}")]
-    Graph { path: String, reason: String },
-    #[error("labels {path}: {reason}")]
-    Labels { path: String, reason: String },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, #[source] cause: Cause },
+    /// The graph does not fit the served interface; the cause says how (usually a check's message).
+    #[error("{path}: {cause}")]
+    Graph { path: String, #[source] cause: Cause },
+    #[error("labels {path}: {cause}")]
+    Labels { path: String, #[source] cause: Cause },
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
 }
 
 /// What the chosen output holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputKind {
     /// Probabilities when the output is produced by a `Sigmoid` node, logits otherwise.
     Auto,
@@ -60,13 +62,17 @@ pub enum OutputKind {
     Probabilities,
 }
 
+cxr_core::keywords!(clap OutputKind, "output kind", { Auto => "auto", Logits => "logits", Probabilities => "probabilities" });
+
 /// The memory layout of the file's image input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     Nchw,
     /// Channels last (`tf2onnx`'s default): a `Transpose` is inserted.
     Nhwc,
 }
+
+cxr_core::keywords!(clap Layout, "layout", { Nchw => "nchw", Nhwc => "nhwc" });
 
 /// What to adopt and how to adapt it (also the flags of `cxr-train adopt`).
 #[derive(Debug, Clone, clap::Args)]
@@ -145,33 +151,33 @@ fn canonical(label: &str) -> String {
 /// Reads the label file and returns, for each NIH finding in [`LABELS`] order, the output column that holds it.
 fn label_columns(request: &AdoptRequest, columns: Option<usize>) -> Result<Vec<i64>, AdoptError> {
     let path = request.labels.display().to_string();
-    let err = |reason: String| AdoptError::Labels { path: path.clone(), reason };
-    let text = std::fs::read_to_string(&request.labels).map_err(|e| err(e.to_string()))?;
+    let err = |cause: Cause| AdoptError::Labels { path: path.clone(), cause };
+    let text = std::fs::read_to_string(&request.labels).map_err(|e| err(e.into()))?;
     let labels: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     if let Some(k) = columns
         && k != labels.len()
     {
-        return Err(err(format!("{} labels for a model with {k} output columns", labels.len())));
+        return Err(err(Cause::Check(format!("{} labels for a model with {k} output columns", labels.len()))));
     }
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = labels.iter().find(|l| !seen.insert(canonical(l))) {
-        return Err(err(format!("`{dup}` is listed twice")));
+        return Err(err(Cause::Check(format!("`{dup}` is listed twice"))));
     }
     let missing: Vec<&str> =
         LABELS.iter().copied().filter(|nih| !labels.iter().any(|l| canonical(l) == canonical(nih))).collect();
     if !missing.is_empty() {
-        return Err(err(format!(
+        return Err(err(Cause::Check(format!(
             "the served interface has the {NUM_LABELS} NIH findings; missing from the file: {}",
             missing.join(", ")
-        )));
+        ))));
     }
     let extra: Vec<&str> =
         labels.iter().copied().filter(|l| !LABELS.iter().any(|nih| canonical(nih) == canonical(l))).collect();
     if !extra.is_empty() && !request.drop_extra_labels {
-        return Err(err(format!(
+        return Err(err(Cause::Check(format!(
             "labels that are not NIH findings: {} (pass --drop-extra-labels to serve only the {NUM_LABELS} findings)",
             extra.join(", ")
-        )));
+        ))));
     }
     Ok(LABELS
         .iter()
@@ -254,11 +260,11 @@ fn set_shape(value: &mut ValueInfoProto, name: &str, dims: &[Option<i64>]) {
 /// `out_dir`. See the [module docs](self).
 pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, AdoptError> {
     let path = request.onnx.display().to_string();
-    let graph_err = |reason: String| AdoptError::Graph { path: path.clone(), reason };
-    let bytes = std::fs::read(&request.onnx).map_err(|e| AdoptError::Read { path: path.clone(), reason: e.to_string() })?;
+    let graph_err = |cause: Cause| AdoptError::Graph { path: path.clone(), cause };
+    let bytes = std::fs::read(&request.onnx).map_err(|e| AdoptError::Read { path: path.clone(), cause: e.into() })?;
     let sha256 = format!("{:x}", sha2::Sha256::digest(&bytes));
     let mut model = ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| AdoptError::Read { path: path.clone(), reason: format!("not an ONNX model: {e}") })?;
+        .map_err(|e| AdoptError::Read { path: path.clone(), cause: Cause::during("not an ONNX model", e) })?;
     let (producer, producer_version) = (model.producer_name.clone(), model.producer_version.clone());
     let graph = model.graph.as_mut().ok_or_else(|| graph_err("the model has no graph".into()))?;
     if graph.initializer.iter().any(|t| t.data_location.value() == EXTERNAL) {
@@ -272,56 +278,56 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
     let inputs: Vec<&ValueInfoProto> = graph.input.iter().filter(|v| !initializers.contains(&v.name)).collect();
     let [input] = inputs.as_slice() else {
         let names: Vec<&str> = inputs.iter().map(|v| v.name.as_str()).collect();
-        return Err(graph_err(format!("expected one image input, found {}: {}", names.len(), names.join(", "))));
+        return Err(graph_err(Cause::Check(format!("expected one image input, found {}: {}", names.len(), names.join(", ")))));
     };
     let input = (*input).clone();
     let input_name = input.name.clone();
-    let (elem, in_dims) = dims(&input).ok_or_else(|| graph_err(format!("input `{input_name}` is not a tensor with a shape")))?;
+    let (elem, in_dims) = dims(&input).ok_or_else(|| graph_err(Cause::Check(format!("input `{input_name}` is not a tensor with a shape"))))?;
     if elem != FLOAT || in_dims.len() != 4 {
-        return Err(graph_err(format!(
+        return Err(graph_err(Cause::Check(format!(
             "input `{input_name}` must be a 4-D float tensor, found element type {elem} and shape {}",
             describe(&in_dims)
-        )));
+        ))));
     }
     let channels = request.variant.channels() as i64;
     let detected = match (&in_dims[1], &in_dims[3]) {
         (Dim::Fixed(c), _) if *c == channels => Some(Layout::Nchw),
         (_, Dim::Fixed(c)) if *c == channels => Some(Layout::Nhwc),
         (Dim::Fixed(c), _) | (_, Dim::Fixed(c)) if *c == 1 || *c == 3 => {
-            return Err(graph_err(format!(
+            return Err(graph_err(Cause::Check(format!(
                 "input `{input_name}` {} has {c} channel(s); adopt it as --variant {}",
                 describe(&in_dims),
                 if *c == 1 { "gray" } else { "color" }
-            )));
+            ))));
         }
         _ => None,
     };
     let layout = match (detected, request.layout) {
         (Some(Layout::Nhwc), None) => {
-            return Err(graph_err(format!(
+            return Err(graph_err(Cause::Check(format!(
                 "input `{input_name}` {} is channels-last (NHWC); the served interface is NCHW: pass --layout nhwc to \
                  insert a transpose",
                 describe(&in_dims)
-            )));
+            ))));
         }
         (Some(d), Some(asked)) if d != asked => {
-            return Err(graph_err(format!("input `{input_name}` {} is {d:?}, not {asked:?}", describe(&in_dims))));
+            return Err(graph_err(Cause::Check(format!("input `{input_name}` {} is {d:?}, not {asked:?}", describe(&in_dims)))));
         }
         (Some(d), _) => d,
         (None, Some(asked)) => asked,
         (None, None) => {
-            return Err(graph_err(format!(
+            return Err(graph_err(Cause::Check(format!(
                 "cannot tell the layout of input `{input_name}` {} (no fixed channel axis of size {channels}); pass \
                  --layout nchw or nhwc",
                 describe(&in_dims)
-            )));
+            ))));
         }
     };
     if let Dim::Fixed(n) = in_dims[0] {
-        return Err(graph_err(format!(
+        return Err(graph_err(Cause::Check(format!(
             "input `{input_name}` has a fixed batch size {n}; re-export it with a dynamic batch axis (torch.onnx.export \
              dynamic_axes / dynamo dynamic_shapes, tf2onnx --inputs name:0[-1,...]) so the server can batch"
-        )));
+        ))));
     }
     let (h, w) = match layout {
         Layout::Nchw => (&in_dims[2], &in_dims[3]),
@@ -329,19 +335,19 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
     };
     let size = match (h, w) {
         (Dim::Fixed(h), Dim::Fixed(w)) if h != w => {
-            return Err(graph_err(format!("input `{input_name}` is {h}×{w}; the served interface is square")));
+            return Err(graph_err(Cause::Check(format!("input `{input_name}` is {h}×{w}; the served interface is square"))));
         }
         (Dim::Fixed(s), _) | (_, Dim::Fixed(s)) => {
             let s = *s as usize;
             match request.input_size {
                 Some(asked) if asked != s => {
-                    return Err(graph_err(format!("input `{input_name}` is {s}×{s}, not --input-size {asked}")));
+                    return Err(graph_err(Cause::Check(format!("input `{input_name}` is {s}×{s}, not --input-size {asked}"))));
                 }
                 None if s != INPUT_SIZE => {
-                    return Err(graph_err(format!(
+                    return Err(graph_err(Cause::Check(format!(
                         "input `{input_name}` is {s}×{s}; the served interface is {INPUT_SIZE}×{INPUT_SIZE}: pass \
                          --input-size {s} to serve it at {s} (the server preprocesses to the card's size)"
-                    )));
+                    ))));
                 }
                 _ => s,
             }
@@ -349,17 +355,17 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
         _ => request.input_size.unwrap_or(INPUT_SIZE),
     };
     if !(crate::model::MIN_INPUT_SIZE..=4096).contains(&size) {
-        return Err(graph_err(format!("input size {size} is outside {}..=4096", crate::model::MIN_INPUT_SIZE)));
+        return Err(graph_err(Cause::Check(format!("input size {size} is outside {}..=4096", crate::model::MIN_INPUT_SIZE))));
     }
 
     // The output.
     let outputs: Vec<(String, Option<(i32, Vec<Dim>)>)> = graph.output.iter().map(|o| (o.name.clone(), dims(o))).collect();
     let chosen = match &request.output {
         Some(name) => outputs.iter().find(|(n, _)| n == name).ok_or_else(|| {
-            graph_err(format!(
+            graph_err(Cause::Check(format!(
                 "no output `{name}`; outputs: {}",
                 outputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-            ))
+            )))
         })?,
         None => match outputs.as_slice() {
             [one] => one,
@@ -368,7 +374,7 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
                     .iter()
                     .map(|(n, d)| format!("`{n}` {}", d.as_ref().map(|(_, d)| describe(d)).unwrap_or_default()))
                     .collect();
-                return Err(graph_err(format!("{} outputs ({}); choose one with --output", many.len(), list.join(", "))));
+                return Err(graph_err(Cause::Check(format!("{} outputs ({}); choose one with --output", many.len(), list.join(", ")))));
             }
         },
     };
@@ -379,10 +385,10 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
             Dim::Symbolic => None,
         },
         Some((_, d)) => {
-            return Err(graph_err(format!(
+            return Err(graph_err(Cause::Check(format!(
                 "output `{output_name}` {} must be a 2-D float tensor [batch, labels]",
                 describe(d)
-            )));
+            ))));
         }
         None => None,
     };
@@ -398,10 +404,10 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
         && op == "Softmax"
         && request.output_kind == OutputKind::Auto
     {
-        return Err(graph_err(format!(
+        return Err(graph_err(Cause::Check(format!(
             "output `{output_name}` comes from a Softmax: mutually exclusive classes, not {NUM_LABELS} independent \
              findings; choose the logits before it with --output, or say --output-kind logits|probabilities"
-        )));
+        ))));
     }
     // (tensor holding logits, whether it already is logits)
     let (logits_source, is_logits) = match (request.output_kind, &final_op) {
@@ -428,13 +434,13 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
             None => Ok(vec![default; channels as usize]),
             Some(v) if v.len() == 1 => Ok(vec![v[0]; channels as usize]),
             Some(v) if v.len() == channels as usize => Ok(v.clone()),
-            Some(v) => Err(graph_err(format!("--input-{what} has {} values for {channels} channel(s)", v.len()))),
+            Some(v) => Err(graph_err(Cause::Check(format!("--input-{what} has {} values for {channels} channel(s)", v.len())))),
         }
     };
     let mean = per_channel(&request.input_mean, 0.5, "mean")?;
     let std = per_channel(&request.input_std, 0.5, "std")?;
     if let Some(s) = std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
-        return Err(graph_err(format!("--input-std must be positive, got {s}")));
+        return Err(graph_err(Cause::Check(format!("--input-std must be positive, got {s}"))));
     }
     let mut front: Vec<NodeProto> = Vec::new();
     let mut current = INPUT_NAME.to_string();
@@ -513,7 +519,7 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
 
     let file = request.onnx.file_name().map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
     let card = adopted_card(request, &file, &sha256, size, parameters, &producer, &producer_version);
-    card.validate().map_err(|e| graph_err(e.to_string()))?;
+    card.validate().map_err(|e| graph_err(e.into()))?;
     embed_card(&mut model, &card);
     let out = model.write_to_bytes().map_err(crate::export::ExportError::from)?;
     Ok(write_model(out_dir, &card, &out, 0.0)?)

@@ -3,31 +3,12 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use clap::{Parser, Subcommand, ValueEnum};
-use cxr_core::card::ModelVariant;
+use clap::{Parser, Subcommand};
+use cxr_core::card::{ModelSelection, ModelVariant};
 
 use crate::data::{DataError, indiana, nih};
 use crate::eval::{EvalError, delong};
 use crate::export::{ExportError, export_untrained};
-
-/// Which variants a command acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VariantChoice {
-    Color,
-    Gray,
-    Both,
-}
-
-impl VariantChoice {
-    /// The variants selected, in the project's order (color, then gray).
-    pub fn variants(self) -> Vec<ModelVariant> {
-        match self {
-            VariantChoice::Color => vec![ModelVariant::Color],
-            VariantChoice::Gray => vec![ModelVariant::Gray],
-            VariantChoice::Both => ModelVariant::ALL.to_vec(),
-        }
-    }
-}
 
 /// Train, evaluate and export the color (3-channel) and gray (1-channel) Inception-V3 chest X-ray classifiers.
 #[derive(Debug, Parser)]
@@ -46,7 +27,7 @@ pub enum Command {
     Export {
         /// Which variant(s) to export.
         #[arg(long, env = "CXR_VARIANT", value_enum, default_value = "both")]
-        variant: VariantChoice,
+        variant: ModelSelection,
         /// Seed of the weight initialisation.
         #[arg(long, env = "CXR_SEED", default_value_t = 20180908)]
         seed: u64,
@@ -210,7 +191,7 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
         #[arg(long, value_enum)]
-        variant: VariantArg,
+        variant: ModelVariant,
         /// Build the gray model's 1-channel first convolution from the color file's: `sum` (exactly the color model
         /// on a gray image stacked three times) or `luma` (0.299/0.587/0.114 weighting). See README.
         #[arg(long, value_enum)]
@@ -243,11 +224,13 @@ pub enum Command {
 }
 
 /// The fine-tuning datasets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinetuneTask {
     Nih,
     Indiana,
 }
+
+cxr_core::keywords!(clap FinetuneTask, "fine-tuning task", { Nih => "nih", Indiana => "indiana" });
 
 /// Hyperparameters shared by `pretrain` and `finetune`; unset ones take the paper's value for the task.
 #[derive(Debug, Clone, clap::Args)]
@@ -260,7 +243,7 @@ pub struct TrainArgs {
     pub resume: bool,
     /// The model: `gray` (1 input channel) or `color` (3; X-rays are the gray plane stacked ×3).
     #[arg(long, value_enum, default_value = "gray")]
-    pub variant: VariantArg,
+    pub variant: ModelVariant,
     /// Input height and width (≥ 75; the paper and the server use 299).
     #[arg(long, default_value_t = 299)]
     pub input_size: usize,
@@ -309,22 +292,6 @@ pub struct TrainArgs {
     /// Several devices train data-parallel.
     #[arg(long, default_value = "flex")]
     pub device: String,
-}
-
-/// `--variant` of a training run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum VariantArg {
-    Color,
-    Gray,
-}
-
-impl From<VariantArg> for ModelVariant {
-    fn from(v: VariantArg) -> Self {
-        match v {
-            VariantArg::Color => ModelVariant::Color,
-            VariantArg::Gray => ModelVariant::Gray,
-        }
-    }
 }
 
 /// `cxr-train data ...`: dataset metadata checks.
@@ -396,7 +363,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Pretrain { train, val, val_ground_truth, grayscale, mut args } => {
             if grayscale {
-                args.variant = VariantArg::Gray;
+                args.variant = ModelVariant::Gray;
             }
             let classes = crate::data::imagefolder::scan_class_folders(&train)?.classes;
             let spec = crate::train::DatasetSpec::ImageFolder { train, val, val_ground_truth, classes };
@@ -433,7 +400,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Export { variant, seed, out, run: None, fp16 } => {
             let device = Device::default();
-            for variant in variant.variants() {
+            for &variant in variant.variants() {
                 let exported = export_untrained(variant, seed, &out, &device)?;
                 println!(
                     "exported {} ({} channel(s), {} trainable parameters, trained: {}) -> {} ({:.1} MB) in {:.2} s",
@@ -523,7 +490,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Import { from, variant, gray_from_color, num_classes, new_head, trained, seed, out } => {
             let request = crate::import::ImportRequest {
                 from,
-                variant: variant.into(),
+                variant,
                 gray_from_color,
                 num_classes,
                 new_head,
@@ -565,7 +532,7 @@ fn run_training(
     let pretrain = task == Task::Pretrain;
     let config = TrainConfig {
         task,
-        variant: a.variant.into(),
+        variant: a.variant,
         num_classes: class_names(&dataset).len(),
         input_size: a.input_size,
         batch_size: a.batch_size.unwrap_or(if pretrain { 64 } else { 32 }),

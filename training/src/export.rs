@@ -34,7 +34,8 @@ use cxr_core::preprocess::PREPROCESSING_DESCRIPTION;
 use onnx_ir::{Message, ModelProto, ValueInfoProto};
 
 use crate::model::{FEATURES, INPUT_SIZE, InceptionV3, InceptionV3Config, feature_grid};
-use crate::run::PRODUCER;
+use crate::cause::Cause;
+use crate::run::{PRODUCER, TrainError};
 
 /// Name of the symbolic batch axis of the exported input and outputs.
 pub const BATCH_AXIS: &str = "batch";
@@ -49,11 +50,21 @@ pub enum ExportError {
     #[error("exported ONNX is not a valid ModelProto: {0}")]
     Protobuf(#[from] protobuf::Error),
     #[error("exported ONNX graph has an unexpected interface: {0}")]
-    Interface(String),
+    Interface(#[source] Cause),
     #[error("cannot export the run: {0}")]
-    Run(String),
+    Run(#[source] Box<TrainError>),
+    /// The run cannot become a served model (its head or task is not the 14 NIH findings); the message says why.
+    #[error("cannot export the run: {0}")]
+    NotServable(String),
     #[error("could not write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+}
+
+impl ExportError {
+    /// The graph is not the interface it should be: a check's message, or the error that broke it.
+    pub(crate) fn interface(cause: impl Into<Cause>) -> Self {
+        ExportError::Interface(cause.into())
+    }
 }
 
 /// The files and measurements one export produced.
@@ -129,7 +140,7 @@ pub struct CamHead {
 impl CamHead {
     /// The class activation head of `model`'s classifier.
     pub fn of(model: &InceptionV3) -> Result<CamHead, ExportError> {
-        let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| ExportError::Interface(format!("fc weights: {e:?}")));
+        let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| ExportError::interface(Cause::during("fc weights", Cause::debug(e))));
         let [channels, classes] = model.fc.weight.val().dims();
         let weight = read(model.fc.weight.val())?;
         let bias = match &model.fc.bias {
@@ -164,11 +175,11 @@ pub fn export_untrained(
 /// export keeps the run's input size; the server reads it from the card.
 pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<ExportedModel, ExportError> {
     use crate::run::{BestCheckpoint, DatasetSpec, Task, load_best};
-    let failed = |e: crate::run::TrainError| ExportError::Run(e.to_string());
+    let failed = |e: TrainError| ExportError::Run(Box::new(e));
     let (config, model) = load_best(run, device).map_err(failed)?;
     if let DatasetSpec::Imported { source, format, sha256, gray_from_color, trained } = &config.dataset {
         if config.num_classes != NUM_LABELS {
-            return Err(ExportError::Run(format!(
+            return Err(ExportError::NotServable(format!(
                 "{} holds an imported model with a {}-class head; the server needs the {NUM_LABELS} NIH findings: \
                  fine-tune it (finetune --init-from {}) or import it with --new-head {NUM_LABELS}",
                 run.display(),
@@ -199,7 +210,7 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
         return export_with_card(&model, &card, out_dir, device);
     }
     let DatasetSpec::Nih { split_seed, .. } = &config.dataset else {
-        return Err(ExportError::Run(format!(
+        return Err(ExportError::NotServable(format!(
             "{} is a {:?} run; only NIH fine-tuning runs have the server's 14-finding interface",
             run.display(),
             config.task
@@ -255,7 +266,7 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
 
 /// Checks `card`, exports `model` with it and writes both into `out_dir` (the tail of every export path).
 fn export_with_card(model: &InceptionV3, card: &ModelCard, out_dir: &Path, device: &Device) -> Result<ExportedModel, ExportError> {
-    card.validate().map_err(|e| ExportError::Interface(e.to_string()))?;
+    card.validate().map_err(ExportError::interface)?;
     let started = Instant::now();
     let bytes = export_onnx(model, card, device)?;
     write_model(out_dir, card, &bytes, started.elapsed().as_secs_f64())
@@ -323,9 +334,9 @@ const CAM_BIAS: &str = "cam_bias";
 /// the model gets a producer, a doc string and the card in `metadata_props`.
 pub fn finalize(onnx: &[u8], card: &ModelCard, cam_head: &CamHead) -> Result<Vec<u8>, ExportError> {
     let mut model = ModelProto::parse_from_bytes(onnx)?;
-    let graph = model.graph.as_mut().ok_or_else(|| ExportError::Interface("model has no graph".into()))?;
+    let graph = model.graph.as_mut().ok_or_else(|| ExportError::interface("model has no graph"))?;
     if graph.input.len() != 1 || graph.output.len() != 3 {
-        return Err(ExportError::Interface(format!(
+        return Err(ExportError::interface(format!(
             "expected 1 input and 3 outputs, found {} and {}",
             graph.input.len(),
             graph.output.len()
@@ -375,7 +386,7 @@ pub fn finalize(onnx: &[u8], card: &ModelCard, cam_head: &CamHead) -> Result<Vec
         check_and_name_dims(output, dims)?;
     }
     if cam_head.classes() != NUM_LABELS || cam_head.weight.len() != NUM_LABELS * FEATURES {
-        return Err(ExportError::Interface(format!(
+        return Err(ExportError::interface(format!(
             "the classifier has {} outputs over {} features, expected {NUM_LABELS} over {FEATURES}",
             cam_head.classes(),
             cam_head.weight.len() / cam_head.classes().max(1)
@@ -436,18 +447,18 @@ fn check_and_name_dims(value: &mut ValueInfoProto, expected: &[Option<i64>]) -> 
     let shape = value.type_.as_mut().and_then(|t| {
         if t.has_tensor_type() { t.mut_tensor_type().shape.as_mut() } else { None }
     });
-    let shape = shape.ok_or_else(|| ExportError::Interface(format!("{name} has no tensor shape")))?;
+    let shape = shape.ok_or_else(|| ExportError::interface(format!("{name} has no tensor shape")))?;
     if shape.dim.len() != expected.len() {
-        return Err(ExportError::Interface(format!("{name} has rank {}, expected {}", shape.dim.len(), expected.len())));
+        return Err(ExportError::interface(format!("{name} has rank {}, expected {}", shape.dim.len(), expected.len())));
     }
     for (i, (dim, want)) in shape.dim.iter_mut().zip(expected).enumerate() {
         match want {
             Some(size) if dim.has_dim_value() && dim.dim_value() == *size => {}
             Some(size) => {
-                return Err(ExportError::Interface(format!("{name} axis {i} is not the static size {size}")));
+                return Err(ExportError::interface(format!("{name} axis {i} is not the static size {size}")));
             }
             None if dim.has_dim_param() => dim.set_dim_param(BATCH_AXIS.into()),
-            None => return Err(ExportError::Interface(format!("{name} axis {i} is not dynamic"))),
+            None => return Err(ExportError::interface(format!("{name} axis {i} is not dynamic"))),
         }
     }
     Ok(())

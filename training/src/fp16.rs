@@ -57,7 +57,7 @@ const TYPE_GENERIC_OPS: &[&str] = &[
 
 /// The FP16 model of the FP32 model `onnx` (see the module documentation).
 pub fn to_fp16(onnx: &[u8]) -> Result<Vec<u8>, ExportError> {
-    let unsupported = |what: String| ExportError::Interface(format!("FP16 conversion: {what}"));
+    let unsupported = |what: String| ExportError::interface(format!("FP16 conversion: {what}"));
     let mut model = ModelProto::parse_from_bytes(onnx)?;
     let graph = model.graph.as_mut().ok_or_else(|| unsupported("model has no graph".into()))?;
 

@@ -27,6 +27,7 @@ use cxr_core::card::ModelVariant;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+use crate::cause::Cause;
 use crate::model::{INPUT_SIZE, InceptionV3, InceptionV3Config};
 pub use crate::run::GrayFromColor;
 use crate::run::{DatasetSpec, Fingerprints, OptimizerKind, PRODUCER, Task, TrainConfig, TrainError, read_run_file};
@@ -34,14 +35,15 @@ use crate::run::{DatasetSpec, Fingerprints, OptimizerKind, PRODUCER, Task, Train
 /// Errors of the import layer.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {path}: {reason}")]
-    Read { path: String, reason: String },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, #[source] cause: Cause },
     #[error("{path} is not a torchvision inception_v3 state dict:\n{details}")]
     Keys { path: String, details: String },
+    /// Options that do not fit the file or each other (the message says how).
     #[error("{0}")]
     Request(String),
-    #[error("cannot write {path}: {reason}")]
-    Write { path: String, reason: String },
+    #[error("cannot write {path}: {cause}")]
+    Write { path: String, #[source] cause: Cause },
 }
 
 /// What to import and how.
@@ -128,20 +130,20 @@ impl Store {
     }
 
     /// Every key (after renaming) with its shape.
-    fn shapes(&mut self) -> Result<Vec<(String, Vec<usize>)>, String> {
+    fn shapes(&mut self) -> Result<Vec<(String, Vec<usize>)>, Cause> {
         let collect = |m: &std::collections::BTreeMap<String, burn::store::burn_pack::Tensor>| {
             m.iter().map(|(k, t)| (k.clone(), t.shape.to_vec())).collect()
         };
         match self {
-            Store::Pytorch(s) => s.get_all_tensors().map(collect).map_err(|e| e.to_string()),
-            Store::Safetensors(s) => s.get_all_tensors().map(collect).map_err(|e| e.to_string()),
+            Store::Pytorch(s) => s.get_all_tensors().map(collect).map_err(Cause::other),
+            Store::Safetensors(s) => s.get_all_tensors().map(collect).map_err(Cause::other),
         }
     }
 
-    fn apply(&mut self, model: &mut InceptionV3) -> Result<burn::store::ApplyResult, String> {
+    fn apply(&mut self, model: &mut InceptionV3) -> Result<burn::store::ApplyResult, Cause> {
         match self {
-            Store::Pytorch(s) => s.apply_to(model).map_err(|e| e.to_string()),
-            Store::Safetensors(s) => s.apply_to(model).map_err(|e| e.to_string()),
+            Store::Pytorch(s) => s.apply_to(model).map_err(Cause::other),
+            Store::Safetensors(s) => s.apply_to(model).map_err(Cause::other),
         }
     }
 }
@@ -149,12 +151,12 @@ impl Store {
 /// Reads a torchvision `inception_v3` state dict into an [`InceptionV3`] of the requested variant and head.
 pub fn load_torchvision(request: &ImportRequest, device: &Device) -> Result<(InceptionV3, ImportReport), ImportError> {
     let path = request.from.as_path();
-    let read_err = |reason: String| ImportError::Read { path: path.display().to_string(), reason };
+    let read_err = |cause: Cause| ImportError::Read { path: path.display().to_string(), cause };
     // Streamed: a checkpoint is ~100 MB, and burn-store reads (or maps) the file itself.
     let mut hasher = sha2::Sha256::new();
     std::fs::File::open(path)
         .and_then(|mut file| std::io::copy(&mut file, &mut hasher))
-        .map_err(|e| read_err(e.to_string()))?;
+        .map_err(|e| read_err(e.into()))?;
     let sha256 = format!("{:x}", hasher.finalize());
     let (mut store, format) = Store::open(path)?;
     let shapes = store.shapes().map_err(read_err)?;
@@ -282,17 +284,17 @@ pub fn gray_from_color(mut model: InceptionV3, how: GrayFromColor) -> InceptionV
 /// Imports into the directory `out` (created; refused when it already holds a run): `config.json`, `best.bpk`
 /// and `import.json`.
 pub fn import_to_dir(request: &ImportRequest, out: &Path, device: &Device) -> Result<ImportReport, ImportError> {
-    let write_err = |reason: String| ImportError::Write { path: out.display().to_string(), reason };
+    let write_err = |cause: Cause| ImportError::Write { path: out.display().to_string(), cause };
     if out.join("config.json").exists() {
         return Err(write_err("already holds a run or an import; choose another --out".into()));
     }
     let (model, report) = load_torchvision(request, device)?;
-    std::fs::create_dir_all(out).map_err(|e| write_err(e.to_string()))?;
+    std::fs::create_dir_all(out).map_err(|e| write_err(e.into()))?;
     let config = imported_config(&report, request.seed);
     std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&config).expect("JSON"))
         .and_then(|()| std::fs::write(out.join("import.json"), serde_json::to_string_pretty(&report).expect("JSON")))
-        .map_err(|e| write_err(e.to_string()))?;
-    model.save_file(out.join("best")).map_err(|e| write_err(format!("{e:?}")))?;
+        .map_err(|e| write_err(e.into()))?;
+    model.save_file(out.join("best")).map_err(|e| write_err(e.into()))?;
     Ok(report)
 }
 

@@ -12,6 +12,8 @@
 //! - [`fp16`]: the FP16 variant of an exported model (FP16 weights and arithmetic, FP32 interface) for GPUs.
 //! - [`data`]: ImageNet (ImageFolder), NIH ChestX-ray14 and Indiana datasets, decoded and preprocessed by
 //!   `cxr-core`, and the seeded multi-threaded batch loader.
+//! - [`hash`]: FNV-1a and SplitMix64, the portable hashes behind fingerprints and seeded weights.
+//! - [`cause`]: the error under the crate's errors, foreign errors kept as errors.
 //! - [`eval`]: ROC AUC with confidence intervals, DeLong's test (fast and brute force), ROC curves, thresholds.
 //! - [`import`]: torchvision `inception_v3` weights (`.pth` / `.safetensors`, through burn-store) into an import
 //!   directory, and the gray first convolution derived from a color one.
@@ -29,8 +31,10 @@ pub mod data;
 pub mod eval;
 pub mod export;
 pub mod fp16;
+pub mod hash;
 pub mod import;
 pub mod adopt;
+pub mod cause;
 pub mod model;
 pub mod run;
 pub mod train;

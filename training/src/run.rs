@@ -13,8 +13,10 @@ use burn::tensor::Device;
 use cxr_core::card::{ModelVariant, Normalization};
 use serde::{Deserialize, Serialize};
 
+use crate::cause::Cause;
 use crate::data::loader::LoaderConfig;
 use crate::data::{Augment, DataError};
+use crate::eval::EvalError;
 use crate::model::{InceptionV3, InceptionV3Config};
 
 /// Producer written into every run, import and exported model.
@@ -25,19 +27,22 @@ pub const PRODUCER: &str = concat!("cxr-train ", env!("CARGO_PKG_VERSION"));
 pub enum TrainError {
     #[error(transparent)]
     Data(#[from] DataError),
-    #[error("{path}: {reason}")]
-    RunDir { path: String, reason: String },
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    #[error("{path}: {cause}")]
+    RunDir { path: String, #[source] cause: Cause },
     #[error("training failed: {0}")]
-    Training(String),
-    #[error("cannot load the model from {path}: {reason}")]
-    Checkpoint { path: String, reason: String },
+    Training(#[source] Cause),
+    #[error("cannot load the model from {path}: {cause}")]
+    Checkpoint { path: String, #[source] cause: Cause },
+    /// Options that contradict each other or the run they refer to (the message says which; no underlying error).
     #[error("invalid configuration: {0}")]
     Config(String),
 }
 
 impl TrainError {
-    pub(crate) fn run_dir(path: &Path, reason: impl std::fmt::Display) -> Self {
-        TrainError::RunDir { path: path.display().to_string(), reason: reason.to_string() }
+    pub(crate) fn run_dir(path: &Path, cause: impl Into<Cause>) -> Self {
+        TrainError::RunDir { path: path.display().to_string(), cause: cause.into() }
     }
 }
 
@@ -64,7 +69,7 @@ impl Task {
 }
 
 /// The optimizer of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     /// RMSProp as in the paper (decay 0.9, momentum 0.9, ε 1.0).
@@ -72,6 +77,8 @@ pub enum OptimizerKind {
     /// Adam (β 0.9/0.999); converges faster on small data, used by the CI smoke run.
     Adam,
 }
+
+cxr_core::keywords!(clap OptimizerKind, "optimizer", { Rmsprop => "rmsprop", Adam => "adam" });
 
 /// Every hyperparameter of a run; written to `config.json` and read back by `--resume`, `evaluate` and `export`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,7 +151,7 @@ pub struct Fingerprints {
 }
 
 /// How the 1-channel first convolution of a gray model is built from a color checkpoint's 3-channel one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GrayFromColor {
     /// `w_R + w_G + w_B`: the gray model on image `g` computes exactly the color model on `(g, g, g)`.
@@ -153,6 +160,8 @@ pub enum GrayFromColor {
     /// computes the color model on `(0.299 g, 0.587 g, 0.114 g)` (normalised values).
     Luma,
 }
+
+cxr_core::keywords!(clap GrayFromColor, "gray-from-color rule", { Sum => "sum", Luma => "luma" });
 
 impl GrayFromColor {
     /// The weight of each color channel (R, G, B) in the gray filter.
@@ -214,7 +223,7 @@ impl TrainConfig {
 /// Reads one JSON file of a run directory; `missing` says what to do when it is absent.
 pub(crate) fn read_run_file<T: serde::de::DeserializeOwned>(dir: &Path, name: &str, missing: &str) -> Result<T, TrainError> {
     let path = dir.join(name);
-    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::run_dir(&path, format!("{e} ({missing})")))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::run_dir(&path, Cause::during(missing, e)))?;
     serde_json::from_str(&text).map_err(|e| TrainError::run_dir(&path, e))
 }
 
@@ -258,8 +267,8 @@ impl BestCheckpoint {
 pub fn load_best(dir: &Path, device: &Device) -> Result<(TrainConfig, InceptionV3), TrainError> {
     let config = TrainConfig::read(dir)?;
     let path = dir.join("best.bpk");
-    let err = |reason: String| TrainError::Checkpoint { path: path.display().to_string(), reason };
+    let err = |cause: Cause| TrainError::Checkpoint { path: path.display().to_string(), cause };
     let net = config.model_config().init_seeded(config.seed, device);
-    let net = net.try_load_file(dir.join("best")).map_err(|e| err(format!("{e:?}")))?;
+    let net = net.try_load_file(dir.join("best")).map_err(|e| err(e.into()))?;
     Ok((config, net))
 }

@@ -228,7 +228,7 @@ pub fn default_threads() -> usize {
 }
 
 fn parse_device(s: &str) -> Result<Device, String> {
-    match s.parse::<Device>()? {
+    match s.parse::<Device>().map_err(|e| e.to_string())? {
         Device::Auto => Err("the benchmark needs a definite device: \"cpu\" or \"cuda\"".into()),
         device => Ok(device),
     }

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use cxr_serve::telemetry::procfs;
+
 use super::BenchError;
 
 /// A running server child process; killed when dropped.
@@ -158,14 +160,9 @@ fn terminate(pid: u32) {
     }
 }
 
-/// `VmRSS` of a process in KiB.
+/// Resident set size of a process in KiB.
 pub fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
+    procfs::resident_bytes(Some(pid)).map(|bytes| bytes as u64 / 1024)
 }
 
 #[cfg(test)]

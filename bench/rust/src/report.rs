@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use cxr_core::card::ModelVariant;
+use cxr_serve::telemetry::procfs;
 use serde::Serialize;
 
 use crate::stats::Summary;
@@ -100,17 +101,9 @@ impl Machine {
 
 /// Busy share of all CPUs over `window` from `/proc/stat` (everything but idle and iowait), in percent.
 pub fn busy_pct(window: std::time::Duration) -> Option<f64> {
-    fn sample() -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let fields: Vec<u64> =
-            stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-        let total: u64 = fields.iter().take(8).sum();
-        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-        Some((total, idle))
-    }
-    let (total0, idle0) = sample()?;
+    let (total0, idle0) = procfs::machine_cpu_ticks()?;
     std::thread::sleep(window);
-    let (total1, idle1) = sample()?;
+    let (total1, idle1) = procfs::machine_cpu_ticks()?;
     let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
     Some(100.0 * (total - (idle1 - idle0).min(total)) as f64 / total as f64)
 }
@@ -125,15 +118,9 @@ pub struct CpuSnapshot {
 
 impl CpuSnapshot {
     pub fn take() -> Option<CpuSnapshot> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let fields: Vec<u64> =
-            stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-        let total: u64 = fields.iter().take(8).sum();
-        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-        // utime, stime, cutime, cstime: fields 14-17 of /proc/self/stat, counted after the `(comm)` field.
-        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let after_comm = &own_stat[own_stat.rfind(')')? + 1..];
-        let own: u64 = after_comm.split_whitespace().skip(11).take(4).filter_map(|v| v.parse::<u64>().ok()).sum();
+        let (total, idle) = procfs::machine_cpu_ticks()?;
+        // This process and its reaped children (the Python reference server runs as a child).
+        let own = procfs::cpu_ticks(true)?;
         Some(CpuSnapshot { total, busy: total.saturating_sub(idle), own })
     }
 

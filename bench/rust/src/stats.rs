@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// One percentile definition for the whole crate (linear between closest ranks, NumPy's default).
-pub use cxr_serve::telemetry::ab::percentile;
+pub use cxr_core::stats::percentile;
 
 /// Count, mean and percentiles of a sample in milliseconds. Percentiles interpolate linearly between the closest
 /// ranks (numpy's default), so p99 of 100 values is not simply the maximum.
@@ -53,10 +53,8 @@ pub fn median(values: &[f64]) -> Option<f64> {
     Summary::of(values).map(|s| s.p50)
 }
 
-/// A duration in milliseconds.
-pub fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
+/// A duration in milliseconds (the server's own conversion, microsecond resolution).
+pub use cxr_serve::telemetry::millis as ms;
 
 #[cfg(test)]
 mod tests {

@@ -41,7 +41,6 @@ mod jpeg_markers;
 mod png_gray;
 mod raster;
 
-use std::fmt;
 
 use serde::Serialize;
 
@@ -56,22 +55,7 @@ pub enum ImageFormat {
     Jpeg,
 }
 
-impl ImageFormat {
-    /// Stable lowercase name: `dicom`, `png` or `jpeg`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ImageFormat::Dicom => "dicom",
-            ImageFormat::Png => "png",
-            ImageFormat::Jpeg => "jpeg",
-        }
-    }
-}
-
-impl fmt::Display for ImageFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::keywords!(ImageFormat, "image format", { Dicom => "dicom", Png => "png", Jpeg => "jpeg" });
 
 /// The PNG file signature.
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
@@ -175,9 +159,11 @@ pub enum DecodeError {
     /// The bytes are neither a DICOM Part 10 file, nor PNG, nor JPEG.
     #[error("unsupported image format: expected a DICOM (Part 10), PNG or JPEG file")]
     UnsupportedFormat,
-    /// The bytes claim a supported format but are truncated or malformed.
-    #[error("corrupt {format} data: {reason}")]
-    Corrupt { format: ImageFormat, reason: String },
+    /// The bytes claim a supported format but are truncated or malformed. `detail` is written for the client that
+    /// sent the file (it travels in the problem response), so it is the decoder's finding in words, with no header
+    /// value and no internal error chain.
+    #[error("corrupt {format} data: {detail}")]
+    Corrupt { format: ImageFormat, detail: String },
     /// A DICOM file in a transfer syntax this decoder does not handle.
     #[error("unsupported DICOM transfer syntax {name} ({uid})")]
     UnsupportedTransferSyntax { uid: String, name: String },
@@ -210,8 +196,8 @@ impl DecodeError {
         }
     }
 
-    pub(crate) fn corrupt(format: ImageFormat, reason: impl Into<String>) -> Self {
-        DecodeError::Corrupt { format, reason: reason.into() }
+    pub(crate) fn corrupt(format: ImageFormat, detail: impl Into<String>) -> Self {
+        DecodeError::Corrupt { format, detail: detail.into() }
     }
 }
 

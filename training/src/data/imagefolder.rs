@@ -70,7 +70,7 @@ pub fn scan_flat_with_ground_truth(
         .map(|(n, l)| {
             l.parse::<usize>().ok().filter(|&id| id >= 1).ok_or_else(|| DataError::Format {
                 path: ground_truth.display().to_string(),
-                reason: format!("line {}: `{l}` is not a 1-based class id", n + 1),
+                problem: format!("line {}: `{l}` is not a 1-based class id", n + 1),
             })
         })
         .collect::<Result<_, _>>()?;
@@ -78,7 +78,7 @@ pub fn scan_flat_with_ground_truth(
     if files.len() != ids.len() {
         return Err(DataError::Format {
             path: ground_truth.display().to_string(),
-            reason: format!("{} labels for {} images in {}", ids.len(), files.len(), dir.display()),
+            problem: format!("{} labels for {} images in {}", ids.len(), files.len(), dir.display()),
         });
     }
     files
@@ -88,7 +88,7 @@ pub fn scan_flat_with_ground_truth(
             let class = match id_to_class {
                 Some(map) => *map.get(id - 1).ok_or_else(|| DataError::Format {
                     path: ground_truth.display().to_string(),
-                    reason: format!("class id {id} has no mapping"),
+                    problem: format!("class id {id} has no mapping"),
                 })?,
                 None => id - 1,
             };

@@ -84,7 +84,7 @@ impl Loader {
             .num_threads(config.workers.max(1))
             .thread_name(|i| format!("cxr-loader-{i}"))
             .build()
-            .map_err(|e| DataError::Format { path: "(loader)".into(), reason: e.to_string() })?;
+            .map_err(DataError::Threads)?;
         Ok(Loader { samples: Arc::new(samples), config, pool: Arc::new(pool), bad: Arc::default() })
     }
 

@@ -17,13 +17,20 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hash::Fnv1a;
+
 /// Errors of the data layer. Messages name files, never DICOM header values.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("cannot read {path}: {source}")]
     Io { path: String, source: std::io::Error },
-    #[error("{path}: {reason}")]
-    Format { path: String, reason: String },
+    /// The file's content is not what it should be (a missing column, a bad row); `problem` says what.
+    #[error("{path}: {problem}")]
+    Format { path: String, problem: String },
+    #[error("{path}: {source}")]
+    Csv { path: String, source: csv::Error },
+    #[error("cannot start the loader threads: {0}")]
+    Threads(#[source] rayon::ThreadPoolBuildError),
     #[error("{path}: no usable images found")]
     Empty { path: String },
     #[error(
@@ -39,7 +46,7 @@ impl DataError {
     }
 
     pub(crate) fn csv(path: &Path, err: csv::Error) -> Self {
-        DataError::Format { path: path.display().to_string(), reason: err.to_string() }
+        DataError::Csv { path: path.display().to_string(), source: err }
     }
 }
 
@@ -53,7 +60,7 @@ pub fn read_text(path: &Path) -> Result<String, DataError> {
     } else {
         bytes
     };
-    String::from_utf8(bytes).map_err(|_| DataError::Format { path: path.display().to_string(), reason: "not UTF-8".into() })
+    String::from_utf8(bytes).map_err(|_| DataError::Format { path: path.display().to_string(), problem: "not UTF-8".into() })
 }
 
 /// Indices of records in each subset.
@@ -152,28 +159,3 @@ pub fn fingerprint(samples: &[Sample]) -> String {
     format!("fnv1a64:{:016x}:{}", hash.0, samples.len())
 }
 
-/// FNV-1a 64, fed in pieces: stable across platforms and Rust versions (std's hasher is not), and enough to tell
-/// sample lists, parameter paths and initialisation keys apart. Not for anything adversarial.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Fnv1a(pub(crate) u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Self(0xCBF2_9CE4_8422_2325)
-    }
-}
-
-impl Fnv1a {
-    pub(crate) fn feed(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
-        }
-    }
-
-    /// The hash of one byte string.
-    pub(crate) fn hash(bytes: &[u8]) -> u64 {
-        let mut h = Self::default();
-        h.feed(bytes);
-        h.0
-    }
-}

@@ -37,7 +37,7 @@ pub fn read_nih_csv(path: &Path) -> Result<Vec<NihRecord>, DataError> {
     let column = |name: &str| {
         headers.iter().position(|h| h == name).ok_or_else(|| DataError::Format {
             path: path.display().to_string(),
-            reason: format!("no `{name}` column"),
+            problem: format!("no `{name}` column"),
         })
     };
     let (image_col, labels_col, patient_col, view_col) =
@@ -46,7 +46,7 @@ pub fn read_nih_csv(path: &Path) -> Result<Vec<NihRecord>, DataError> {
     for (line, row) in reader.records().enumerate() {
         let row = row.map_err(|e| DataError::csv(path, e))?;
         let field = |i: usize| row.get(i).unwrap_or("").trim();
-        let bad = |reason: String| DataError::Format { path: path.display().to_string(), reason: format!("row {}: {reason}", line + 2) };
+        let bad = |problem: String| DataError::Format { path: path.display().to_string(), problem: format!("row {}: {problem}", line + 2) };
         let mut labels = [false; NUM_LABELS];
         let findings = field(labels_col);
         if findings != "No Finding" {

@@ -13,6 +13,7 @@ use cxr_core::card::{ModelVariant, Normalization};
 use cxr_core::labels::NUM_LABELS;
 
 use super::TrainError;
+use crate::cause::Cause;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::{Augment, Sample, Target};
 use crate::model::InceptionV3Config;
@@ -34,14 +35,14 @@ pub fn training_throughput(
     let mut started = Instant::now();
     for step in 0..=steps {
         if step == 1 {
-            device.sync().map_err(|e| TrainError::Training(format!("{e:?}")))?;
+            device.sync().map_err(|e| TrainError::Training(Cause::debug(e)))?;
             started = Instant::now();
         }
         let loss = loss_fn.forward(model.forward(x.clone()), y.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-4, model, grads);
     }
-    device.sync().map_err(|e| TrainError::Training(format!("{e:?}")))?;
+    device.sync().map_err(|e| TrainError::Training(Cause::debug(e)))?;
     let _ = model.valid();
     Ok((steps * batch) as f64 / started.elapsed().as_secs_f64())
 }
@@ -148,19 +149,19 @@ pub fn pytorch_training_throughput(
         TrainError::Config(format!("cannot run {} for the PyTorch side: {e}", side.python.display()))
     })?;
     if !output.status.success() {
-        return Err(TrainError::Training(format!(
+        return Err(TrainError::Training(Cause::Check(format!(
             "the PyTorch side ({}) failed with {}; it needs torch and torchvision (pip install torch==2.9.0 \
              torchvision==0.24.0)",
             side.python.display(),
             output.status
-        )));
+        ))));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
     serde_json::from_str::<serde_json::Value>(line)
         .ok()
         .and_then(|v| v["images_per_second"].as_f64())
-        .ok_or_else(|| TrainError::Training(format!("the PyTorch side printed no result: {stdout:?}")))
+        .ok_or_else(|| TrainError::Training(Cause::Check(format!("the PyTorch side printed no result: {stdout:?}"))))
 }
 
 /// Runs every row and prints the markdown table: training steps per variant and batch size on the device (beside
@@ -228,7 +229,7 @@ pub fn print_table(config: &BenchConfig, device: &Device) -> Result<(), TrainErr
     }
     if let Some(path) = &config.json {
         let body = serde_json::to_string_pretty(&serde_json::json!({ "rows": rows }))
-            .map_err(|e| TrainError::Training(e.to_string()))?;
+            .map_err(|e| TrainError::Training(e.into()))?;
         std::fs::write(path, body).map_err(|e| TrainError::run_dir(path, e))?;
     }
     Ok(())

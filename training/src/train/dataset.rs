@@ -52,7 +52,7 @@ pub fn splits_for(spec: &DatasetSpec) -> Result<Splits, DataError> {
                     if val_set.classes != train_set.classes {
                         return Err(DataError::Format {
                             path: val.display().to_string(),
-                            reason: "validation class folders differ from the training ones".into(),
+                            problem: "validation class folders differ from the training ones".into(),
                         });
                     }
                     val_set.samples
@@ -84,7 +84,7 @@ pub fn splits_for(spec: &DatasetSpec) -> Result<Splits, DataError> {
         }
         DatasetSpec::Imported { source, .. } => Err(DataError::Format {
             path: source.display().to_string(),
-            reason: "an imported model has no dataset to evaluate on; fine-tune it first (finetune --init-from)".into(),
+            problem: "an imported model has no dataset to evaluate on; fine-tune it first (finetune --init-from)".into(),
         }),
     }
 }

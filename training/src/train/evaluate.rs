@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::{class_names, splits_for};
 use super::{TrainConfig, TrainError, load_best};
+use crate::cause::Cause;
 use crate::data::loader::{Loader, file_name};
 use crate::data::{Sample, Target};
 use crate::eval::{AucEstimate, auc_with_ci, youden_threshold};
@@ -106,7 +107,7 @@ pub fn predict(
         let values: Vec<f32> = probs
             .into_data()
             .try_into_vec_as::<f32>()
-            .map_err(|e| TrainError::Training(format!("reading probabilities: {e:?}")))?;
+            .map_err(|e| TrainError::Training(Cause::during("reading probabilities", Cause::debug(e))))?;
         for (row, (i, target)) in values.chunks_exact(classes.len()).zip(batch.indices.iter().zip(&batch.targets)) {
             p.images.push(file_name(&samples[*i].path));
             p.truth.push(match target {

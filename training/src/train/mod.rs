@@ -35,6 +35,7 @@ pub use crate::run::{
 use crate::data::loader::Loader;
 use crate::data::{Sample, fingerprint};
 use crate::model::InceptionV3;
+use crate::cause::Cause;
 use crate::run::PRODUCER;
 use loader::BurnLoader;
 use renderer::ProgressRenderer;
@@ -186,7 +187,7 @@ pub fn train(
             }
             let result = training.launch(Learner::new($wrapper, optimizer, scheduler));
             if let Some(error) = result.error {
-                return Err(TrainError::Training(error.to_string()));
+                return Err(TrainError::Training(Cause::other(error)));
             }
         }};
     }
@@ -234,9 +235,9 @@ fn keep_best(config: &TrainConfig, dir: &Path, device: &Device) -> Result<BestCh
 /// so two runs with bit-identical weights would still write different bytes. The kept model is what users
 /// hash and compare, so its ids are replaced by a hash of each tensor's module path: stable across runs and
 /// unique within the model. (Loading assigns whatever ids the file holds; nothing depends on their values.)
-pub fn save_reproducible(net: InceptionV3, path: &Path) -> Result<(), String> {
-    let bytes = net.into_record().into_bytes().map_err(|e| format!("{e:?}"))?;
-    let reader = burn_pack::Reader::from_bytes(bytes).map_err(|e| e.to_string())?;
+pub fn save_reproducible(net: InceptionV3, path: &Path) -> Result<(), Cause> {
+    let bytes = net.into_record().into_bytes()?;
+    let reader = burn_pack::Reader::from_bytes(bytes)?;
     let (metadata, scalars) = (reader.metadata().clone(), reader.scalars().clone());
     let tensors = reader
         .into_tensors()
@@ -245,26 +246,25 @@ pub fn save_reproducible(net: InceptionV3, path: &Path) -> Result<(), String> {
                 .into_iter()
                 .map(|t| {
                     let (name, dtype, shape, _random_id, bytes) = t.into_parts()?;
-                    let id = crate::data::Fnv1a::hash(name.as_bytes());
+                    let id = crate::hash::Fnv1a::hash(name.as_bytes());
                     Ok(burn_pack::Tensor::new(name, dtype, shape, Some(id), bytes))
                 })
                 .collect::<Result<Vec<_>, burn_pack::Error>>()
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
     let writer = metadata.iter().fold(burn_pack::Writer::new(tensors), |w, (k, v)| w.with_metadata(k, v));
     let writer = scalars.into_iter().fold(writer, |w, (k, v)| w.with_scalar(&k, v));
-    writer.write_to_file(path).map_err(|e| e.to_string())
+    Ok(writer.write_to_file(path)?)
 }
 
 /// Loads a checkpoint written by training (the `net` of a classifier wrapper) into a fresh network.
 pub fn load_net(config: &TrainConfig, path: &Path, device: &Device) -> Result<InceptionV3, TrainError> {
-    let err = |reason: String| TrainError::Checkpoint { path: path.display().to_string(), reason };
+    let err = |cause: Cause| TrainError::Checkpoint { path: path.display().to_string(), cause };
     let net = config.model_config().init_seeded(config.seed, device);
-    let record = burn::store::ModuleRecord::load(path).map_err(|e| err(format!("{e:?}")))?;
+    let record = burn::store::ModuleRecord::load(path).map_err(|e| err(e.into()))?;
     if config.task.is_softmax() {
-        SoftmaxClassifier { net }.try_load_record(record).map(|m| m.net).map_err(|e| err(format!("{e:?}")))
+        SoftmaxClassifier { net }.try_load_record(record).map(|m| m.net).map_err(|e| err(e.into()))
     } else {
-        MultiLabelClassifier { net }.try_load_record(record).map(|m| m.net).map_err(|e| err(format!("{e:?}")))
+        MultiLabelClassifier { net }.try_load_record(record).map(|m| m.net).map_err(|e| err(e.into()))
     }
 }
 

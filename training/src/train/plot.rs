@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::cause::Cause;
 use crate::eval::RocPoint;
 
 const FONT_CANDIDATES: [&str; 4] = [
@@ -46,32 +47,32 @@ pub struct Curve<'a> {
 }
 
 /// Draws `curves` (at most a few) into a 640×640 PNG at `path`.
-pub fn roc_png(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<(), String> {
+pub fn roc_png(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<(), Cause> {
     let text = font_available();
     let root = BitMapBackend::new(path, (640, 640)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    root.fill(&WHITE).map_err(Cause::other)?;
     let mut builder = ChartBuilder::on(&root);
     builder.margin(16).x_label_area_size(if text { 44 } else { 8 }).y_label_area_size(if text { 56 } else { 8 });
     if text {
         builder.caption(title, ("sans-serif", 24));
     }
-    let mut chart = builder.build_cartesian_2d(0f64..1f64, 0f64..1f64).map_err(|e| e.to_string())?;
+    let mut chart = builder.build_cartesian_2d(0f64..1f64, 0f64..1f64).map_err(Cause::other)?;
     let mut mesh = chart.configure_mesh();
     if text {
         mesh.x_desc("1 − specificity (false positive rate)").y_desc("sensitivity (true positive rate)");
     } else {
         mesh.x_labels(0).y_labels(0);
     }
-    mesh.draw().map_err(|e| e.to_string())?;
+    mesh.draw().map_err(Cause::other)?;
     chart
         .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
-        .map_err(|e| e.to_string())?;
+        .map_err(Cause::other)?;
     let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
     for (curve, color) in curves.iter().zip(colors.iter().cycle()) {
         let style = color.stroke_width(2);
         let series = chart
             .draw_series(LineSeries::new(curve.points.iter().map(|p| (p.fpr, p.tpr)), style))
-            .map_err(|e| e.to_string())?;
+            .map_err(Cause::other)?;
         if text {
             series
                 .label(format!("{} (AUC {:.3})", curve.name, curve.auc))
@@ -86,7 +87,7 @@ pub fn roc_png(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<(), Str
             .border_style(BLACK)
             .label_font(("sans-serif", 18))
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(Cause::other)?;
     }
-    root.present().map_err(|e| e.to_string())
+    root.present().map_err(Cause::other)
 }

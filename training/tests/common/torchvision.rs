@@ -8,7 +8,7 @@
 //! neither the weights nor torch.
 //!
 //! Generator (mirrored exactly by the Python script): tensor `key` of `n` elements takes
-//! `lo + (hi - lo) · u_i` (in f64, then rounded to f32) for `i = 1..=n`, with `u_i = (splitmix64(s + i · γ) >> 40)
+//! `lo + (hi - lo) · u_i` (in f64, then rounded to f32) for `i = 1..=n`, with `u_i = (mix64(s + i · γ) >> 40)
 //! / 2^24`, `s = seed XOR fnv1a64(key)`, `γ = 0x9E3779B97F4A7C15`; `(lo, hi)` by parameter: convolution weights
 //! `±√(6 / fan_in)`, linear weights `±1/√fan_in`, batch-norm weight and running variance `[0.5, 1.5)`, batch-norm bias,
 //! running mean and linear bias `[-0.1, 0.1)`; `num_batches_tracked` is the int64 scalar 0.
@@ -16,9 +16,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use cxr_train::hash::{Fnv1a, GOLDEN_GAMMA as GOLDEN, mix64};
 use serde::Deserialize;
-
-pub const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 #[derive(Debug, Deserialize)]
 pub struct Entry {
@@ -57,16 +56,6 @@ pub fn recorded() -> Recorded {
     serde_json::from_str(&text).expect("recording parses")
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let z = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The value range of a float parameter.
 fn range(key: &str, shape: &[usize]) -> (f64, f64) {
     let fan_in = shape.iter().skip(1).product::<usize>().max(1) as f64;
@@ -86,11 +75,11 @@ fn range(key: &str, shape: &[usize]) -> (f64, f64) {
 /// The values of float tensor `key`.
 pub fn values(seed: u64, key: &str, shape: &[usize]) -> Vec<f32> {
     let n: usize = shape.iter().product();
-    let s = seed ^ fnv1a64(key.as_bytes());
+    let s = seed ^ Fnv1a::hash(key.as_bytes());
     let (lo, hi) = range(key, shape);
     (1..=n as u64)
         .map(|i| {
-            let u = (splitmix64(s.wrapping_add(i.wrapping_mul(GOLDEN))) >> 40) as f64 / (1u64 << 24) as f64;
+            let u = (mix64(s.wrapping_add(i.wrapping_mul(GOLDEN))) >> 40) as f64 / (1u64 << 24) as f64;
             (lo + (hi - lo) * u) as f32
         })
         .collect()
