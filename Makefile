@@ -17,13 +17,15 @@ DEVICE ?= cpu
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 
-.PHONY: all setup ort ort-gpu torch build models run test test-rust test-python test-tch bench bench-train clean help
+.PHONY: all setup ort ort-gpu torch build models run test test-rust test-python test-tch lint docs bench bench-train clean help
 
 all: build
 
 help:
 	@echo "make run        serve both models on 127.0.0.1:8080 (builds the models first)"
 	@echo "make test       run every test (Rust + Python model checks)"
+	@echo "make lint       rustfmt --check and clippy -D warnings (CI runs it)"
+	@echo "make docs       regenerate docs/configuration.md from the binaries' --help"
 	@echo "make models     export the seeded color and gray Inception-V3 to $(MODELS_DIR)/ (FP32 + FP16)"
 	@echo "make ort-gpu    fetch onnxruntime-gpu for DEVICE=cuda"
 	@echo "make bench      benchmark: raw ONNX Runtime vs cxr-serve vs a Python server (BENCH_ARGS=--quick: 1-2 min)"
@@ -95,6 +97,16 @@ bench: ort models
 	@py=$$(scripts/setup-bench-python.sh $(ORT_FLAVOR) | tail -n1) && \
 	  $(BIN)/cxr-bench --models $(MODELS_DIR) --device $(DEVICE) \
 	  --python "$$py" $(BENCH_ARGS)
+
+# The lint gates CI runs after the tests (clippy reuses the release build's dependencies).
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
+
+# The option reference: docs/configuration.md is the binaries' --help (clap's long help), written by their unit
+# tests when CXR_UPDATE_DOCS is set; without it, the same tests fail when the file is out of date.
+docs:
+	CXR_UPDATE_DOCS=1 $(CARGO) test $(PROFILE) --workspace --lib the_configuration_reference_is_the_help
 
 clean:
 	$(CARGO) clean

@@ -105,7 +105,8 @@ impl Film {
             image.data().iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect(),
         )
         .expect("a GrayImage holds width × height values");
-        let gray = if (out_w, out_h) == (width, height) { full } else { resize(&full, out_w, out_h, FilterType::Triangle) };
+        let gray =
+            if (out_w, out_h) == (width, height) { full } else { resize(&full, out_w, out_h, FilterType::Triangle) };
         Film { gray, scale }
     }
 

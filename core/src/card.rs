@@ -47,7 +47,6 @@ crate::keywords!(ModelVariant, "model variant", { Color => "color", Gray => "gra
 crate::keywords!(@value_enum ModelVariant);
 
 impl ModelVariant {
-
     /// Input channels of the first convolution.
     pub const fn channels(self) -> usize {
         match self {
@@ -267,8 +266,11 @@ impl ModelCard {
                     LABELS.len()
                 )));
             }
-            if let Some((i, t)) =
-                evaluation.thresholds.iter().enumerate().find_map(|(i, t)| t.filter(|t| !(0.0..=1.0).contains(t)).map(|t| (i, t)))
+            if let Some((i, t)) = evaluation
+                .thresholds
+                .iter()
+                .enumerate()
+                .find_map(|(i, t)| t.filter(|t| !(0.0..=1.0).contains(t)).map(|t| (i, t)))
             {
                 return Err(CardError::Thresholds(format!("{} is {t}, outside [0, 1]", LABELS[i])));
             }

@@ -6,6 +6,7 @@
 //! - [`decode`]: DICOM, PNG and JPEG bytes → [`image::GrayImage`] in [0, 1].
 //! - [`preprocess`]: [`image::GrayImage`] → the normalised `[C, 299, 299]` model input.
 //! - [`keywords`]: the one way keyword enums are parsed and printed ([`keywords!`]).
+//! - `clidoc` (feature `clap`): `docs/configuration.md` generated from the binaries' `--help`.
 //! - [`stats`]: the one percentile definition (linear between closest ranks).
 //! - [`cam`]: class activation maps placed on the original image (the letterbox undone) and drawn over it.
 //!
@@ -13,6 +14,8 @@
 
 pub mod cam;
 pub mod card;
+#[cfg(feature = "clap")]
+pub mod clidoc;
 pub mod decode;
 pub mod image;
 pub mod keywords;

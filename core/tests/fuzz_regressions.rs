@@ -30,7 +30,11 @@ fn every_fuzz_finding_is_answered_quickly() {
             let result = decode(&bytes, &DecodeLimits::default());
             let took = started.elapsed();
             assert!(result.is_err(), "{}: every finding so far is malformed", path.display());
-            println!("{}: {:?} in {took:?}", path.display(), result.as_ref().map(|d| (d.image.width(), d.image.height())));
+            println!(
+                "{}: {:?} in {took:?}",
+                path.display(),
+                result.as_ref().map(|d| (d.image.width(), d.image.height()))
+            );
             assert!(took < Duration::from_millis(500), "{} took {took:?}", path.display());
             replayed += 1;
         }

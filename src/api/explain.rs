@@ -65,9 +65,7 @@ impl ExplainRequest {
             (Explain::None, Overlay::Png) => Err("overlay=png draws the class activation maps; add explain=cam".into()),
             (Explain::None, Overlay::None) => Ok(None),
             (Explain::Cam, Overlay::None) => Ok(Some(ExplainRequest { overlays: 0 })),
-            (Explain::Cam, Overlay::Png) => {
-                Ok(Some(ExplainRequest { overlays: top.unwrap_or(DEFAULT_OVERLAY_TOP) }))
-            }
+            (Explain::Cam, Overlay::Png) => Ok(Some(ExplainRequest { overlays: top.unwrap_or(DEFAULT_OVERLAY_TOP) })),
         }
     }
 }
@@ -150,7 +148,10 @@ mod tests {
             resolve(Some(Explain::Cam), Some(Overlay::Png), None, Explain::None),
             Ok(Some(ExplainRequest { overlays: DEFAULT_OVERLAY_TOP }))
         );
-        assert_eq!(resolve(Some(Explain::Cam), Some(Overlay::Png), Some(14), Explain::None).unwrap().unwrap().overlays, 14);
+        assert_eq!(
+            resolve(Some(Explain::Cam), Some(Overlay::Png), Some(14), Explain::None).unwrap().unwrap().overlays,
+            14
+        );
         assert!(resolve(None, Some(Overlay::Png), None, Explain::None).unwrap_err().contains("explain=cam"));
         assert!(resolve(Some(Explain::Cam), Some(Overlay::Png), Some(0), Explain::None).is_err());
         assert!(resolve(Some(Explain::Cam), Some(Overlay::Png), Some(15), Explain::None).is_err());

@@ -134,7 +134,12 @@ impl Endpoint {
     pub const fn protected(self) -> bool {
         matches!(
             self,
-            Endpoint::Predict | Endpoint::Models | Endpoint::Ab | Endpoint::V2Model | Endpoint::V2ModelReady | Endpoint::V2Infer
+            Endpoint::Predict
+                | Endpoint::Models
+                | Endpoint::Ab
+                | Endpoint::V2Model
+                | Endpoint::V2ModelReady
+                | Endpoint::V2Infer
         )
     }
 
@@ -350,4 +355,3 @@ async fn ab(State(state): State<AppState>) -> Result<Json<AbSummary>, ApiError> 
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))], OPENAPI_YAML).into_response()
 }
-

@@ -421,7 +421,8 @@ mod tests {
 
     #[test]
     fn findings_are_positive_only_where_the_card_has_a_threshold() {
-        let mut card: ModelCard = serde_json::from_str(include_str!("../../tests/data/cards/gray-untrained.json")).expect("card");
+        let mut card: ModelCard =
+            serde_json::from_str(include_str!("../../tests/data/cards/gray-untrained.json")).expect("card");
         let probabilities: Vec<f32> = (0..LABELS.len()).map(|i| i as f32 / 20.0).collect();
         let untrained = findings(&probabilities, &card);
         assert!(untrained.iter().all(|f| f.positive.is_none()));

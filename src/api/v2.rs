@@ -34,9 +34,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use crate::engine::{InferError, Maps, ModelHandle, Prediction};
 use crate::problem::{ProblemKind, RETRY_AFTER_SECS};
 use crate::state::AppState;
-use crate::engine::{InferError, Maps, ModelHandle, Prediction};
 
 /// The header of the binary tensor extension.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -84,7 +84,8 @@ impl IntoResponse for V2Error {
 }
 
 /// What a client reads when the server failed (the details are in the server log, under the request id).
-const INTERNAL_MESSAGE: &str = "the server failed to handle the request; the request id identifies it in the server log";
+const INTERNAL_MESSAGE: &str =
+    "the server failed to handle the request; the request id identifies it in the server log";
 
 impl From<ApiError> for V2Error {
     fn from(error: ApiError) -> Self {
@@ -251,10 +252,16 @@ fn flatten(value: &Value, out: &mut Vec<f32>) -> Result<(), V2Error> {
 /// The `[N, C, S, S]` input as N image tensors, checked against the model.
 fn images(handle: &ModelHandle, request: &InferRequest, binary: &Bytes) -> Result<Vec<Vec<f32>>, V2Error> {
     let [input] = request.inputs.as_slice() else {
-        return Err(V2Error::bad_request(format!("expected exactly one input ({INPUT_NAME:?}), got {}", request.inputs.len())));
+        return Err(V2Error::bad_request(format!(
+            "expected exactly one input ({INPUT_NAME:?}), got {}",
+            request.inputs.len()
+        )));
     };
     if input.name != INPUT_NAME {
-        return Err(V2Error::bad_request(format!("unknown input {:?} (the model's input is {INPUT_NAME:?})", input.name)));
+        return Err(V2Error::bad_request(format!(
+            "unknown input {:?} (the model's input is {INPUT_NAME:?})",
+            input.name
+        )));
     }
     if input.datatype != "FP32" {
         return Err(V2Error::bad_request(format!("input datatype {} is not FP32", input.datatype)));
@@ -310,7 +317,12 @@ pub async fn infer(
     let headers = request.headers().clone();
     // The body under the same deadline as `/predict`'s uploads.
     let timeout = state.body_timeout();
-    let body = match tokio::time::timeout(timeout, <Bytes as axum::extract::FromRequest<AppState>>::from_request(request, &state)).await {
+    let body = match tokio::time::timeout(
+        timeout,
+        <Bytes as axum::extract::FromRequest<AppState>>::from_request(request, &state),
+    )
+    .await
+    {
         Err(_) => return Err(ApiError::RequestTimeout(timeout.as_secs()).into()),
         Ok(Err(rejection)) => return Err(ApiError::from(rejection).into()),
         Ok(Ok(body)) => body,
@@ -336,7 +348,9 @@ pub async fn infer(
             .iter()
             .map(|o| match known.iter().find(|name| **name == o.name) {
                 Some(name) => Ok((*name, o.parameters.binary_data.unwrap_or(false))),
-                None => Err(V2Error::bad_request(format!("unknown output {:?} (outputs: {})", o.name, known.join(", ")))),
+                None => {
+                    Err(V2Error::bad_request(format!("unknown output {:?} (outputs: {})", o.name, known.join(", "))))
+                }
             })
             .collect::<Result<_, _>>()?,
     };
@@ -393,15 +407,22 @@ pub async fn infer(
             });
             tail.extend(bytes);
         } else {
-            outputs.push(ResponseOutput { name: output, datatype: "FP32", shape, parameters: None, data: Some(values) });
+            outputs.push(ResponseOutput {
+                name: output,
+                datatype: "FP32",
+                shape,
+                parameters: None,
+                data: Some(values),
+            });
         }
     }
-    let mut document = json!({ "model_name": handle.info().variant, "model_version": MODEL_VERSION, "outputs": outputs });
+    let mut document =
+        json!({ "model_name": handle.info().variant, "model_version": MODEL_VERSION, "outputs": outputs });
     if let Some(id) = request.id {
         document["id"] = Value::String(id);
     }
-    let json = serde_json::to_vec(&document)
-        .map_err(|e| V2Error::internal(format!("cannot serialise the response: {e}")))?;
+    let json =
+        serde_json::to_vec(&document).map_err(|e| V2Error::internal(format!("cannot serialise the response: {e}")))?;
     if tail.is_empty() {
         return Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json).into_response());
     }

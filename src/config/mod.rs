@@ -57,7 +57,8 @@ pub struct Config {
     pub device: Device,
 
     /// Threads of ONNX Runtime's intra-op pool, shared by both models (one global pool, default: the CPUs).
-    #[arg(long, env = "CXR_INTRA_THREADS", default_value_t = default_intra_threads(), value_parser = parse_positive)]
+    #[arg(long, env = "CXR_INTRA_THREADS", default_value_t = default_intra_threads(), hide_default_value = true,
+          value_parser = parse_positive)]
     pub intra_threads: usize,
 
     /// Whether idle intra-op threads spin before sleeping (`true`, ONNX Runtime's default: no wake-up cost between
@@ -139,7 +140,8 @@ pub struct Config {
     /// Images decoded or preprocessed at once (default: the number of CPUs). Requests beyond it wait their turn, so
     /// under load decoding neither oversubscribes the cores that inference uses nor holds a decoded image per
     /// waiting request in memory.
-    #[arg(long, env = "CXR_DECODE_THREADS", default_value_t = default_intra_threads(), value_parser = parse_positive)]
+    #[arg(long, env = "CXR_DECODE_THREADS", default_value_t = default_intra_threads(), hide_default_value = true,
+          value_parser = parse_positive)]
     pub decode_threads: usize,
 
     /// Longest a request body may take to arrive, in seconds; slower uploads (stalled or slowloris-style clients)
@@ -279,6 +281,14 @@ fn resolve_relative(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `docs/configuration.md` holds exactly this binary's `--help` (`make docs` regenerates it).
+    #[test]
+    fn the_configuration_reference_is_the_help() {
+        let markdown = cxr_core::clidoc::help_markdown(<Config as clap::CommandFactory>::command());
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+        cxr_core::clidoc::check_generated(&path, "cxr-serve", &markdown).unwrap();
+    }
 
     #[test]
     fn defaults_match_the_documented_values() {

@@ -47,7 +47,9 @@ impl FromStr for BatchSizes {
             list => list
                 .split(',')
                 .map(|n| match n.trim().parse::<usize>() {
-                    Ok(0) | Err(_) => Err(format!("{n:?} is not a batch size ≥ 1 (expected auto, exact or e.g. 1,2,4,8)")),
+                    Ok(0) | Err(_) => {
+                        Err(format!("{n:?} is not a batch size ≥ 1 (expected auto, exact or e.g. 1,2,4,8)"))
+                    }
                     Ok(n) => Ok(n),
                 })
                 .collect::<Result<Vec<_>, _>>()

@@ -45,7 +45,8 @@ pub fn ort_environment(dylib: &Path, pool: Option<ThreadPool>) -> Result<Environ
     if !dylib.is_file() {
         return Err(runtime_error(std::io::Error::from(std::io::ErrorKind::NotFound).into()));
     }
-    let mut builder = ort::init_from(dylib).map_err(|e| runtime_error(e.into()))?.with_name("cxr-serve").with_telemetry(false);
+    let mut builder =
+        ort::init_from(dylib).map_err(|e| runtime_error(e.into()))?.with_name("cxr-serve").with_telemetry(false);
     if let Some(pool) = pool {
         let options = GlobalThreadPoolOptions::default()
             .with_intra_threads(pool.intra_threads)

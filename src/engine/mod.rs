@@ -113,7 +113,6 @@ impl WorkerObserver for Unobserved {
     fn cold_shape(&self) {}
 }
 
-
 /// Name, element type and shape of a graph input or output; `-1` marks a dynamic dimension.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TensorInfo {
@@ -251,22 +250,46 @@ pub struct Prediction {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("could not load ONNX Runtime from {path}: {cause} (run scripts/setup-ort.sh, or set ORT_DYLIB_PATH)")]
-    Runtime { path: PathBuf, #[source] cause: Cause },
+    Runtime {
+        path: PathBuf,
+        #[source]
+        cause: Cause,
+    },
     #[error("model file {path} does not exist (run `make models`, or point --models at the directory holding it)")]
     ModelMissing { path: PathBuf },
     #[error("{path}: {cause}")]
-    Card { path: PathBuf, #[source] cause: Cause },
+    Card {
+        path: PathBuf,
+        #[source]
+        cause: Cause,
+    },
     /// The graph and its card disagree; `problem` says how (there is no underlying error).
     #[error("{path}: model does not match its card: {problem}")]
     Mismatch { path: PathBuf, problem: String },
     #[error("{path}: CUDA execution provider unavailable: {cause}")]
-    Cuda { path: PathBuf, #[source] cause: Cause },
+    Cuda {
+        path: PathBuf,
+        #[source]
+        cause: Cause,
+    },
     #[error("{path}: could not create an ONNX Runtime session: {cause}")]
-    Session { path: PathBuf, #[source] cause: Cause },
+    Session {
+        path: PathBuf,
+        #[source]
+        cause: Cause,
+    },
     #[error("{path}: warm-up inference failed: {cause}")]
-    WarmUp { path: PathBuf, #[source] cause: Cause },
+    WarmUp {
+        path: PathBuf,
+        #[source]
+        cause: Cause,
+    },
     #[error("could not start the worker thread for {variant}: {cause}")]
-    Worker { variant: ModelVariant, #[source] cause: Cause },
+    Worker {
+        variant: ModelVariant,
+        #[source]
+        cause: Cause,
+    },
 }
 
 /// The cause under an [`EngineError`] or [`InferError::Run`]: ONNX Runtime's error, a file system or card error,
@@ -315,7 +338,11 @@ pub enum InferError {
     NoMaps { variant: ModelVariant },
     /// ONNX Runtime failed or returned something unexpected (shared by every job of the failed batch).
     #[error("{variant} inference failed: {cause}")]
-    Run { variant: ModelVariant, #[source] cause: Arc<Cause> },
+    Run {
+        variant: ModelVariant,
+        #[source]
+        cause: Arc<Cause>,
+    },
 }
 
 /// A request waiting for its model's worker.
@@ -411,7 +438,11 @@ impl ModelHandle {
     }
 
     /// Queues the job without waiting; the receiver yields its result.
-    fn submit(&self, tensor: Vec<f32>, maps: Maps) -> Result<oneshot::Receiver<Result<Prediction, InferError>>, InferError> {
+    fn submit(
+        &self,
+        tensor: Vec<f32>,
+        maps: Maps,
+    ) -> Result<oneshot::Receiver<Result<Prediction, InferError>>, InferError> {
         let variant = self.info.variant;
         let expected = self.info.tensor_len();
         if tensor.len() != expected {

@@ -54,7 +54,7 @@ pub(super) struct BatchOutput {
 /// A worker's batch memory (see the module documentation).
 pub(super) enum Staging {
     Host(Vec<f32>, Selectors),
-    Bound(Bound),
+    Bound(Box<Bound>),
 }
 
 /// One `RunOptions` per set of fetched outputs, made on first use and kept: a plain run must name its outputs, or
@@ -64,12 +64,16 @@ pub(super) struct Selectors(HashMap<Maps, RunOptions<HasSelectedOutputs>>);
 
 impl Selectors {
     fn get(&mut self, maps: Maps) -> Result<&RunOptions<HasSelectedOutputs>, Cause> {
-        if !self.0.contains_key(&maps) {
-            let selector = fetched(maps).fold(OutputSelector::no_default(), OutputSelector::with);
-            let options = RunOptions::new().map_err(|e| Cause::during("cannot create run options", e))?.with_outputs(selector);
-            self.0.insert(maps, options);
+        match self.0.entry(maps) {
+            std::collections::hash_map::Entry::Occupied(options) => Ok(options.into_mut()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let selector = fetched(maps).fold(OutputSelector::no_default(), OutputSelector::with);
+                let options = RunOptions::new()
+                    .map_err(|e| Cause::during("cannot create run options", e))?
+                    .with_outputs(selector);
+                Ok(slot.insert(options))
+            }
         }
-        Ok(&self.0[&maps])
     }
 }
 
@@ -103,17 +107,18 @@ impl Staging {
         }
         let binding = session.create_binding().map_err(|e| Cause::during("cannot create an I/O binding", e))?;
         if cuda {
-            let pinned = |memory_type| MemoryInfo::new(AllocationDevice::CUDA_PINNED, 0, AllocatorType::Device, memory_type);
+            let pinned =
+                |memory_type| MemoryInfo::new(AllocationDevice::CUDA_PINNED, 0, AllocatorType::Device, memory_type);
             let allocator = pinned(MemoryType::CPUInput).and_then(|info| Allocator::new(session, info));
             match (allocator, pinned(MemoryType::CPUOutput)) {
                 (Ok(allocator), Ok(outputs)) => {
-                    return Ok(Staging::Bound(Bound {
+                    return Ok(Staging::Bound(Box::new(Bound {
                         allocator: Some(allocator),
                         outputs,
                         tensors: HashMap::new(),
                         binding,
                         kind: StagingKind::Pinned,
-                    }));
+                    })));
                 }
                 (Err(error), _) | (_, Err(error)) => {
                     tracing::warn!(%error, "no pinned host allocator on the CUDA provider: batches are not I/O-bound");
@@ -123,7 +128,13 @@ impl Staging {
         }
         let outputs = MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, MemoryType::Default)
             .map_err(|e| Cause::during("host memory info", e))?;
-        Ok(Staging::Bound(Bound { allocator: None, outputs, tensors: HashMap::new(), binding, kind: StagingKind::Host }))
+        Ok(Staging::Bound(Box::new(Bound {
+            allocator: None,
+            outputs,
+            tensors: HashMap::new(),
+            binding,
+            kind: StagingKind::Host,
+        })))
     }
 
     /// What the batches go through.

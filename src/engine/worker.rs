@@ -56,7 +56,10 @@ impl Starting {
     pub(super) fn wait(self) -> (Result<ModelHandle, EngineError>, JoinHandle<()>) {
         let variant = self.variant;
         let loaded = self.loaded.recv().unwrap_or_else(|_| {
-            Err(EngineError::Worker { variant, cause: Cause::Check("the worker thread died while loading (see the log)".into()) })
+            Err(EngineError::Worker {
+                variant,
+                cause: Cause::Check("the worker thread died while loading (see the log)".into()),
+            })
         });
         (loaded, self.thread)
     }
@@ -228,7 +231,8 @@ fn warm_up(
     }
     if let Some(shape) = info.maps {
         let all = Maps { cam: true, features: true };
-        let output = staging.run(session, info, &[zeros.as_slice()], 1, all).map_err(|e| failed(Cause::during("maps", e)))?;
+        let output =
+            staging.run(session, info, &[zeros.as_slice()], 1, all).map_err(|e| failed(Cause::during("maps", e)))?;
         let cam = output.cam.unwrap_or_default();
         // FP16 arithmetic sums the 64 positions with about 3 significant digits.
         let tolerance = if info.precision == Precision::Fp16 { 2e-2 } else { 1e-3 };
@@ -311,7 +315,9 @@ impl Worker<'_> {
                 };
                 // `zip` stops at the last real job: padding rows are dropped here.
                 let rows = output.probabilities.chunks_exact(NUM_LABELS).zip(output.logits.chunks_exact(NUM_LABELS));
-                for (i, (((reply, wanted), queue), (probabilities, logits))) in replies.into_iter().zip(rows).enumerate() {
+                for (i, (((reply, wanted), queue), (probabilities, logits))) in
+                    replies.into_iter().zip(rows).enumerate()
+                {
                     let _ = reply.send(Ok(Prediction {
                         probabilities: probabilities.to_vec(),
                         logits: logits.to_vec(),
@@ -387,7 +393,6 @@ fn keep_if_wanted(job: &Job, observer: &dyn WorkerObserver) -> bool {
         true
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -334,7 +334,6 @@ fn percentiles(values: &[f64]) -> Percentiles {
     Percentiles { p50: at(50.0), p95: at(95.0), p99: at(99.0) }
 }
 
-
 /// The median, reordering `values` in place; `NaN` when empty.
 fn median_in_place(values: &mut [f64]) -> f64 {
     let n = values.len();
@@ -400,7 +399,6 @@ pub fn bootstrap_ratios<const K: usize>(
     }
     result
 }
-
 
 #[cfg(test)]
 mod tests {

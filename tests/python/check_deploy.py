@@ -5,7 +5,8 @@
 - Prometheus: `promtool check config` on deploy/prometheus/prometheus.yml (which also checks its rule files).
 - Grafana: deploy/grafana/cxr.json is a dashboard on the provisioned datasource, whose every PromQL query parses
   (`promtool check rules` on the queries turned into recording rules, Grafana variables substituted) and names only
-  metrics the server exports (names read from src/telemetry/metrics.rs); it has the panels the issue asks for.
+  metrics the server exports (names read from src/telemetry/metrics.rs); it shows request rate, problems by type,
+  latencies, batch size, queue depth, the gray/color latency ratio and agreement.
 - Compose: every service, bind-mounted file and cross-reference (scrape target, dashboard path, stop grace).
 - Kubernetes: `kubectl kustomize` renders both overlays, `kubernetes-validate --strict` validates every built-in kind
   against the Kubernetes schemas; the ServiceMonitor (a CRD, no schema there) and the HPA's custom metric are

@@ -16,7 +16,8 @@ async fn keys_guard_inference_and_model_routes_only() {
     let server = TestServer::start(config(&["--api-key", KEY, "--api-key-file", file.to_str().unwrap()]));
     let image = fixture("dicom/cxr_explicit_le.dcm");
     let predict = |auth: Option<(&'static str, String)>| {
-        let mut request = client().post(server.url("/predict")).header("content-type", image.media_type()).body(image.bytes());
+        let mut request =
+            client().post(server.url("/predict")).header("content-type", image.media_type()).body(image.bytes());
         if let Some((name, value)) = auth {
             request = request.header(name, value);
         }
@@ -44,7 +45,11 @@ async fn keys_guard_inference_and_model_routes_only() {
     assert_eq!(big.send().await.expect("the 401 arrives").status(), 401);
 
     // Accepted: Bearer, X-API-Key, and a key from the file.
-    for auth in [("authorization", format!("Bearer {KEY}")), ("x-api-key", KEY.to_string()), ("x-api-key", FILE_KEY.to_string())] {
+    for auth in [
+        ("authorization", format!("Bearer {KEY}")),
+        ("x-api-key", KEY.to_string()),
+        ("x-api-key", FILE_KEY.to_string()),
+    ] {
         assert_eq!(predict(Some(auth)).await.unwrap().status(), 200);
     }
 

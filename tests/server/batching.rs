@@ -93,7 +93,14 @@ async fn io_bound_padded_batches_answer_like_plain_runs() {
 
 async fn padded_batches(io_binding: &str, reported: &str) {
     let server = TestServer::start(config(&[
-        "--max-batch", "8", "--max-batch-delay-ms", "300", "--batch-sizes", "1,4", "--io-binding", io_binding,
+        "--max-batch",
+        "8",
+        "--max-batch-delay-ms",
+        "300",
+        "--batch-sizes",
+        "1,4",
+        "--io-binding",
+        io_binding,
     ]));
     let models: Value = client().get(server.url("/v1/models")).send().await.unwrap().json().await.unwrap();
     for model in models["models"].as_array().unwrap() {
@@ -105,7 +112,8 @@ async fn padded_batches(io_binding: &str, reported: &str) {
     let mut alone = Vec::new();
     for file in images {
         let image = fixture(file);
-        let body = expect_prediction(post_raw(&server, "", image.media_type(), image.bytes()).await, &["gray"], file).await;
+        let body =
+            expect_prediction(post_raw(&server, "", image.media_type(), image.bytes()).await, &["gray"], file).await;
         // A lone run here equals a lone run of the default server (plain run, no padding, no binding).
         let plain = post_raw(crate::helpers::default_server(), "", image.media_type(), image.bytes()).await;
         let plain = expect_prediction(plain, &["gray"], file).await;
@@ -120,7 +128,11 @@ async fn padded_batches(io_binding: &str, reported: &str) {
             .map(|file| {
                 let image = fixture(file);
                 tokio::spawn(
-                    client().post(server.url("/predict")).header("content-type", image.media_type()).body(image.bytes()).send(),
+                    client()
+                        .post(server.url("/predict"))
+                        .header("content-type", image.media_type())
+                        .body(image.bytes())
+                        .send(),
                 )
             })
             .collect();

@@ -1,4 +1,5 @@
-//! `openapi.yaml` documents exactly the router's routes and every problem type, and is what the server serves.
+//! `openapi.yaml` documents exactly the router's routes and every problem type, and is what the server serves;
+//! `ARCHITECTURE.md`'s codemap names every source file, script and Python check, and only files that exist.
 
 use std::collections::BTreeSet;
 
@@ -81,4 +82,53 @@ async fn the_served_document_is_the_file() {
     let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap();
     assert_eq!(served, file.as_bytes());
     assert_eq!(OPENAPI_YAML, file);
+}
+
+/// Every file the codemap must name: the `.rs` files of the four crates' sources, their tests and benches, the
+/// scripts and the Python checks, as paths from the repository root.
+fn codemap_files() -> Vec<String> {
+    fn walk(root: &std::path::Path, dir: &str, keep: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { return };
+        for entry in entries.map(Result::unwrap) {
+            let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
+            if entry.path().is_dir() {
+                walk(root, &path, keep, out);
+            } else if keep(&path) {
+                out.push(path);
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rust = |p: &str| p.ends_with(".rs");
+    let mut files = Vec::new();
+    for dir in ["src", "core/src", "training/src", "bench/rust/src"] {
+        walk(root, dir, &rust, &mut files);
+    }
+    walk(root, "scripts", &|p: &str| p.ends_with(".sh"), &mut files);
+    walk(root, "tests/python", &|p: &str| p.ends_with(".py") || p.ends_with(".sh"), &mut files);
+    files.sort();
+    files
+}
+
+#[test]
+fn the_codemap_names_every_source_file_and_only_existing_ones() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let files = codemap_files();
+    assert!(files.len() > 80, "found only {} files", files.len());
+    let missing: Vec<&String> = files.iter().filter(|f| !text.contains(&format!("`{f}`"))).collect();
+    assert!(missing.is_empty(), "ARCHITECTURE.md does not name these files (as `path`): {missing:?}");
+    // Every `path/with/an.ext` the document names exists (a renamed or deleted file cannot stay in the codemap);
+    // a leading `/` is a route, not a file.
+    let named: BTreeSet<&str> = text
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| {
+            let file = t.contains('/') && !t.starts_with('/') && !t.contains(' ');
+            file && [".rs", ".sh", ".py", ".md", ".yaml"].iter().any(|e| t.ends_with(e))
+        })
+        .collect();
+    let stale: Vec<&&str> = named.iter().filter(|p| !root.join(p).exists()).collect();
+    assert!(stale.is_empty(), "ARCHITECTURE.md names files that do not exist: {stale:?}");
 }

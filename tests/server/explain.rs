@@ -22,7 +22,12 @@ const LANDSCAPE: &str = "images/padchest_16747_3_1.jpg";
 
 /// The `g × g` values of a map, row-major.
 fn values(map: &Value) -> Vec<f64> {
-    map["values"].as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect()
+    map["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+        .collect()
 }
 
 #[tokio::test]
@@ -50,9 +55,15 @@ async fn the_mean_of_each_map_is_the_logit_of_its_finding() {
                 let mean = v.iter().sum::<f64>() / v.len() as f64;
                 // The logit of the served probability, not a number the server put beside the map.
                 let logit = (p / (1.0 - p)).ln();
-                assert!((mean - logit).abs() <= 1e-4, "{file} {} {}: mean {mean} vs logit {logit}", result["model"], map["label"]);
+                assert!(
+                    (mean - logit).abs() <= 1e-4,
+                    "{file} {} {}: mean {mean} vs logit {logit}",
+                    result["model"],
+                    map["label"]
+                );
                 assert!((map["logit"].as_f64().unwrap() - logit).abs() <= 1e-4);
-                spread = spread.max(v.iter().copied().fold(f64::MIN, f64::max) - v.iter().copied().fold(f64::MAX, f64::min));
+                spread =
+                    spread.max(v.iter().copied().fold(f64::MIN, f64::max) - v.iter().copied().fold(f64::MAX, f64::min));
             }
             assert!(spread > 1e-3, "{file}: the maps vary over the image");
             assert!(result["timing_ms"]["explain"].as_f64().is_some());
@@ -97,12 +108,18 @@ async fn the_maps_are_the_models_cam_output_placed_on_the_original_image() {
 async fn without_explain_the_response_is_unchanged() {
     let server = default_server();
     let image = fixture("images/nih_00000001_000.png");
-    let plain = expect_prediction(post_raw(server, "", image.media_type(), image.bytes()).await, &["gray"], "plain").await;
+    let plain =
+        expect_prediction(post_raw(server, "", image.media_type(), image.bytes()).await, &["gray"], "plain").await;
     assert!(plain["results"][0].get("explanation").is_none());
     assert!(plain["results"][0]["timing_ms"].get("explain").is_none());
     let explained =
-        expect_prediction(post_raw(server, "?explain=cam", image.media_type(), image.bytes()).await, &["gray"], "cam").await;
-    assert_eq!(probabilities(&plain["results"][0]), probabilities(&explained["results"][0]), "fetching the maps changes nothing");
+        expect_prediction(post_raw(server, "?explain=cam", image.media_type(), image.bytes()).await, &["gray"], "cam")
+            .await;
+    assert_eq!(
+        probabilities(&plain["results"][0]),
+        probabilities(&explained["results"][0]),
+        "fetching the maps changes nothing"
+    );
 }
 
 #[tokio::test]
@@ -119,7 +136,8 @@ async fn overlays_draw_the_top_findings_over_the_xray() {
     let mut ranked: Vec<(f64, &str)> = probabilities(result).into_iter().zip(LABELS).collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     let maps = result["explanation"]["maps"].as_array().unwrap();
-    let drawn: Vec<&str> = maps.iter().filter(|m| m.get("overlay_png").is_some()).map(|m| m["label"].as_str().unwrap()).collect();
+    let drawn: Vec<&str> =
+        maps.iter().filter(|m| m.get("overlay_png").is_some()).map(|m| m["label"].as_str().unwrap()).collect();
     let mut top: Vec<&str> = ranked[..2].iter().map(|(_, l)| *l).collect();
     top.sort_by_key(|l| LABELS.iter().position(|x| x == l));
     assert_eq!(drawn, top, "the two most probable findings, in label order");
@@ -146,7 +164,8 @@ async fn bad_explain_parameters_are_400_problems() {
         "?explain=cam&overlay=png&top=two",
         "?explain=cam&top=2",
     ] {
-        let problem = expect_problem(post_raw(server, query, image.media_type(), image.bytes()).await, 400, "bad-request").await;
+        let problem =
+            expect_problem(post_raw(server, query, image.media_type(), image.bytes()).await, 400, "bad-request").await;
         println!("{query}: {}", problem["detail"]);
     }
 }
@@ -155,10 +174,15 @@ async fn bad_explain_parameters_are_400_problems() {
 async fn the_server_default_explains_and_a_request_can_opt_out() {
     let server = TestServer::start(config(&["--explain", "cam"]));
     let image = fixture("images/nih_00000001_000.png");
-    let explained = expect_prediction(post_raw(&server, "", image.media_type(), image.bytes()).await, &["gray"], "default").await;
+    let explained =
+        expect_prediction(post_raw(&server, "", image.media_type(), image.bytes()).await, &["gray"], "default").await;
     assert_eq!(explained["results"][0]["explanation"]["maps"].as_array().unwrap().len(), 14);
-    let plain =
-        expect_prediction(post_raw(&server, "?explain=none", image.media_type(), image.bytes()).await, &["gray"], "opt out").await;
+    let plain = expect_prediction(
+        post_raw(&server, "?explain=none", image.media_type(), image.bytes()).await,
+        &["gray"],
+        "opt out",
+    )
+    .await;
     assert!(plain["results"][0].get("explanation").is_none());
 }
 
@@ -166,8 +190,12 @@ async fn the_server_default_explains_and_a_request_can_opt_out() {
 async fn v2_offers_the_feature_map_and_the_maps_on_request() {
     let server = default_server();
     let metadata: Value = client().get(server.url("/v2/models/color")).send().await.unwrap().json().await.unwrap();
-    let outputs: Vec<(&str, Value)> =
-        metadata["outputs"].as_array().unwrap().iter().map(|o| (o["name"].as_str().unwrap(), o["shape"].clone())).collect();
+    let outputs: Vec<(&str, Value)> = metadata["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["name"].as_str().unwrap(), o["shape"].clone()))
+        .collect();
     assert_eq!(
         outputs,
         [
@@ -190,7 +218,8 @@ async fn v2_offers_the_feature_map_and_the_maps_on_request() {
     let body = response.bytes().await.unwrap();
     let head: Value = serde_json::from_slice(&body[..header_len]).unwrap();
     assert_eq!(head["outputs"][0]["shape"], json!([2, 2048, 8, 8]));
-    let features: Vec<f32> = body[header_len..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    let features: Vec<f32> =
+        body[header_len..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
     assert_eq!(features.len(), 2 * 2048 * 64);
     assert!(features.iter().all(|v| *v >= 0.0) && features.iter().any(|v| *v > 0.0));
     let cam: Vec<f64> = head["outputs"][1]["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
@@ -215,11 +244,17 @@ async fn maps_through_an_io_binding_are_the_maps_of_a_plain_run() {
     // explained one after a plain one gets them back, equal to what the default (unbound) server returns.
     let bound = TestServer::start(config(&["--io-binding", "on"]));
     let image = fixture("images/nih_00000001_000.png");
-    let reference =
-        expect_prediction(post_raw(default_server(), "?explain=cam", image.media_type(), image.bytes()).await, &["gray"], "plain").await;
-    let reference: Vec<f64> = reference["results"][0]["explanation"]["maps"].as_array().unwrap().iter().flat_map(values).collect();
+    let reference = expect_prediction(
+        post_raw(default_server(), "?explain=cam", image.media_type(), image.bytes()).await,
+        &["gray"],
+        "plain",
+    )
+    .await;
+    let reference: Vec<f64> =
+        reference["results"][0]["explanation"]["maps"].as_array().unwrap().iter().flat_map(values).collect();
     for query in ["", "?explain=cam", "", "?explain=cam"] {
-        let body = expect_prediction(post_raw(&bound, query, image.media_type(), image.bytes()).await, &["gray"], query).await;
+        let body =
+            expect_prediction(post_raw(&bound, query, image.media_type(), image.bytes()).await, &["gray"], query).await;
         let explanation = body["results"][0].get("explanation");
         assert_eq!(explanation.is_some(), !query.is_empty(), "{query}");
         if let Some(explanation) = explanation {

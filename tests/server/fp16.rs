@@ -67,7 +67,8 @@ async fn fp16_files_are_served_close_to_fp32_and_mislabelled_files_are_refused()
     let mut wrong = config(&[]);
     wrong.models = dir.clone();
     wrong.precision = Precision::Fp16;
-    let error = cxr_serve::AppState::load(&wrong).await.err().expect("a mislabelled FP16 file must not load").to_string();
+    let error =
+        cxr_serve::AppState::load(&wrong).await.err().expect("a mislabelled FP16 file must not load").to_string();
     assert!(error.contains("declares precision \"fp32\""), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -54,7 +54,8 @@ fn strip_comments(source: &str) -> String {
             (i..chars.len()).find(|&k| chars[k] == '\n').unwrap_or(chars.len())
         } else if c == '/' && next == Some('*') {
             find(i + 2, &['*', '/'])
-        } else if c == 'r' && matches!(next, Some('"' | '#')) && !chars[..i].last().is_some_and(|p| p.is_alphanumeric()) {
+        } else if c == 'r' && matches!(next, Some('"' | '#')) && !chars[..i].last().is_some_and(|p| p.is_alphanumeric())
+        {
             // A raw string `r"…"` or `r#"…"#`: it ends at the quote followed by as many `#`.
             let hashes = chars[i + 1..].iter().take_while(|&&h| h == '#').count();
             if chars.get(i + 1 + hashes) != Some(&'"') {
@@ -179,7 +180,11 @@ fn expand_tree(text: &str, prefix: Vec<String>) -> Vec<Vec<String>> {
                 _ => {}
             }
         }
-        return items.into_iter().filter(|i| !i.trim().is_empty()).flat_map(|i| expand_tree(i, prefix.clone())).collect();
+        return items
+            .into_iter()
+            .filter(|i| !i.trim().is_empty())
+            .flat_map(|i| expand_tree(i, prefix.clone()))
+            .collect();
     }
     let ident: String = text.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
     if ident.is_empty() || ident == "self" {

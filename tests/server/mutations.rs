@@ -17,7 +17,16 @@ fn splitmix(state: &mut u64) -> u64 {
 fn mutations(bytes: &[u8], seed: u64) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let n = bytes.len();
-    for (name, cut) in [("0", 0), ("1", 1), ("132", 132.min(n)), ("10%", n / 10), ("50%", n / 2), ("90%", n * 9 / 10), ("-1", n - 1), ("-2", n - 2)] {
+    for (name, cut) in [
+        ("0", 0),
+        ("1", 1),
+        ("132", 132.min(n)),
+        ("10%", n / 10),
+        ("50%", n / 2),
+        ("90%", n * 9 / 10),
+        ("-1", n - 1),
+        ("-2", n - 2),
+    ] {
         out.push((format!("truncated at {name}"), bytes[..cut].to_vec()));
     }
     let mut state = seed;

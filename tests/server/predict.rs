@@ -4,8 +4,7 @@ use cxr_core::labels::LABELS;
 use serde_json::Value;
 
 use crate::helpers::{
-    client, default_server, expect_prediction, fixture, manifest, max_abs_diff, post_multipart, post_raw,
-    probabilities,
+    client, default_server, expect_prediction, fixture, manifest, max_abs_diff, post_multipart, post_raw, probabilities,
 };
 
 /// Largest difference allowed between two runs on identical pixels (ONNX Runtime on the CPU is deterministic for a

@@ -32,7 +32,12 @@ async fn json_and_binary_inference_answer_what_predict_answers() {
     let server = default_server();
     let file = "dicom/cxr_explicit_le.dcm";
     let image = fixture(file);
-    let predicted = expect_prediction(post_raw(server, "?model=both", image.media_type(), image.bytes()).await, &["color", "gray"], file).await;
+    let predicted = expect_prediction(
+        post_raw(server, "?model=both", image.media_type(), image.bytes()).await,
+        &["color", "gray"],
+        file,
+    )
+    .await;
     for (i, (model, channels)) in [("color", 3usize), ("gray", 1)].into_iter().enumerate() {
         let want = probabilities(&predicted["results"][i]);
         let x = tensor(file, channels);
@@ -45,8 +50,10 @@ async fn json_and_binary_inference_answer_what_predict_answers() {
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.unwrap();
         assert_eq!((body["model_name"].as_str(), body["id"].as_str()), (Some(model), Some("t1")));
-        let p: Vec<f64> = output(&body, "probabilities")["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        let l: Vec<f64> = output(&body, "logits")["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let p: Vec<f64> =
+            output(&body, "probabilities")["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let l: Vec<f64> =
+            output(&body, "logits")["data"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let diff = max_abs_diff(&p, &want);
         assert!(diff <= 1e-5, "{model}: v2 JSON vs /predict {diff}");
         for (p, l) in p.iter().zip(&l) {
@@ -62,16 +69,22 @@ async fn json_and_binary_inference_answer_what_predict_answers() {
         .unwrap();
         let mut body = header.clone();
         body.extend(x.iter().flat_map(|v| v.to_le_bytes()));
-        let response =
-            post(&format!("/v2/models/{model}/infer"), &[("inference-header-content-length", header.len().to_string())], body).await;
+        let response = post(
+            &format!("/v2/models/{model}/infer"),
+            &[("inference-header-content-length", header.len().to_string())],
+            body,
+        )
+        .await;
         assert_eq!(response.status(), 200);
         let json_len: usize = response.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
         let bytes = response.bytes().await.unwrap();
         let head: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
         assert_eq!(output(&head, "probabilities")["parameters"]["binary_data_size"], 14 * 4);
         assert!(head["outputs"].as_array().unwrap().len() == 1, "only the requested output");
-        let p: Vec<f64> =
-            bytes[json_len..].chunks_exact(4).map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))).collect();
+        let p: Vec<f64> = bytes[json_len..]
+            .chunks_exact(4)
+            .map(|b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+            .collect();
         let diff = max_abs_diff(&p, &want);
         assert!(diff <= 1e-5, "{model}: v2 binary vs /predict {diff}");
     }
@@ -98,7 +111,9 @@ async fn metadata_and_health_follow_the_protocol() {
 async fn malformed_requests_are_protocol_errors() {
     let x = vec![0.0f32; 299 * 299];
     let ok_input = json!({ "name": "image", "shape": [1, 1, 299, 299], "datatype": "FP32", "data": x });
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, u16, &str)> = vec![
+    // (path, headers, body, status, what the error says)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("/v2/models/gray/infer", vec![], b"{not json".to_vec(), 400, "not valid JSON"),
         ("/v2/models/mri/infer", vec![], serde_json::to_vec(&json!({ "inputs": [ok_input] })).unwrap(), 404, "unknown model"),
         (

@@ -26,10 +26,10 @@ use cxr_core::labels::{LABELS, NUM_LABELS};
 use onnx_ir::{AttributeProto, AttributeType, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use sha2::Digest;
 
-use crate::export::{BATCH_AXIS, ExportedModel, embed_card, untrained_card, write_model};
-use crate::run::PRODUCER;
 use crate::cause::Cause;
+use crate::export::{BATCH_AXIS, ExportedModel, embed_card, untrained_card, write_model};
 use crate::model::INPUT_SIZE;
+use crate::run::PRODUCER;
 
 /// ONNX `TensorProto.DataType` values used here.
 const FLOAT: i32 = 1;
@@ -43,12 +43,24 @@ const PREFIX: &str = "cxr_adopt_";
 #[derive(Debug, thiserror::Error)]
 pub enum AdoptError {
     #[error("cannot read {path}: {cause}")]
-    Read { path: String, #[source] cause: Cause },
+    Read {
+        path: String,
+        #[source]
+        cause: Cause,
+    },
     /// The graph does not fit the served interface; the cause says how (usually a check's message).
     #[error("{path}: {cause}")]
-    Graph { path: String, #[source] cause: Cause },
+    Graph {
+        path: String,
+        #[source]
+        cause: Cause,
+    },
     #[error("labels {path}: {cause}")]
-    Labels { path: String, #[source] cause: Cause },
+    Labels {
+        path: String,
+        #[source]
+        cause: Cause,
+    },
     #[error(transparent)]
     Export(#[from] crate::export::ExportError),
 }
@@ -119,7 +131,10 @@ enum Dim {
     Symbolic,
 }
 
-fn dims(value: &ValueInfoProto) -> Option<(i32, Vec<Dim>)> {
+/// A tensor value's element type (ONNX `TensorProto.DataType`) and dimensions.
+type TensorShape = (i32, Vec<Dim>);
+
+fn dims(value: &ValueInfoProto) -> Option<TensorShape> {
     let t = value.type_.as_ref()?;
     if !t.has_tensor_type() {
         return None;
@@ -135,10 +150,13 @@ fn dims(value: &ValueInfoProto) -> Option<(i32, Vec<Dim>)> {
 }
 
 fn describe(dims: &[Dim]) -> String {
-    let parts: Vec<String> = dims.iter().map(|d| match d {
-        Dim::Fixed(n) => n.to_string(),
-        Dim::Symbolic => "?".into(),
-    }).collect();
+    let parts: Vec<String> = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => n.to_string(),
+            Dim::Symbolic => "?".into(),
+        })
+        .collect();
     format!("[{}]", parts.join(", "))
 }
 
@@ -278,11 +296,16 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
     let inputs: Vec<&ValueInfoProto> = graph.input.iter().filter(|v| !initializers.contains(&v.name)).collect();
     let [input] = inputs.as_slice() else {
         let names: Vec<&str> = inputs.iter().map(|v| v.name.as_str()).collect();
-        return Err(graph_err(Cause::Check(format!("expected one image input, found {}: {}", names.len(), names.join(", ")))));
+        return Err(graph_err(Cause::Check(format!(
+            "expected one image input, found {}: {}",
+            names.len(),
+            names.join(", ")
+        ))));
     };
     let input = (*input).clone();
     let input_name = input.name.clone();
-    let (elem, in_dims) = dims(&input).ok_or_else(|| graph_err(Cause::Check(format!("input `{input_name}` is not a tensor with a shape"))))?;
+    let (elem, in_dims) = dims(&input)
+        .ok_or_else(|| graph_err(Cause::Check(format!("input `{input_name}` is not a tensor with a shape"))))?;
     if elem != FLOAT || in_dims.len() != 4 {
         return Err(graph_err(Cause::Check(format!(
             "input `{input_name}` must be a 4-D float tensor, found element type {elem} and shape {}",
@@ -311,7 +334,10 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
             ))));
         }
         (Some(d), Some(asked)) if d != asked => {
-            return Err(graph_err(Cause::Check(format!("input `{input_name}` {} is {d:?}, not {asked:?}", describe(&in_dims)))));
+            return Err(graph_err(Cause::Check(format!(
+                "input `{input_name}` {} is {d:?}, not {asked:?}",
+                describe(&in_dims)
+            ))));
         }
         (Some(d), _) => d,
         (None, Some(asked)) => asked,
@@ -335,13 +361,17 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
     };
     let size = match (h, w) {
         (Dim::Fixed(h), Dim::Fixed(w)) if h != w => {
-            return Err(graph_err(Cause::Check(format!("input `{input_name}` is {h}×{w}; the served interface is square"))));
+            return Err(graph_err(Cause::Check(format!(
+                "input `{input_name}` is {h}×{w}; the served interface is square"
+            ))));
         }
         (Dim::Fixed(s), _) | (_, Dim::Fixed(s)) => {
             let s = *s as usize;
             match request.input_size {
                 Some(asked) if asked != s => {
-                    return Err(graph_err(Cause::Check(format!("input `{input_name}` is {s}×{s}, not --input-size {asked}"))));
+                    return Err(graph_err(Cause::Check(format!(
+                        "input `{input_name}` is {s}×{s}, not --input-size {asked}"
+                    ))));
                 }
                 None if s != INPUT_SIZE => {
                     return Err(graph_err(Cause::Check(format!(
@@ -355,11 +385,14 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
         _ => request.input_size.unwrap_or(INPUT_SIZE),
     };
     if !(crate::model::MIN_INPUT_SIZE..=4096).contains(&size) {
-        return Err(graph_err(Cause::Check(format!("input size {size} is outside {}..=4096", crate::model::MIN_INPUT_SIZE))));
+        return Err(graph_err(Cause::Check(format!(
+            "input size {size} is outside {}..=4096",
+            crate::model::MIN_INPUT_SIZE
+        ))));
     }
 
     // The output.
-    let outputs: Vec<(String, Option<(i32, Vec<Dim>)>)> = graph.output.iter().map(|o| (o.name.clone(), dims(o))).collect();
+    let outputs: Vec<(String, Option<TensorShape>)> = graph.output.iter().map(|o| (o.name.clone(), dims(o))).collect();
     let chosen = match &request.output {
         Some(name) => outputs.iter().find(|(n, _)| n == name).ok_or_else(|| {
             graph_err(Cause::Check(format!(
@@ -374,7 +407,11 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
                     .iter()
                     .map(|(n, d)| format!("`{n}` {}", d.as_ref().map(|(_, d)| describe(d)).unwrap_or_default()))
                     .collect();
-                return Err(graph_err(Cause::Check(format!("{} outputs ({}); choose one with --output", many.len(), list.join(", ")))));
+                return Err(graph_err(Cause::Check(format!(
+                    "{} outputs ({}); choose one with --output",
+                    many.len(),
+                    list.join(", ")
+                ))));
             }
         },
     };
@@ -434,7 +471,9 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
             None => Ok(vec![default; channels as usize]),
             Some(v) if v.len() == 1 => Ok(vec![v[0]; channels as usize]),
             Some(v) if v.len() == channels as usize => Ok(v.clone()),
-            Some(v) => Err(graph_err(Cause::Check(format!("--input-{what} has {} values for {channels} channel(s)", v.len())))),
+            Some(v) => {
+                Err(graph_err(Cause::Check(format!("--input-{what} has {} values for {channels} channel(s)", v.len()))))
+            }
         }
     };
     let mean = per_channel(&request.input_mean, 0.5, "mean")?;
@@ -476,7 +515,13 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
         let one = format!("{PREFIX}one");
         graph.initializer.push(float_tensor(&one, vec![], vec![1.0]));
         back.push(node("Sub", "one_minus_p", &[&one, &logits_source], &format!("{PREFIX}one_minus_p"), vec![]));
-        back.push(node("Div", "odds", &[&logits_source, &format!("{PREFIX}one_minus_p")], &format!("{PREFIX}odds"), vec![]));
+        back.push(node(
+            "Div",
+            "odds",
+            &[&logits_source, &format!("{PREFIX}one_minus_p")],
+            &format!("{PREFIX}odds"),
+            vec![],
+        ));
         back.push(node("Log", "log_odds", &[&format!("{PREFIX}odds")], &format!("{PREFIX}logits_all"), vec![]));
         logits = format!("{PREFIX}logits_all");
     }

@@ -369,12 +369,29 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let spec = crate::train::DatasetSpec::ImageFolder { train, val, val_ground_truth, classes };
             run_training(crate::train::Task::Pretrain, spec, None, args)
         }
-        Command::Finetune { task, init_from, csv, train_val_list, test_list, reports, metadata, images, split_seed, args } => {
+        Command::Finetune {
+            task,
+            init_from,
+            csv,
+            train_val_list,
+            test_list,
+            reports,
+            metadata,
+            images,
+            split_seed,
+            args,
+        } => {
             let missing = |flag: &str| CliError::Input(format!("--{flag} is required for this task"));
             let (task, spec) = match task {
                 FinetuneTask::Nih => (
                     crate::train::Task::Nih,
-                    crate::train::DatasetSpec::Nih { csv: csv.ok_or_else(|| missing("csv"))?, images, split_seed, train_val_list, test_list },
+                    crate::train::DatasetSpec::Nih {
+                        csv: csv.ok_or_else(|| missing("csv"))?,
+                        images,
+                        split_seed,
+                        train_val_list,
+                        test_list,
+                    },
                 ),
                 FinetuneTask::Indiana => (
                     crate::train::Task::Indiana,
@@ -438,7 +455,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             let dev = crate::train::device(&device)?;
             let pytorch = compare_pytorch.map(|python| PyTorchSide {
                 python,
-                threads: pytorch_threads.unwrap_or_else(|| rayon::current_num_threads()),
+                threads: pytorch_threads.unwrap_or_else(rayon::current_num_threads),
                 device: pytorch_device.unwrap_or_else(|| pytorch_device_for(&device)),
                 precision: pytorch_precision,
                 channels_last: pytorch_channels_last,
@@ -461,10 +478,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Delong { csv, truth, a, b } => {
             let (truth, a, b) = read_delong_columns(&csv, &truth, &a, &b)?;
             let test = delong(&truth, &a, &b)?;
-            println!(
-                "{}",
-                serde_json::json!({ "auc_a": test.auc_a, "auc_b": test.auc_b, "z": test.z, "p": test.p })
-            );
+            println!("{}", serde_json::json!({ "auc_a": test.auc_a, "auc_b": test.auc_b, "z": test.z, "p": test.p }));
             Ok(())
         }
         Command::Data(DataCommand::Nih { csv, split_seed }) => {
@@ -488,15 +502,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Import { from, variant, gray_from_color, num_classes, new_head, trained, seed, out } => {
-            let request = crate::import::ImportRequest {
-                from,
-                variant,
-                gray_from_color,
-                num_classes,
-                new_head,
-                seed,
-                trained,
-            };
+            let request =
+                crate::import::ImportRequest { from, variant, gray_from_color, num_classes, new_head, seed, trained };
             let report = crate::import::import_to_dir(&request, &out, &Device::flex())?;
             println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
             Ok(())
@@ -576,13 +583,20 @@ fn run_training(
 }
 
 /// Reads the truth and two score columns of a CSV; truth must be 0 or 1, scores finite numbers.
-fn read_delong_columns(path: &std::path::Path, truth: &str, a: &str, b: &str) -> Result<(Vec<bool>, Vec<f64>, Vec<f64>), CliError> {
+/// The truth column and the two score columns of a predictions file.
+type DelongColumns = (Vec<bool>, Vec<f64>, Vec<f64>);
+
+fn read_delong_columns(path: &std::path::Path, truth: &str, a: &str, b: &str) -> Result<DelongColumns, CliError> {
     let text = crate::data::read_text(path)?;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?.clone();
     let column = |name: &str| {
         headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            CliError::Input(format!("{}: no column `{name}` (columns: {})", path.display(), headers.iter().collect::<Vec<_>>().join(", ")))
+            CliError::Input(format!(
+                "{}: no column `{name}` (columns: {})",
+                path.display(),
+                headers.iter().collect::<Vec<_>>().join(", ")
+            ))
         })
     };
     let (t, ca, cb) = (column(truth)?, column(a)?, column(b)?);
@@ -605,4 +619,18 @@ fn read_delong_columns(path: &std::path::Path, truth: &str, a: &str, b: &str) ->
         }
     }
     Ok((truths, xs, ys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/configuration.md` holds exactly this binary's `--help`, every subcommand included (`make docs`
+    /// regenerates it).
+    #[test]
+    fn the_configuration_reference_is_the_help() {
+        let markdown = cxr_core::clidoc::help_markdown(<Cli as clap::CommandFactory>::command());
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+        cxr_core::clidoc::check_generated(&path, "cxr-train", &markdown).unwrap();
+    }
 }

@@ -26,15 +26,15 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
 use cxr_core::card::{
-    CAM_NAME, CARD_METADATA_KEY, CARD_SCHEMA_VERSION, ExternalSource, FEATURES_NAME, INPUT_NAME, LOGITS_NAME, ModelCard,
-    ModelVariant, Normalization, PROBABILITIES_NAME, Provenance, SourceKind,
+    CAM_NAME, CARD_METADATA_KEY, CARD_SCHEMA_VERSION, ExternalSource, FEATURES_NAME, INPUT_NAME, LOGITS_NAME,
+    ModelCard, ModelVariant, Normalization, PROBABILITIES_NAME, Provenance, SourceKind,
 };
 use cxr_core::labels::{LABELS, NUM_LABELS};
 use cxr_core::preprocess::PREPROCESSING_DESCRIPTION;
 use onnx_ir::{Message, ModelProto, ValueInfoProto};
 
-use crate::model::{FEATURES, INPUT_SIZE, InceptionV3, InceptionV3Config, feature_grid};
 use crate::cause::Cause;
+use crate::model::{FEATURES, INPUT_SIZE, InceptionV3, InceptionV3Config, feature_grid};
 use crate::run::{PRODUCER, TrainError};
 
 /// Name of the symbolic batch axis of the exported input and outputs.
@@ -140,7 +140,11 @@ pub struct CamHead {
 impl CamHead {
     /// The class activation head of `model`'s classifier.
     pub fn of(model: &InceptionV3) -> Result<CamHead, ExportError> {
-        let read = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| ExportError::interface(Cause::during("fc weights", Cause::debug(e))));
+        let read = |t: Tensor<2>| {
+            t.into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| ExportError::interface(Cause::during("fc weights", Cause::debug(e))))
+        };
         let [channels, classes] = model.fc.weight.val().dims();
         let weight = read(model.fc.weight.val())?;
         let bias = match &model.fc.bias {
@@ -190,12 +194,15 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
         let mut card = untrained_card(config.variant, config.seed, model.num_trainable_params() as u64);
         card.trained = *trained;
         card.version = format!("{}+imported.{}", env!("CARGO_PKG_VERSION"), &sha256[..12]);
-        let file = source.file_name().map_or_else(|| source.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let file =
+            source.file_name().map_or_else(|| source.display().to_string(), |n| n.to_string_lossy().into_owned());
         card.provenance = Provenance {
             trained: *trained,
             description: format!(
                 "Inception-V3 weights imported from {file} ({format}, SHA-256 {sha256}){}. {}",
-                gray_from_color.map(|g| format!(", gray first convolution derived from the color one ({g:?})")).unwrap_or_default(),
+                gray_from_color
+                    .map(|g| format!(", gray first convolution derived from the color one ({g:?})"))
+                    .unwrap_or_default(),
                 if *trained {
                     "Trained for the 14 NIH findings as stated by whoever imported it; not evaluated by this project."
                 } else {
@@ -205,7 +212,12 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
             seed: config.seed,
             datasets: Vec::new(),
             producer: PRODUCER.into(),
-            source: Some(ExternalSource { kind: SourceKind::Imported, file, format: format.clone(), sha256: sha256.clone() }),
+            source: Some(ExternalSource {
+                kind: SourceKind::Imported,
+                file,
+                format: format.clone(),
+                sha256: sha256.clone(),
+            }),
         };
         return export_with_card(&model, &card, out_dir, device);
     }
@@ -234,10 +246,7 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
             ("mean_auc".to_string(), evaluation.val_mean_auc),
         ]),
         test,
-        thresholds: LABELS
-            .iter()
-            .map(|l| evaluation.thresholds.get(*l).copied().flatten().map(|t| t as f32))
-            .collect(),
+        thresholds: LABELS.iter().map(|l| evaluation.thresholds.get(*l).copied().flatten().map(|t| t as f32)).collect(),
     };
     let mut card = untrained_card(config.variant, config.seed, model.num_trainable_params() as u64);
     card.input_size = config.input_size;
@@ -265,7 +274,12 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
 }
 
 /// Checks `card`, exports `model` with it and writes both into `out_dir` (the tail of every export path).
-fn export_with_card(model: &InceptionV3, card: &ModelCard, out_dir: &Path, device: &Device) -> Result<ExportedModel, ExportError> {
+fn export_with_card(
+    model: &InceptionV3,
+    card: &ModelCard,
+    out_dir: &Path,
+    device: &Device,
+) -> Result<ExportedModel, ExportError> {
     card.validate().map_err(ExportError::interface)?;
     let started = Instant::now();
     let bytes = export_onnx(model, card, device)?;
@@ -273,7 +287,12 @@ fn export_with_card(model: &InceptionV3, card: &ModelCard, out_dir: &Path, devic
 }
 
 /// Writes the ONNX file and its sidecar card atomically (temp file + rename) into `out_dir`.
-pub fn write_model(out_dir: &Path, card: &ModelCard, bytes: &[u8], export_seconds: f64) -> Result<ExportedModel, ExportError> {
+pub fn write_model(
+    out_dir: &Path,
+    card: &ModelCard,
+    bytes: &[u8],
+    export_seconds: f64,
+) -> Result<ExportedModel, ExportError> {
     let write = |path: &Path, data: &[u8]| -> Result<(), ExportError> {
         let tmp = path.with_extension("tmp");
         std::fs::create_dir_all(out_dir)
@@ -351,7 +370,8 @@ pub fn finalize(onnx: &[u8], card: &ModelCard, cam_head: &CamHead) -> Result<Vec
     renames.insert(graph.output[0].name.clone(), PROBABILITIES_NAME.into());
     renames.insert(graph.output[1].name.clone(), LOGITS_NAME.into());
     renames.insert(graph.output[2].name.clone(), FEATURES_NAME.into());
-    let is_counter_name = |name: &str| name.strip_prefix("tensor_").is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+    let is_counter_name =
+        |name: &str| name.strip_prefix("tensor_").is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
     for (k, init) in graph.initializer.iter().filter(|t| is_counter_name(&t.name)).enumerate() {
         renames.entry(init.name.clone()).or_insert_with(|| format!("const_{k}"));
     }
@@ -379,7 +399,10 @@ pub fn finalize(onnx: &[u8], card: &ModelCard, cam_head: &CamHead) -> Result<Vec
     for node in graph.node.iter_mut() {
         node.input.iter_mut().chain(node.output.iter_mut()).for_each(rename);
     }
-    check_and_name_dims(&mut graph.input[0], &[None, Some(card.channels as i64), Some(card.input_size as i64), Some(card.input_size as i64)])?;
+    check_and_name_dims(
+        &mut graph.input[0],
+        &[None, Some(card.channels as i64), Some(card.input_size as i64), Some(card.input_size as i64)],
+    )?;
     let (labels, grid) = (Some(NUM_LABELS as i64), Some(feature_grid(card.input_size) as i64));
     let expected = [vec![None, labels], vec![None, labels], vec![None, Some(FEATURES as i64), grid, grid]];
     for (output, dims) in graph.output.iter_mut().zip(&expected) {
@@ -416,7 +439,9 @@ pub fn embed_card(model: &mut ModelProto, card: &ModelCard) {
         card.input_size,
         card.outputs.join(", "),
         if card.outputs.iter().any(|o| o == CAM_NAME) {
-            format!(" {PROBABILITIES_NAME}, {LOGITS_NAME} [N, 14] and {CAM_NAME} [N, 14, g, g] in NIH label order; the mean of each {CAM_NAME} map is its logit.")
+            format!(
+                " {PROBABILITIES_NAME}, {LOGITS_NAME} [N, 14] and {CAM_NAME} [N, 14, g, g] in NIH label order; the mean of each {CAM_NAME} map is its logit."
+            )
         } else {
             format!(" {PROBABILITIES_NAME} and {LOGITS_NAME} [N, 14] in NIH label order.")
         },
@@ -444,12 +469,15 @@ pub fn embed_card(model: &mut ModelProto, card: &ModelCard) {
 /// Checks a value's static dims (`None` = the dynamic batch axis) and names the batch axis.
 fn check_and_name_dims(value: &mut ValueInfoProto, expected: &[Option<i64>]) -> Result<(), ExportError> {
     let name = value.name.clone();
-    let shape = value.type_.as_mut().and_then(|t| {
-        if t.has_tensor_type() { t.mut_tensor_type().shape.as_mut() } else { None }
-    });
+    let shape =
+        value.type_.as_mut().and_then(|t| if t.has_tensor_type() { t.mut_tensor_type().shape.as_mut() } else { None });
     let shape = shape.ok_or_else(|| ExportError::interface(format!("{name} has no tensor shape")))?;
     if shape.dim.len() != expected.len() {
-        return Err(ExportError::interface(format!("{name} has rank {}, expected {}", shape.dim.len(), expected.len())));
+        return Err(ExportError::interface(format!(
+            "{name} has rank {}, expected {}",
+            shape.dim.len(),
+            expected.len()
+        )));
     }
     for (i, (dim, want)) in shape.dim.iter_mut().zip(expected).enumerate() {
         match want {

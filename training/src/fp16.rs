@@ -22,7 +22,6 @@ use onnx_ir::{AttributeProto, AttributeType, Message, ModelProto, NodeProto};
 
 use crate::export::{ExportError, FLOAT};
 
-
 /// ONNX `TensorProto.DataType` codes used here.
 const FLOAT16: i32 = 10;
 const INT64: i32 = 7;
@@ -63,13 +62,22 @@ pub fn to_fp16(onnx: &[u8]) -> Result<Vec<u8>, ExportError> {
 
     for node in &graph.node {
         if !node.domain.is_empty() && node.domain != "ai.onnx" {
-            return Err(unsupported(format!("operator {}::{} is not a standard ONNX operator", node.domain, node.op_type)));
+            return Err(unsupported(format!(
+                "operator {}::{} is not a standard ONNX operator",
+                node.domain, node.op_type
+            )));
         }
         if !TYPE_GENERIC_OPS.contains(&node.op_type.as_str()) {
-            return Err(unsupported(format!("operator {} ({}) is not known to be type-generic", node.op_type, node.name)));
+            return Err(unsupported(format!(
+                "operator {} ({}) is not known to be type-generic",
+                node.op_type, node.name
+            )));
         }
         if let Some(attr) = node.attribute.iter().find(|a| a.t.is_some() || !a.tensors.is_empty() || a.g.is_some()) {
-            return Err(unsupported(format!("{} node {} has a tensor or graph attribute {}", node.op_type, node.name, attr.name)));
+            return Err(unsupported(format!(
+                "{} node {} has a tensor or graph attribute {}",
+                node.op_type, node.name, attr.name
+            )));
         }
     }
 
@@ -98,10 +106,10 @@ pub fn to_fp16(onnx: &[u8]) -> Result<Vec<u8>, ExportError> {
 
     // Intermediates become FP16; the graph's own inputs and outputs stay FP32 (the casts below bridge them).
     for value in graph.value_info.iter_mut() {
-        if let Some(t) = value.type_.as_mut().filter(|t| t.has_tensor_type()) {
-            if t.tensor_type().elem_type == FLOAT {
-                t.mut_tensor_type().elem_type = FLOAT16;
-            }
+        if let Some(t) = value.type_.as_mut().filter(|t| t.has_tensor_type())
+            && t.tensor_type().elem_type == FLOAT
+        {
+            t.mut_tensor_type().elem_type = FLOAT16;
         }
     }
     let float_io = |v: &onnx_ir::ValueInfoProto| {
@@ -240,7 +248,13 @@ mod tests {
         let ops: Vec<(&str, Vec<&str>, Vec<&str>)> = g
             .node
             .iter()
-            .map(|n| (n.op_type.as_str(), n.input.iter().map(String::as_str).collect(), n.output.iter().map(String::as_str).collect()))
+            .map(|n| {
+                (
+                    n.op_type.as_str(),
+                    n.input.iter().map(String::as_str).collect(),
+                    n.output.iter().map(String::as_str).collect(),
+                )
+            })
             .collect();
         assert_eq!(
             ops,
@@ -254,7 +268,10 @@ mod tests {
             ]
         );
         let to = |n: &NodeProto| n.attribute[0].i;
-        assert_eq!((to(&g.node[0]), to(&g.node[4]), to(&g.node[5])), (i64::from(FLOAT16), i64::from(FLOAT), i64::from(FLOAT)));
+        assert_eq!(
+            (to(&g.node[0]), to(&g.node[4]), to(&g.node[5])),
+            (i64::from(FLOAT16), i64::from(FLOAT), i64::from(FLOAT))
+        );
         assert!(m.metadata_props.iter().any(|p| p.key == PRECISION_METADATA_KEY && p.value == FP16_PRECISION));
     }
 

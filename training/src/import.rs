@@ -36,14 +36,22 @@ use crate::run::{DatasetSpec, Fingerprints, OptimizerKind, PRODUCER, Task, Train
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("cannot read {path}: {cause}")]
-    Read { path: String, #[source] cause: Cause },
+    Read {
+        path: String,
+        #[source]
+        cause: Cause,
+    },
     #[error("{path} is not a torchvision inception_v3 state dict:\n{details}")]
     Keys { path: String, details: String },
     /// Options that do not fit the file or each other (the message says how).
     #[error("{0}")]
     Request(String),
     #[error("cannot write {path}: {cause}")]
-    Write { path: String, #[source] cause: Cause },
+    Write {
+        path: String,
+        #[source]
+        cause: Cause,
+    },
 }
 
 /// What to import and how.
@@ -174,7 +182,9 @@ pub fn load_torchvision(request: &ImportRequest, device: &Device) -> Result<(Inc
         )));
     };
     if conv1.len() != 4 || fc.len() != 2 {
-        return Err(keys_error(format!("  Conv2d_1a_3x3.conv.weight {conv1:?} / fc.weight {fc:?} have the wrong rank")));
+        return Err(keys_error(format!(
+            "  Conv2d_1a_3x3.conv.weight {conv1:?} / fc.weight {fc:?} have the wrong rank"
+        )));
     }
     let (source_channels, source_classes) = (conv1[1], fc[0]);
     check_variant(request, source_channels)?;
@@ -213,7 +223,8 @@ pub fn load_torchvision(request: &ImportRequest, device: &Device) -> Result<(Inc
     }
 
     // The auxiliary head was checked by loading it; it is not part of the imported network.
-    let (aux, applied): (Vec<String>, Vec<String>) = result.applied.into_iter().partition(|k| k.starts_with("aux_logits."));
+    let (aux, applied): (Vec<String>, Vec<String>) =
+        result.applied.into_iter().partition(|k| k.starts_with("aux_logits."));
     let mut ignored = counters;
     ignored.extend(aux);
     model.aux_logits = None;

@@ -26,6 +26,8 @@
 //! Architecture invariant: this crate never depends on the server's HTTP code; what it shares with the server
 //! (labels, cards, decoding, preprocessing) lives in `cxr-core`.
 
+pub mod adopt;
+pub mod cause;
 pub mod cli;
 pub mod data;
 pub mod eval;
@@ -33,8 +35,6 @@ pub mod export;
 pub mod fp16;
 pub mod hash;
 pub mod import;
-pub mod adopt;
-pub mod cause;
 pub mod model;
 pub mod run;
 pub mod train;

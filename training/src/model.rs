@@ -56,12 +56,10 @@ use burn::config::Config;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{
-    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d,
-    MaxPool2dConfig,
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig,
 };
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
-    PaddingConfig2d,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d,
 };
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -86,17 +84,11 @@ const CONV_INIT_GAIN: f64 = SQRT_2;
 const LINEAR_INIT_GAIN: f64 = 0.577_350_269_189_625_8; // 1 / sqrt(3)
 
 fn conv_initializer() -> Initializer {
-    Initializer::KaimingUniform {
-        gain: CONV_INIT_GAIN,
-        fan_out_only: false,
-    }
+    Initializer::KaimingUniform { gain: CONV_INIT_GAIN, fan_out_only: false }
 }
 
 fn linear_initializer() -> Initializer {
-    Initializer::KaimingUniform {
-        gain: LINEAR_INIT_GAIN,
-        fan_out_only: false,
-    }
+    Initializer::KaimingUniform { gain: LINEAR_INIT_GAIN, fan_out_only: false }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -138,9 +130,7 @@ impl InceptionV3Config {
         let c = |i, o, k| BasicConv2dConfig::new(i, o, k);
 
         InceptionV3 {
-            conv2d_1a_3x3: c(self.in_channels, 32, [3, 3])
-                .with_stride([2, 2])
-                .init(device),
+            conv2d_1a_3x3: c(self.in_channels, 32, [3, 3]).with_stride([2, 2]).init(device),
             conv2d_2a_3x3: c(32, 32, [3, 3]).init(device),
             conv2d_2b_3x3: c(32, 64, [3, 3]).with_padding([1, 1]).init(device),
             maxpool1: max_pool_3x3_s2(),
@@ -155,17 +145,13 @@ impl InceptionV3Config {
             mixed_6c: InceptionC::new(768, 160, device),
             mixed_6d: InceptionC::new(768, 160, device),
             mixed_6e: InceptionC::new(768, 192, device),
-            aux_logits: self
-                .aux_logits
-                .then(|| InceptionAux::new(AUX_IN_CHANNELS, self.num_classes, device)),
+            aux_logits: self.aux_logits.then(|| InceptionAux::new(AUX_IN_CHANNELS, self.num_classes, device)),
             mixed_7a: InceptionD::new(768, device),
             mixed_7b: InceptionE::new(1280, device),
             mixed_7c: InceptionE::new(2048, device),
             avgpool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
             dropout: DropoutConfig::new(self.dropout).init(),
-            fc: LinearConfig::new(FEATURES, self.num_classes)
-                .with_initializer(linear_initializer())
-                .init(device),
+            fc: LinearConfig::new(FEATURES, self.num_classes).with_initializer(linear_initializer()).init(device),
         }
     }
 
@@ -186,11 +172,7 @@ impl InceptionV3Config {
 /// All parameters are materialised (none is left lazy).
 pub fn init_seeded(config: &InceptionV3Config, seed: u64, device: &Device) -> InceptionV3 {
     let model = config.init(device);
-    let mut mapper = SeededInitializer {
-        seed,
-        path: Vec::new(),
-        linear_fan_in: None,
-    };
+    let mut mapper = SeededInitializer { seed, path: Vec::new(), linear_fan_in: None };
     model.map(&mut mapper)
 }
 
@@ -239,9 +221,7 @@ impl BasicConv2dConfig {
                 .with_bias(false)
                 .with_initializer(conv_initializer())
                 .init(device),
-            bn: BatchNormConfig::new(self.out_channels)
-                .with_epsilon(BN_EPSILON)
-                .init(device),
+            bn: BatchNormConfig::new(self.out_channels).with_epsilon(BN_EPSILON).init(device),
         }
     }
 }
@@ -267,9 +247,7 @@ fn conv(i: usize, o: usize, k: [usize; 2], p: [usize; 2], device: &Device) -> Ba
 }
 
 fn conv_s2(i: usize, o: usize, device: &Device) -> BasicConv2d {
-    BasicConv2dConfig::new(i, o, [3, 3])
-        .with_stride([2, 2])
-        .init(device)
+    BasicConv2dConfig::new(i, o, [3, 3]).with_stride([2, 2]).init(device)
 }
 
 /// `Mixed_5b/5c/5d`: 1×1 | 1×1→5×5 | 1×1→3×3→3×3 | avg pool→1×1; output `224 + pool_features` channels.
@@ -303,13 +281,9 @@ impl InceptionA {
     /// `[N, C, H, W]` → `[N, 224 + pool_features, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let branch1x1 = self.branch1x1.forward(x.clone());
-        let branch5x5 = self
-            .branch5x5_2
-            .forward(self.branch5x5_1.forward(x.clone()));
-        let branch3x3dbl = self.branch3x3dbl_3.forward(
-            self.branch3x3dbl_2
-                .forward(self.branch3x3dbl_1.forward(x.clone())),
-        );
+        let branch5x5 = self.branch5x5_2.forward(self.branch5x5_1.forward(x.clone()));
+        let branch3x3dbl =
+            self.branch3x3dbl_3.forward(self.branch3x3dbl_2.forward(self.branch3x3dbl_1.forward(x.clone())));
         let branch_pool = self.branch_pool.forward(self.avg_pool.forward(x));
         Tensor::cat(vec![branch1x1, branch5x5, branch3x3dbl, branch_pool], 1)
     }
@@ -340,10 +314,8 @@ impl InceptionB {
     /// `[N, C, H, W]` → `[N, 480 + C, (H-3)/2+1, (W-3)/2+1]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let branch3x3 = self.branch3x3.forward(x.clone());
-        let branch3x3dbl = self.branch3x3dbl_3.forward(
-            self.branch3x3dbl_2
-                .forward(self.branch3x3dbl_1.forward(x.clone())),
-        );
+        let branch3x3dbl =
+            self.branch3x3dbl_3.forward(self.branch3x3dbl_2.forward(self.branch3x3dbl_1.forward(x.clone())));
         let branch_pool = self.max_pool.forward(x);
         Tensor::cat(vec![branch3x3, branch3x3dbl, branch_pool], 1)
     }
@@ -430,9 +402,7 @@ impl InceptionD {
 
     /// `[N, C, H, W]` → `[N, 512 + C, (H-3)/2+1, (W-3)/2+1]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let branch3x3 = self
-            .branch3x3_2
-            .forward(self.branch3x3_1.forward(x.clone()));
+        let branch3x3 = self.branch3x3_2.forward(self.branch3x3_1.forward(x.clone()));
         let mut branch7x7x3 = self.branch7x7x3_1.forward(x.clone());
         branch7x7x3 = self.branch7x7x3_2.forward(branch7x7x3);
         branch7x7x3 = self.branch7x7x3_3.forward(branch7x7x3);
@@ -479,22 +449,12 @@ impl InceptionE {
         let branch1x1 = self.branch1x1.forward(x.clone());
 
         let branch3x3 = self.branch3x3_1.forward(x.clone());
-        let branch3x3 = Tensor::cat(
-            vec![
-                self.branch3x3_2a.forward(branch3x3.clone()),
-                self.branch3x3_2b.forward(branch3x3),
-            ],
-            1,
-        );
+        let branch3x3 =
+            Tensor::cat(vec![self.branch3x3_2a.forward(branch3x3.clone()), self.branch3x3_2b.forward(branch3x3)], 1);
 
-        let branch3x3dbl = self
-            .branch3x3dbl_2
-            .forward(self.branch3x3dbl_1.forward(x.clone()));
+        let branch3x3dbl = self.branch3x3dbl_2.forward(self.branch3x3dbl_1.forward(x.clone()));
         let branch3x3dbl = Tensor::cat(
-            vec![
-                self.branch3x3dbl_3a.forward(branch3x3dbl.clone()),
-                self.branch3x3dbl_3b.forward(branch3x3dbl),
-            ],
+            vec![self.branch3x3dbl_3a.forward(branch3x3dbl.clone()), self.branch3x3dbl_3b.forward(branch3x3dbl)],
             1,
         );
 
@@ -522,9 +482,7 @@ impl InceptionAux {
             conv0: conv(in_channels, 128, [1, 1], [0, 0], device),
             conv1: conv(128, 768, [5, 5], [0, 0], device),
             global_pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            fc: LinearConfig::new(768, num_classes)
-                .with_initializer(linear_initializer())
-                .init(device),
+            fc: LinearConfig::new(768, num_classes).with_initializer(linear_initializer()).init(device),
         }
     }
 
@@ -705,8 +663,7 @@ struct TrainableCounter {
 
 impl ModuleVisitor for TrainableCounter {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path
-            .push((name.to_string(), container_type.to_string()));
+        self.path.push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
@@ -740,8 +697,7 @@ struct SeededInitializer {
 
 impl ModuleMapper for SeededInitializer {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path
-            .push((name.to_string(), container_type.to_string()));
+        self.path.push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {
@@ -761,29 +717,20 @@ impl ModuleMapper for SeededInitializer {
                 self.linear_fan_in = Some(shape[0]);
                 (LINEAR_INIT_GAIN, shape[0])
             }
-            ("Struct:Linear", "bias") => (
-                LINEAR_INIT_GAIN,
-                self.linear_fan_in
-                    .take()
-                    .expect("a Linear's weight is visited before its bias"),
-            ),
+            ("Struct:Linear", "bias") => {
+                (LINEAR_INIT_GAIN, self.linear_fan_in.take().expect("a Linear's weight is visited before its bias"))
+            }
             // Batch-norm gamma/beta/statistics keep their fixed initial values. (Conv biases do not exist here.)
             _ => return param,
         };
         let bound = 3f64.sqrt() * gain / (fan_in as f64).sqrt();
-        let key = self
-            .path
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect::<Vec<_>>()
-            .join(".");
+        let key = self.path.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(".");
         let values = uniform_values(self.seed, &key, shape.num_elements(), bound as f32);
         let device = param.lazy_device();
         let tensor = Tensor::<D>::from_data(TensorData::new(values, shape), &device);
         Param::initialized(param.id, tensor).set_require_grad(true)
     }
 }
-
 
 /// `n` values uniform in `[-bound, bound)`, determined by `seed` and `key` only.
 fn uniform_values(seed: u64, key: &str, n: usize, bound: f32) -> Vec<f32> {
@@ -811,17 +758,13 @@ mod tests {
     /// A deterministic, non-constant input in [-1, 1] (no RNG involved).
     fn test_input(shape: [usize; 4], phase: f32, device: &Device) -> Tensor<4> {
         let n = shape.iter().product::<usize>();
-        let values = (0..n)
-            .map(|i| ((i as f32) * 0.0137 + phase).sin() * ((i as f32) * 0.000_71).cos())
-            .collect::<Vec<f32>>();
+        let values =
+            (0..n).map(|i| ((i as f32) * 0.0137 + phase).sin() * ((i as f32) * 0.000_71).cos()).collect::<Vec<f32>>();
         Tensor::from_data(TensorData::new(values, shape), device)
     }
 
     fn to_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-        tensor
-            .into_data()
-            .try_into_vec::<f32>()
-            .expect("f32 tensor")
+        tensor.into_data().try_into_vec::<f32>().expect("f32 tensor")
     }
 
     /// `(path, shape)` of every float parameter, running statistics included.
@@ -839,8 +782,7 @@ mod tests {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.shapes
-                .push((self.path.join("."), param.lazy_shape().to_vec()));
+            self.shapes.push((self.path.join("."), param.lazy_shape().to_vec()));
         }
     }
 
@@ -904,13 +846,8 @@ mod tests {
         let imagenet = InceptionV3Config::new(3, 1000).init(&device);
         let trainable = imagenet.num_trainable_params();
         let all = imagenet.num_params();
-        println!(
-            "inception_v3 3-ch/1000 classes, no aux: {trainable} trainable ({all} incl. BN running stats)"
-        );
-        assert_eq!(
-            trainable, 23_834_568,
-            "torchvision inception_v3(aux_logits=False)"
-        );
+        println!("inception_v3 3-ch/1000 classes, no aux: {trainable} trainable ({all} incl. BN running stats)");
+        assert_eq!(trainable, 23_834_568, "torchvision inception_v3(aux_logits=False)");
 
         // Module::num_params also counts the BN running mean/var: 2 values per BN channel.
         let bn_channels = shapes(&imagenet)
@@ -920,15 +857,9 @@ mod tests {
             .sum::<usize>();
         assert_eq!(all - trainable, 2 * bn_channels);
 
-        let with_aux = InceptionV3Config::new(3, 1000)
-            .with_aux_logits(true)
-            .init(&device)
-            .num_trainable_params();
+        let with_aux = InceptionV3Config::new(3, 1000).with_aux_logits(true).init(&device).num_trainable_params();
         println!("inception_v3 3-ch/1000 classes, with aux: {with_aux} trainable");
-        assert_eq!(
-            with_aux, 27_161_264,
-            "torchvision inception_v3() with AuxLogits"
-        );
+        assert_eq!(with_aux, 27_161_264, "torchvision inception_v3() with AuxLogits");
 
         let gray = InceptionV3Config::for_variant(ModelVariant::Gray, 14).init(&device);
         let color = InceptionV3Config::for_variant(ModelVariant::Color, 14).init(&device);
@@ -958,11 +889,7 @@ mod tests {
         let device = Device::default().autodiff();
         for model in [
             InceptionV3Config::for_variant(ModelVariant::Gray, 14).init(&device),
-            init_seeded(
-                &InceptionV3Config::for_variant(ModelVariant::Color, 14).with_aux_logits(true),
-                SEED,
-                &device,
-            ),
+            init_seeded(&InceptionV3Config::for_variant(ModelVariant::Color, 14).with_aux_logits(true), SEED, &device),
         ] {
             let mut counter = RequireGradCounter::default();
             model.visit(&mut counter);
@@ -1002,38 +929,22 @@ mod tests {
             let model = init_seeded(&config, SEED, &device);
             assert_eq!(model.in_channels(), variant.channels());
             assert_eq!(model.num_classes(), 14);
-            let input = test_input(
-                [2, variant.channels(), INPUT_SIZE, INPUT_SIZE],
-                0.3,
-                &device,
-            );
+            let input = test_input([2, variant.channels(), INPUT_SIZE, INPUT_SIZE], 0.3, &device);
             let logits = model.forward(input.clone());
             assert_eq!(logits.dims(), [2, 14]);
             let logits = to_vec(logits);
             let probabilities = to_vec(model.forward_probabilities(input));
             assert_eq!(probabilities.len(), 28);
             assert!(logits.iter().all(|v| v.is_finite()), "{logits:?}");
-            assert!(
-                probabilities
-                    .iter()
-                    .all(|p| p.is_finite() && *p > 0.0 && *p < 1.0),
-                "{probabilities:?}"
-            );
+            assert!(probabilities.iter().all(|p| p.is_finite() && *p > 0.0 && *p < 1.0), "{probabilities:?}");
             // Sane activations: the two images get clearly different outputs, the logits are O(1).
-            let difference = logits[..14]
-                .iter()
-                .zip(&logits[14..])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let difference = logits[..14].iter().zip(&logits[14..]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             let rms = (logits.iter().map(|v| v * v).sum::<f32>() / 28.0).sqrt();
             println!(
                 "{variant}: logits rms {rms:.4}, max |image0 - image1| {difference:.4}, p[0] = {:?}",
                 &probabilities[..4]
             );
-            assert!(
-                difference > 1e-3,
-                "output barely depends on the input: {difference}"
-            );
+            assert!(difference > 1e-3, "output barely depends on the input: {difference}");
             assert!(rms > 1e-2 && rms < 1e2, "logit scale {rms}");
         }
     }
@@ -1042,13 +953,9 @@ mod tests {
     fn lazy_default_init_runs() {
         let device = Device::default();
         let model = InceptionV3Config::for_variant(ModelVariant::Gray, 3).init(&device);
-        let probabilities =
-            to_vec(model.forward_probabilities(test_input([1, 1, 75, 75], 0.0, &device)));
+        let probabilities = to_vec(model.forward_probabilities(test_input([1, 1, 75, 75], 0.0, &device)));
         assert_eq!(probabilities.len(), 3);
-        assert!(
-            probabilities.iter().all(|p| *p > 0.0 && *p < 1.0),
-            "{probabilities:?}"
-        );
+        assert!(probabilities.iter().all(|p| *p > 0.0 && *p < 1.0), "{probabilities:?}");
     }
 
     #[test]
@@ -1064,19 +971,12 @@ mod tests {
 
         // Same seed: every shared parameter is identical between the variants (keys are module paths).
         let gray = init_seeded(&config, SEED, &device);
-        let color = init_seeded(
-            &InceptionV3Config::for_variant(ModelVariant::Color, 14),
-            SEED,
-            &device,
-        );
+        let color = init_seeded(&InceptionV3Config::for_variant(ModelVariant::Color, 14), SEED, &device);
         assert_eq!(
             to_vec(gray.mixed_7c.branch_pool.conv.weight.val()),
             to_vec(color.mixed_7c.branch_pool.conv.weight.val())
         );
-        assert_eq!(
-            to_vec(gray.fc.bias.as_ref().unwrap().val()),
-            to_vec(color.fc.bias.as_ref().unwrap().val())
-        );
+        assert_eq!(to_vec(gray.fc.bias.as_ref().unwrap().val()), to_vec(color.fc.bias.as_ref().unwrap().val()));
         // Distribution: He uniform bound for the conv, 1/sqrt(fan_in) for the linear layer.
         let w = to_vec(gray.conv2d_1a_3x3.conv.weight.val());
         let bound = (6.0f32 / 9.0).sqrt();
@@ -1085,16 +985,8 @@ mod tests {
         let fc = to_vec(gray.fc.weight.val());
         assert!(fc.iter().all(|v| v.abs() < 1.0 / (FEATURES as f32).sqrt()));
         // BN starts at identity.
-        assert!(
-            to_vec(gray.mixed_5b.branch1x1.bn.gamma.val())
-                .iter()
-                .all(|v| *v == 1.0)
-        );
-        assert!(
-            to_vec(gray.mixed_5b.branch1x1.bn.running_var.value())
-                .iter()
-                .all(|v| *v == 1.0)
-        );
+        assert!(to_vec(gray.mixed_5b.branch1x1.bn.gamma.val()).iter().all(|v| *v == 1.0));
+        assert!(to_vec(gray.mixed_5b.branch1x1.bn.running_var.value()).iter().all(|v| *v == 1.0));
     }
 
     /// Inference does not depend on autodiff: a model on an autodiff device, switched to `valid()`, computes
@@ -1104,18 +996,10 @@ mod tests {
         let plain = Device::default();
         let autodiff = Device::default().autodiff();
         let config = InceptionV3Config::for_variant(ModelVariant::Gray, 14);
-        let reference = to_vec(init_seeded(&config, SEED, &plain).forward(test_input(
-            [2, 1, 75, 75],
-            0.5,
-            &plain,
-        )));
+        let reference = to_vec(init_seeded(&config, SEED, &plain).forward(test_input([2, 1, 75, 75], 0.5, &plain)));
 
         let trainable = init_seeded(&config, SEED, &autodiff);
-        let valid = to_vec(
-            trainable
-                .valid()
-                .forward(test_input([2, 1, 75, 75], 0.5, &plain)),
-        );
+        let valid = to_vec(trainable.valid().forward(test_input([2, 1, 75, 75], 0.5, &plain)));
         assert_eq!(reference, valid);
 
         // In training state on the autodiff device, BN uses batch statistics: a different function.
@@ -1149,51 +1033,27 @@ mod tests {
         use onnx_ir::{Message, ModelProto};
 
         let device = Device::default();
-        let model = init_seeded(
-            &InceptionV3Config::for_variant(ModelVariant::Gray, 14),
-            SEED,
-            &device,
-        );
+        let model = init_seeded(&InceptionV3Config::for_variant(ModelVariant::Gray, 14), SEED, &device);
         let sample = Tensor::<4>::zeros([1, 1, INPUT_SIZE, INPUT_SIZE], &device);
         let validation = Tensor::<4>::zeros([2, 1, INPUT_SIZE, INPUT_SIZE], &device);
-        let specs = [InputSpec::new([
-            AxisSpec::dynamic("batch"),
-            AxisSpec::Static,
-            AxisSpec::Static,
-            AxisSpec::Static,
-        ])];
+        let specs =
+            [InputSpec::new([AxisSpec::dynamic("batch"), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
         let export = |model: &InceptionV3| {
             OnnxExporter::new()
-                .export_dynamic(
-                    model,
-                    sample.clone(),
-                    validation.clone(),
-                    &specs,
-                    |m: &InceptionV3, x| m.forward(x),
-                )
+                .export_dynamic(model, sample.clone(), validation.clone(), &specs, |m: &InceptionV3, x| m.forward(x))
                 .expect("export")
         };
         let started = Instant::now();
         let onnx = export(&model);
         let seconds = started.elapsed().as_secs_f64();
         // Same seed, fresh model: byte-identical file.
-        let again = export(&init_seeded(
-            &InceptionV3Config::for_variant(ModelVariant::Gray, 14),
-            SEED,
-            &device,
-        ));
+        let again = export(&init_seeded(&InceptionV3Config::for_variant(ModelVariant::Gray, 14), SEED, &device));
         {
             // burn-onnx 0.22 names intermediate tensors `tensor_<capture id>` with ids from a process-wide counter,
             // so two exports in one process differ in those names; the embedded weights and the ops must not.
             let a = ModelProto::parse_from_bytes(onnx.as_bytes()).expect("valid ModelProto");
             let b = ModelProto::parse_from_bytes(again.as_bytes()).expect("valid ModelProto");
-            let ops = |m: &ModelProto| {
-                m.graph
-                    .node
-                    .iter()
-                    .map(|n| n.op_type.clone())
-                    .collect::<Vec<_>>()
-            };
+            let ops = |m: &ModelProto| m.graph.node.iter().map(|n| n.op_type.clone()).collect::<Vec<_>>();
             assert_eq!(ops(&a), ops(&b));
             let weights = |m: &ModelProto| {
                 let mut inits = m
@@ -1210,18 +1070,10 @@ mod tests {
             assert_eq!(wa.len(), 94 * 5 + 2, "named parameters embedded");
             assert!(wa == wb, "same seed must embed identical weights");
         }
-        println!(
-            "ONNX export (gray, dynamic batch): {seconds:.2} s, {} bytes",
-            onnx.as_bytes().len()
-        );
+        println!("ONNX export (gray, dynamic batch): {seconds:.2} s, {} bytes", onnx.as_bytes().len());
 
         let proto = ModelProto::parse_from_bytes(onnx.as_bytes()).expect("valid ModelProto");
-        let ops = proto
-            .graph
-            .node
-            .iter()
-            .map(|node| node.op_type.as_str())
-            .collect::<Vec<_>>();
+        let ops = proto.graph.node.iter().map(|node| node.op_type.as_str()).collect::<Vec<_>>();
         let count = |op: &str| ops.iter().filter(|o| **o == op).count();
         let mut histogram = std::collections::BTreeMap::<&str, usize>::new();
         for op in &ops {
@@ -1243,9 +1095,7 @@ mod tests {
             .filter(|node| node.attribute.iter().any(|a| a.name == "axis" && a.i == 1))
             .count();
         assert_eq!(channel_concats, 3 + 1 + 4 + 1 + 2 * 3);
-        let attribute = |node: &onnx_ir::NodeProto, name: &str| {
-            node.attribute.iter().find(|a| a.name == name).cloned()
-        };
+        let attribute = |node: &onnx_ir::NodeProto, name: &str| node.attribute.iter().find(|a| a.name == name).cloned();
         for node in proto.graph.node.iter() {
             match node.op_type.as_str() {
                 "AveragePool" => {
@@ -1268,12 +1118,7 @@ mod tests {
             [1, INPUT_SIZE as i64, INPUT_SIZE as i64]
         );
         // Weights are embedded: at least all trainable parameters as float32.
-        let embedded = proto
-            .graph
-            .initializer
-            .iter()
-            .map(|t| t.raw_data.len() / 4 + t.float_data.len())
-            .sum::<usize>();
+        let embedded = proto.graph.initializer.iter().map(|t| t.raw_data.len() / 4 + t.float_data.len()).sum::<usize>();
         assert!(embedded >= model.num_trainable_params(), "{embedded}");
     }
 
@@ -1281,11 +1126,7 @@ mod tests {
     #[test]
     fn measure_forward_time() {
         let device = Device::default();
-        let model = init_seeded(
-            &InceptionV3Config::for_variant(ModelVariant::Gray, 14),
-            SEED,
-            &device,
-        );
+        let model = init_seeded(&InceptionV3Config::for_variant(ModelVariant::Gray, 14), SEED, &device);
         let input = test_input([1, 1, INPUT_SIZE, INPUT_SIZE], 0.0, &device);
         let _ = to_vec(model.forward(input.clone())); // warm-up
         let runs = 3;
@@ -1294,9 +1135,6 @@ mod tests {
             let _ = to_vec(model.forward(input.clone()));
         }
         let per_image = started.elapsed().as_secs_f64() / runs as f64;
-        println!(
-            "Burn flex forward, gray, batch 1, 299x299: {:.3} s per image",
-            per_image
-        );
+        println!("Burn flex forward, gray, batch 1, 299x299: {:.3} s per image", per_image);
     }
 }

@@ -30,11 +30,19 @@ pub enum TrainError {
     #[error(transparent)]
     Eval(#[from] EvalError),
     #[error("{path}: {cause}")]
-    RunDir { path: String, #[source] cause: Cause },
+    RunDir {
+        path: String,
+        #[source]
+        cause: Cause,
+    },
     #[error("training failed: {0}")]
     Training(#[source] Cause),
     #[error("cannot load the model from {path}: {cause}")]
-    Checkpoint { path: String, #[source] cause: Cause },
+    Checkpoint {
+        path: String,
+        #[source]
+        cause: Cause,
+    },
     /// Options that contradict each other or the run they refer to (the message says which; no underlying error).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -123,13 +131,7 @@ pub enum DatasetSpec {
     /// Class folders for training and validation (ImageNet layout).
     ImageFolder { train: PathBuf, val: PathBuf, val_ground_truth: Option<PathBuf>, classes: Vec<String> },
     /// NIH ChestX-ray14.
-    Nih {
-        csv: PathBuf,
-        images: PathBuf,
-        split_seed: u64,
-        train_val_list: Option<PathBuf>,
-        test_list: Option<PathBuf>,
-    },
+    Nih { csv: PathBuf, images: PathBuf, split_seed: u64, train_val_list: Option<PathBuf>, test_list: Option<PathBuf> },
     /// Indiana University / OpenI.
     Indiana { reports: PathBuf, metadata: PathBuf, images: PathBuf, split_seed: u64 },
     /// No dataset: the weights came from a file (`cxr-train import`).
@@ -221,7 +223,11 @@ impl TrainConfig {
 }
 
 /// Reads one JSON file of a run directory; `missing` says what to do when it is absent.
-pub(crate) fn read_run_file<T: serde::de::DeserializeOwned>(dir: &Path, name: &str, missing: &str) -> Result<T, TrainError> {
+pub(crate) fn read_run_file<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    missing: &str,
+) -> Result<T, TrainError> {
     let path = dir.join(name);
     let text = std::fs::read_to_string(&path).map_err(|e| TrainError::run_dir(&path, Cause::during(missing, e)))?;
     serde_json::from_str(&text).map_err(|e| TrainError::run_dir(&path, e))

@@ -75,8 +75,15 @@ fn sigmoid(v: &[f32]) -> Vec<f32> {
 fn torch_style_logits_are_wrapped_with_a_sigmoid() {
     let out = tempdir("torch");
     adopt_ok(&[
-        "--onnx", &onnx("torch_style.onnx"), "--variant", "color", "--labels", &onnx("torch_style.labels.txt"),
-        "--trained", "--out", out.to_str().unwrap(),
+        "--onnx",
+        &onnx("torch_style.onnx"),
+        "--variant",
+        "color",
+        "--labels",
+        &onnx("torch_style.labels.txt"),
+        "--trained",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     let (bytes, card) = adopted(&out, "cxr-inception-v3-color");
     assert!(card.trained && card.provenance.trained);
@@ -108,7 +115,13 @@ fn tf_style_nhwc_sigmoid_with_extra_label_is_transposed_normalised_and_reordered
     assert!(err.contains("channels-last (NHWC)") && err.contains("--layout nhwc"), "{err}");
     let err = adopt_fails(&[&base[..], &["--layout", "nhwc", "--out", out_s]].concat());
     assert!(err.contains("No Finding") && err.contains("--drop-extra-labels"), "{err}");
-    adopt_ok(&[&base[..], &["--layout", "nhwc", "--drop-extra-labels", "--input-mean", "0", "--input-std", "1", "--out", out_s]].concat());
+    adopt_ok(
+        &[
+            &base[..],
+            &["--layout", "nhwc", "--drop-extra-labels", "--input-mean", "0", "--input-std", "1", "--out", out_s],
+        ]
+        .concat(),
+    );
     let (bytes, card) = adopted(&out, "cxr-inception-v3-gray");
     assert!(!card.trained, "not stated trained");
     assert_eq!(card.channels, 1);
@@ -166,8 +179,18 @@ fn renamed_copy_of_our_export_is_adopted_unchanged() {
     // Probabilities without a Sigmoid node: logits recovered as log(p / (1 - p)).
     let out2 = dir.join("adopted-p");
     adopt_ok(&[
-        "--onnx", r, "--variant", "gray", "--labels", l, "--output", "output_probs", "--output-kind", "probabilities",
-        "--out", out2.to_str().unwrap(),
+        "--onnx",
+        r,
+        "--variant",
+        "gray",
+        "--labels",
+        l,
+        "--output",
+        "output_probs",
+        "--output-kind",
+        "probabilities",
+        "--out",
+        out2.to_str().unwrap(),
     ]);
     let (bytes, _) = adopted(&out2, "cxr-inception-v3-gray");
     let (shape, data) = fixture_batch(&FIXTURES, 1);
@@ -181,7 +204,9 @@ fn refusals_name_what_adapts_them() {
     let out = dir.to_str().unwrap();
     let labels = onnx("torch_style.labels.txt");
     let case = |file: &str, extra: &[&str]| {
-        adopt_fails(&[&["--onnx", &onnx(file), "--variant", "color", "--labels", &labels, "--out", out][..], extra].concat())
+        adopt_fails(
+            &[&["--onnx", &onnx(file), "--variant", "color", "--labels", &labels, "--out", out][..], extra].concat(),
+        )
     };
     let err = case("fixed_batch.onnx", &[]);
     assert!(err.contains("fixed batch size 1") && err.contains("dynamic"), "{err}");
@@ -193,26 +218,57 @@ fn refusals_name_what_adapts_them() {
     assert!(err.contains("--output") && err.contains("features"), "{err}");
     let err = case("two_outputs.onnx", &["--output", "nope"]);
     assert!(err.contains("no output `nope`"), "{err}");
-    let err = adopt_fails(&["--onnx", &onnx("torch_style.onnx"), "--variant", "gray", "--labels", &labels, "--out", out]);
+    let err =
+        adopt_fails(&["--onnx", &onnx("torch_style.onnx"), "--variant", "gray", "--labels", &labels, "--out", out]);
     assert!(err.contains("3 channel(s)") && err.contains("--variant color"), "{err}");
     // Label files that do not fit.
     let short = dir.join("short.txt");
     std::fs::write(&short, LABELS[..13].join("\n")).unwrap();
-    let err = adopt_fails(&["--onnx", &onnx("torch_style.onnx"), "--variant", "color", "--labels", short.to_str().unwrap(), "--out", out]);
+    let err = adopt_fails(&[
+        "--onnx",
+        &onnx("torch_style.onnx"),
+        "--variant",
+        "color",
+        "--labels",
+        short.to_str().unwrap(),
+        "--out",
+        out,
+    ]);
     assert!(err.contains("13 labels for a model with 14 output columns"), "{err}");
     let wrong = dir.join("wrong.txt");
     std::fs::write(&wrong, [&LABELS[..13], &["Fracture"]].concat().join("\n")).unwrap();
-    let err = adopt_fails(&["--onnx", &onnx("torch_style.onnx"), "--variant", "color", "--labels", wrong.to_str().unwrap(), "--out", out]);
+    let err = adopt_fails(&[
+        "--onnx",
+        &onnx("torch_style.onnx"),
+        "--variant",
+        "color",
+        "--labels",
+        wrong.to_str().unwrap(),
+        "--out",
+        out,
+    ]);
     assert!(err.contains(&format!("missing from the file: {}", LABELS[13])), "{err}");
     // Not ONNX.
     let garbage = dir.join("garbage.onnx");
     std::fs::write(&garbage, b"\xff\xfe definitely not protobuf").unwrap();
-    let err = adopt_fails(&["--onnx", garbage.to_str().unwrap(), "--variant", "color", "--labels", &labels, "--out", out]);
+    let err =
+        adopt_fails(&["--onnx", garbage.to_str().unwrap(), "--variant", "color", "--labels", &labels, "--out", out]);
     assert!(err.contains("not an ONNX model") || err.contains("no graph"), "{err}");
     assert!(!dir.join("cxr-inception-v3-color.onnx").exists(), "nothing written on failure");
 
     // A 224 model is served at 224 when asked.
-    adopt_ok(&["--onnx", &onnx("size224.onnx"), "--variant", "color", "--labels", &labels, "--input-size", "224", "--out", out]);
+    adopt_ok(&[
+        "--onnx",
+        &onnx("size224.onnx"),
+        "--variant",
+        "color",
+        "--labels",
+        &labels,
+        "--input-size",
+        "224",
+        "--out",
+        out,
+    ]);
     let (bytes, card) = adopted(&dir, "cxr-inception-v3-color");
     assert_eq!(card.input_size, 224);
     let session = ort_session(&bytes);

@@ -53,7 +53,13 @@ fn libtorch_trains_the_same_model_as_flex_and_learns() {
     let (flex, tch) = (step_losses(&root.join("flex")), step_losses(&root.join("tch")));
     assert_eq!(flex.len(), tch.len(), "same steps");
     let relative = |a: f64, b: f64| (a - b).abs() / a.abs().max(1e-12);
-    println!("first-step loss flex {:.6} tch {:.6}; last flex {:.4} tch {:.4}", flex[0], tch[0], flex[flex.len() - 1], tch[tch.len() - 1]);
+    println!(
+        "first-step loss flex {:.6} tch {:.6}; last flex {:.4} tch {:.4}",
+        flex[0],
+        tch[0],
+        flex[flex.len() - 1],
+        tch[tch.len() - 1]
+    );
     assert!(relative(flex[0], tch[0]) <= 1e-4, "first step: flex {} vs tch {}", flex[0], tch[0]);
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     assert!(relative(mean(&flex), mean(&tch)) <= 0.05, "epoch mean: flex {} vs tch {}", mean(&flex), mean(&tch));

@@ -65,7 +65,10 @@ fn nih_split_is_patient_disjoint_and_70_10_20() {
         assert_eq!(split.train.len() + split.val.len() + split.test.len(), records.len());
         let patients = |idx: &[usize]| idx.iter().map(|&i| records[i].patient).collect::<HashSet<_>>();
         let (tr, va, te) = (patients(&split.train), patients(&split.val), patients(&split.test));
-        assert!(tr.is_disjoint(&va) && tr.is_disjoint(&te) && va.is_disjoint(&te), "seed {seed}: a patient in two subsets");
+        assert!(
+            tr.is_disjoint(&va) && tr.is_disjoint(&te) && va.is_disjoint(&te),
+            "seed {seed}: a patient in two subsets"
+        );
         // Deterministic for a seed.
         assert_eq!(split, nih::split_by_patient(&records, (0.7, 0.1), seed));
     }
@@ -83,8 +86,9 @@ fn nih_official_lists_make_the_test_set() {
         std::fs::write(&path, rs.iter().map(|r| format!("{}\n", r.image)).collect::<String>()).unwrap();
         path
     };
-    let split = nih::official_split(&records, &write("train_val_list.txt", train_val), &write("test_list.txt", test), 0.125, 3)
-        .expect("official split");
+    let split =
+        nih::official_split(&records, &write("train_val_list.txt", train_val), &write("test_list.txt", test), 0.125, 3)
+            .expect("official split");
     assert_eq!(split.test, (1_500..2_000).collect::<Vec<_>>());
     assert_eq!(split.train.len() + split.val.len(), 1_500);
     let patients = |idx: &[usize]| idx.iter().map(|&i| records[i].patient).collect::<HashSet<_>>();

@@ -8,9 +8,9 @@
 //! computed the recorded logits from exactly those tensors (`CXR_RECORD_INPUTS=<file>` makes
 //! `safetensors_import_matches_torchvision` write them for the recording).
 
+mod common;
 #[path = "common/torchvision.rs"]
 mod torchvision;
-mod common;
 
 use std::path::{Path, PathBuf};
 
@@ -40,7 +40,15 @@ fn forward(model: &InceptionV3, shape: &[usize], data: Vec<f32>) -> Vec<f32> {
 }
 
 fn request(from: &Path, variant: ModelVariant) -> ImportRequest {
-    ImportRequest { from: from.into(), variant, gray_from_color: None, num_classes: None, new_head: None, seed: 1, trained: false }
+    ImportRequest {
+        from: from.into(),
+        variant,
+        gray_from_color: None,
+        num_classes: None,
+        new_head: None,
+        seed: 1,
+        trained: false,
+    }
 }
 
 /// The seeded torchvision weights as a safetensors file in `dir`.
@@ -120,10 +128,8 @@ fn gray_from_color_sum_is_exact_and_luma_is_the_luma_weighted_color_model() {
     // luma: the gray model on g = the color model on (0.299 g, 0.587 g, 0.114 g) (normalised values).
     let luma = gray_from_color(color.clone(), GrayFromColor::Luma);
     let plane = INPUT_SIZE * INPUT_SIZE;
-    let weighted: Vec<f32> = gray_input
-        .chunks(plane)
-        .flat_map(|g| LUMA.iter().flat_map(move |w| g.iter().map(move |v| w * v)))
-        .collect();
+    let weighted: Vec<f32> =
+        gray_input.chunks(plane).flat_map(|g| LUMA.iter().flat_map(move |w| g.iter().map(move |v| w * v))).collect();
     let p_luma = sigmoid_vec(forward(&luma, &shape1, gray_input));
     let p_weighted = sigmoid_vec(forward(&color, &shape3, weighted));
     let diff_luma = max_abs_diff(&p_luma, &p_weighted);
@@ -134,7 +140,10 @@ fn gray_from_color_sum_is_exact_and_luma_is_the_luma_weighted_color_model() {
 
 fn sigmoid_vec(logits: Vec<f32>) -> Vec<f32> {
     let n = logits.len();
-    sigmoid(Tensor::<1>::from_data(TensorData::new(logits, [n]), &Device::flex())).into_data().try_to_vec::<f32>().unwrap()
+    sigmoid(Tensor::<1>::from_data(TensorData::new(logits, [n]), &Device::flex()))
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
 }
 
 /// Runs `cxr-train import` expecting failure; returns stderr.
@@ -182,7 +191,11 @@ fn bad_files_and_requests_are_clear_errors() {
     // Not an Inception-V3 at all.
     let other = dir.join("other.safetensors");
     torchvision::write_safetensors(&other, &recorded, &|e| {
-        if e.key == "fc.weight" { vec![("linear.weight".into(), vec![2, 2], "float32".into(), vec![0; 16])] } else { vec![] }
+        if e.key == "fc.weight" {
+            vec![("linear.weight".into(), vec![2, 2], "float32".into(), vec![0; 16])]
+        } else {
+            vec![]
+        }
     });
     let err = import_fails(&["--from", other.to_str().unwrap(), "--variant", "color", "--out", out]);
     assert!(err.contains("no `Conv2d_1a_3x3.conv.weight` and `fc.weight`") && err.contains("linear.weight"), "{err}");
@@ -190,10 +203,16 @@ fn bad_files_and_requests_are_clear_errors() {
     // Garbage bytes, unknown extension, missing file.
     let garbage = dir.join("garbage.pth");
     std::fs::write(&garbage, b"not a zip at all").unwrap();
-    assert!(import_fails(&["--from", garbage.to_str().unwrap(), "--variant", "color", "--out", out]).contains("cannot read"));
+    assert!(
+        import_fails(&["--from", garbage.to_str().unwrap(), "--variant", "color", "--out", out])
+            .contains("cannot read")
+    );
     let onnx = dir.join("model.onnx");
     std::fs::write(&onnx, b"x").unwrap();
-    assert!(import_fails(&["--from", onnx.to_str().unwrap(), "--variant", "color", "--out", out]).contains("unknown weight format"));
+    assert!(
+        import_fails(&["--from", onnx.to_str().unwrap(), "--variant", "color", "--out", out])
+            .contains("unknown weight format")
+    );
     assert!(import_fails(&["--from", "/nonexistent.pth", "--variant", "color", "--out", out]).contains("cannot read"));
 
     // Variant and head requests that do not fit the file.
@@ -215,7 +234,10 @@ fn bad_files_and_requests_are_clear_errors() {
         }
         kept
     });
-    assert!(import_fails(&["--from", gray_file.to_str().unwrap(), "--variant", "color", "--out", out]).contains("gray model"));
+    assert!(
+        import_fails(&["--from", gray_file.to_str().unwrap(), "--variant", "color", "--out", out])
+            .contains("gray model")
+    );
 }
 
 #[test]
@@ -244,8 +266,10 @@ fn import_directory_starts_finetuning_and_exports_to_the_served_interface() {
         assert!(out.join(f).is_file(), "{f} written");
     }
     // A second import into the same directory is refused.
-    assert!(import_fails(&["--from", file.to_str().unwrap(), "--variant", "color", "--out", out.to_str().unwrap()])
-        .contains("already holds"));
+    assert!(
+        import_fails(&["--from", file.to_str().unwrap(), "--variant", "color", "--out", out.to_str().unwrap()])
+            .contains("already holds")
+    );
 
     // Fine-tuning from it keeps every backbone weight and replaces the head.
     let (_, imported) = cxr_train::train::load_best(&out, &Device::flex()).unwrap();
@@ -278,8 +302,19 @@ fn import_directory_starts_finetuning_and_exports_to_the_served_interface() {
 
     // A 1000-class import cannot be exported to the 14-finding interface.
     let imagenet = dir.join("imagenet");
-    run(cxr_train().args(["import", "--from", file.to_str().unwrap(), "--variant", "color", "--out", imagenet.to_str().unwrap()]));
-    let out = cxr_train().args(["export", "--run", imagenet.to_str().unwrap(), "--out", models.to_str().unwrap()]).output().unwrap();
+    run(cxr_train().args([
+        "import",
+        "--from",
+        file.to_str().unwrap(),
+        "--variant",
+        "color",
+        "--out",
+        imagenet.to_str().unwrap(),
+    ]));
+    let out = cxr_train()
+        .args(["export", "--run", imagenet.to_str().unwrap(), "--out", models.to_str().unwrap()])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("1000-class head") && err.contains("--new-head 14"), "{err}");
 }

@@ -6,8 +6,8 @@
 
 use std::fmt::Write as _;
 
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 mod common;
 use common::{cxr_train, json, radiograph, run, write_png};
@@ -47,12 +47,12 @@ fn indiana_finetune_separates_normal_from_abnormal() {
     let metadata = root.join("metadata.csv");
     std::fs::write(&metadata, &table).unwrap();
 
-    let counts = json(&run(cxr_train()
-        .args(["data", "indiana", "--reports"])
-        .arg(&reports)
-        .arg("--metadata")
-        .arg(&metadata)));
-    assert_eq!((counts["patients"].as_u64(), counts["normal"].as_u64(), counts["abnormal"].as_u64()), (Some(120), Some(60), Some(60)));
+    let counts =
+        json(&run(cxr_train().args(["data", "indiana", "--reports"]).arg(&reports).arg("--metadata").arg(&metadata)));
+    assert_eq!(
+        (counts["patients"].as_u64(), counts["normal"].as_u64(), counts["abnormal"].as_u64()),
+        (Some(120), Some(60), Some(60))
+    );
 
     let finetune = |out: &str, extra: &[&str]| {
         let mut cmd = cxr_train();
@@ -62,7 +62,18 @@ fn indiana_finetune_separates_normal_from_abnormal() {
             .arg(&metadata)
             .arg("--images")
             .arg(&images)
-            .args(["--variant", "color", "--input-size", "80", "--batch-size", "8", "--optimizer", "adam", "--lr", "5e-4"])
+            .args([
+                "--variant",
+                "color",
+                "--input-size",
+                "80",
+                "--batch-size",
+                "8",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "5e-4",
+            ])
             .args(["--dropout", "0.2", "--patience", "0", "--out"])
             .arg(root.join(out))
             .args(extra);
@@ -77,9 +88,19 @@ fn indiana_finetune_separates_normal_from_abnormal() {
     assert!(auc >= 0.9 && accuracy >= 0.8, "{evaluation}");
     assert!(evaluation["test_auc"].get("normal").is_none(), "a 2-class softmax reports the positive class only");
     // An Indiana run has no 14-finding interface: exporting it for the server is refused with the reason.
-    let export = cxr_train().args(["export", "--run"]).arg(root.join("run")).arg("--out").arg(root.join("models")).output().unwrap();
+    let export = cxr_train()
+        .args(["export", "--run"])
+        .arg(root.join("run"))
+        .arg("--out")
+        .arg(root.join("models"))
+        .output()
+        .unwrap();
     assert!(!export.status.success());
-    assert!(String::from_utf8_lossy(&export.stderr).contains("only NIH"), "{}", String::from_utf8_lossy(&export.stderr));
+    assert!(
+        String::from_utf8_lossy(&export.stderr).contains("only NIH"),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
 
     // Break 5 of the 120 frontal images: with --max-bad-fraction 0.01 the run stops and names one of them.
     for n in [2u32, 4, 6, 8, 10] {

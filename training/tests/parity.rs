@@ -58,7 +58,8 @@ fn parity(variant: ModelVariant) {
     // The maps: ONNX Runtime's features and cam equal Burn's, and each cam map averages to its logit.
     let grid = feature_grid(INPUT_SIZE);
     let [(_, logits), (features_shape, features), (cam_shape, cam)] =
-        <[_; 3]>::try_from(ort_outputs(&mut session, &shape, data.clone(), &[LOGITS_NAME, FEATURES_NAME, CAM_NAME])).unwrap();
+        <[_; 3]>::try_from(ort_outputs(&mut session, &shape, data.clone(), &[LOGITS_NAME, FEATURES_NAME, CAM_NAME]))
+            .unwrap();
     let n = shape[0] as i64;
     assert_eq!(features_shape, [n, FEATURES as i64, grid as i64, grid as i64]);
     assert_eq!(cam_shape, [n, NUM_LABELS as i64, grid as i64, grid as i64]);

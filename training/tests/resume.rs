@@ -22,7 +22,18 @@ fn resume_continues_from_the_last_checkpoint() {
             .arg(root.join("data/train"))
             .arg("--val")
             .arg(root.join("data/val"))
-            .args(["--variant", "gray", "--input-size", "75", "--batch-size", "16", "--optimizer", "adam", "--lr", "1e-3"])
+            .args([
+                "--variant",
+                "gray",
+                "--input-size",
+                "75",
+                "--batch-size",
+                "16",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "1e-3",
+            ])
             .args(["--epochs", epochs, "--out"])
             .arg(&out)
             .args(extra);
@@ -32,7 +43,11 @@ fn resume_continues_from_the_last_checkpoint() {
     // Resuming a run that does not exist is an error that says so.
     let missing = pretrain("1", &["--resume"]).output().unwrap();
     assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("config.json"), "{}", String::from_utf8_lossy(&missing.stderr));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("config.json"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
 
     let first = json(&run(&mut pretrain("1", &[])));
     assert_eq!(first["epochs_run"], 1);

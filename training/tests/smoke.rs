@@ -73,7 +73,11 @@ fn cardiomegaly_maps(response: &serde_json::Value) -> Vec<(String, Vec<f64>)> {
             let explanation = &result["explanation"];
             assert_eq!(explanation["grid"], 2, "a 107² input ends in a 2 × 2 map: {explanation}");
             let map = explanation["maps"].as_array().unwrap().iter().find(|m| m["label"] == CARDIOMEGALY).unwrap();
-            let values = map["values"].as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()));
+            let values = map["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()));
             (result["model"].as_str().unwrap().to_string(), values.collect())
         })
         .collect()
@@ -91,9 +95,9 @@ impl Drop for Server {
 fn serve(models: &Path) -> (Server, u16) {
     let bin = Path::new(env!("CARGO_BIN_EXE_cxr-train")).with_file_name("cxr-serve");
     assert!(bin.exists(), "{} is missing: build the workspace (`cargo test --workspace`)", bin.display());
-    let ort = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/ort/cpu/libonnxruntime.so.1.31.1")
-    });
+    let ort = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/ort/cpu/libonnxruntime.so.1.31.1"));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(bin)
         .args(["--models", &models.display().to_string(), "--bind", &format!("127.0.0.1:{port}")])
@@ -209,7 +213,9 @@ fn the_pipeline_learns_and_the_export_is_served() {
         .filter(|n| n.starts_with("roc-") && n.ends_with(".png"))
         .collect();
     assert!(charts.iter().any(|n| n.ends_with("-Cardiomegaly.png")), "ROC charts: {charts:?}");
-    let png = std::fs::read(root.join("table2").join(charts.iter().find(|n| n.ends_with("-Cardiomegaly.png")).unwrap())).unwrap();
+    let png =
+        std::fs::read(root.join("table2").join(charts.iter().find(|n| n.ends_with("-Cardiomegaly.png")).unwrap()))
+            .unwrap();
     assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "a drawn PNG");
 
     let models = root.join("models");
@@ -239,7 +245,8 @@ fn the_pipeline_learns_and_the_export_is_served() {
             let burn_p: f64 = fields[score_col].parse().unwrap();
             let image = root.join("nih/images").join(fields[0]);
             let media = if fields[0].ends_with(".dcm") { "application/dicom" } else { "image/png" };
-            let (status, body) = http(port, "POST", &format!("/predict?model={variant}"), media, &std::fs::read(&image).unwrap());
+            let (status, body) =
+                http(port, "POST", &format!("/predict?model={variant}"), media, &std::fs::read(&image).unwrap());
             assert_eq!(status, 200, "{body}");
             let response = json(&body);
             let served = response["results"][0]["findings"]
@@ -293,7 +300,8 @@ fn the_pipeline_learns_and_the_export_is_served() {
         for (side, pixels) in [("left", pixels), ("mirrored", mirrored)] {
             let path = root.join(format!("where{k}-{side}.png"));
             write_png(&path, pixels);
-            let (status, body) = http(port, "POST", "/predict?model=both&explain=cam", "image/png", &std::fs::read(&path).unwrap());
+            let (status, body) =
+                http(port, "POST", "/predict?model=both&explain=cam", "image/png", &std::fs::read(&path).unwrap());
             assert_eq!(status, 200, "{body}");
             maps.push(cardiomegaly_maps(&json(&body)));
         }
@@ -307,7 +315,10 @@ fn the_pipeline_learns_and_the_export_is_served() {
             margins.push(margin);
         }
     }
-    println!("class activation maps: the disk's column gains ≥ {:.3} logits", margins.iter().copied().fold(f64::MAX, f64::min));
+    println!(
+        "class activation maps: the disk's column gains ≥ {:.3} logits",
+        margins.iter().copied().fold(f64::MAX, f64::min)
+    );
     println!("smoke pipeline: {:.0} s", started.elapsed().as_secs_f64());
     // CXR_SMOKE_KEEP=1 keeps the generated data and runs for inspection.
     if std::env::var_os("CXR_SMOKE_KEEP").is_none() {

@@ -114,7 +114,9 @@ pub struct FaultReport {
 async fn raw_request(addr: std::net::SocketAddr, fault: Fault, dicom: &[u8], timeout: Duration) -> String {
     let Ok(mut stream) = TcpStream::connect(addr).await else { return "error: connect".into() };
     let head = |len: usize, path: &str, ctype: &str| {
-        format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ctype}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        )
     };
     match fault {
         Fault::DisconnectMidUpload => {
@@ -153,7 +155,10 @@ async fn raw_request(addr: std::net::SocketAddr, fault: Fault, dicom: &[u8], tim
 
 fn status_of(response: &[u8]) -> String {
     let text = String::from_utf8_lossy(response);
-    text.split_whitespace().nth(1).and_then(|s| s.parse::<u16>().ok()).map_or_else(|| "error: no status line".into(), |s| s.to_string())
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .map_or_else(|| "error: no status line".into(), |s| s.to_string())
 }
 
 async fn read_status(stream: &mut TcpStream) -> String {
@@ -170,7 +175,10 @@ pub fn run(config: &FaultConfig) -> Result<FaultReport, BenchError> {
     let dicom = std::fs::read(config.testdata.join("dicom/cxr_explicit_le.dcm"))
         .map_err(|e| BenchError::Setup(format!("fixture: {e}")))?;
     let server_bin = config.server_bin.clone().unwrap_or_else(|| {
-        std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("cxr-serve"))).unwrap_or_else(|| "cxr-serve".into())
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("cxr-serve")))
+            .unwrap_or_else(|| "cxr-serve".into())
     });
     if let Some(dir) = config.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| BenchError::Setup(format!("{}: {e}", dir.display())))?;
@@ -215,13 +223,16 @@ pub fn run(config: &FaultConfig) -> Result<FaultReport, BenchError> {
         let mut tasks = Vec::new();
         let mut fault_tasks = Vec::new();
         for _ in 0..config.clients {
-            let (client, dicom, tally, stop) = (client.clone(), Arc::clone(&dicom), Arc::clone(&tally), Arc::clone(&stop_good));
-            let (sigterm_at, results, in_flight) = (Arc::clone(&sigterm_at), Arc::clone(&sigterm_results), Arc::clone(&in_flight_at_sigterm));
+            let (client, dicom, tally, stop) =
+                (client.clone(), Arc::clone(&dicom), Arc::clone(&tally), Arc::clone(&stop_good));
+            let (sigterm_at, results, in_flight) =
+                (Arc::clone(&sigterm_at), Arc::clone(&sigterm_results), Arc::clone(&in_flight_at_sigterm));
             let url = format!("http://{addr}/predict");
             tasks.push(tokio::spawn(async move {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                     let sent_at = Instant::now();
-                    let answer = client.post(&url).header("content-type", "application/dicom").body(dicom.to_vec()).send().await;
+                    let answer =
+                        client.post(&url).header("content-type", "application/dicom").body(dicom.to_vec()).send().await;
                     let before_sigterm = sigterm_at.lock().unwrap().is_some_and(|t| sent_at < t);
                     let after_sigterm = sigterm_at.lock().unwrap().is_some();
                     let outcome = match &answer {
@@ -255,12 +266,30 @@ pub fn run(config: &FaultConfig) -> Result<FaultReport, BenchError> {
                         }
                         _ => {
                             let (path, ctype, body): (String, &str, Vec<u8>) = match fault {
-                                Fault::RandomBytes => ("/predict".into(), "application/octet-stream", (0..4096u32).map(|x| (x.wrapping_mul(2654435761) >> 13) as u8).collect()),
-                                Fault::TruncatedDicom => ("/predict".into(), "application/dicom", dicom[..dicom.len() / 2].to_vec()),
-                                Fault::UnknownModel => ("/predict?model=mri".into(), "application/dicom", dicom.to_vec()),
-                                _ => ("/v2/models/gray/infer".into(), "application/json", br#"{"inputs": [{"name": "image"}]}"#.to_vec()),
+                                Fault::RandomBytes => (
+                                    "/predict".into(),
+                                    "application/octet-stream",
+                                    (0..4096u32).map(|x| (x.wrapping_mul(2654435761) >> 13) as u8).collect(),
+                                ),
+                                Fault::TruncatedDicom => {
+                                    ("/predict".into(), "application/dicom", dicom[..dicom.len() / 2].to_vec())
+                                }
+                                Fault::UnknownModel => {
+                                    ("/predict?model=mri".into(), "application/dicom", dicom.to_vec())
+                                }
+                                _ => (
+                                    "/v2/models/gray/infer".into(),
+                                    "application/json",
+                                    br#"{"inputs": [{"name": "image"}]}"#.to_vec(),
+                                ),
                             };
-                            match client.post(format!("http://{addr}{path}")).header("content-type", ctype).body(body).send().await {
+                            match client
+                                .post(format!("http://{addr}{path}"))
+                                .header("content-type", ctype)
+                                .body(body)
+                                .send()
+                                .await
+                            {
                                 Ok(r) => r.status().as_u16().to_string(),
                                 Err(_) => "error: transport".into(),
                             }
@@ -348,7 +377,8 @@ pub fn run(config: &FaultConfig) -> Result<FaultReport, BenchError> {
 impl FaultReport {
     /// The markdown summary.
     pub fn markdown(&self) -> String {
-        let mut out = format!("### cxr-faultload ({:.0} s)\n\n| requests | outcome | count |\n|---|---|---|\n", self.duration_s);
+        let mut out =
+            format!("### cxr-faultload ({:.0} s)\n\n| requests | outcome | count |\n|---|---|---|\n", self.duration_s);
         for (outcome, n) in &self.tally.good {
             out.push_str(&format!("| good (DICOM /predict) | {outcome} | {n} |\n"));
         }

@@ -15,7 +15,7 @@
 //! Python reference, cxr-serve with the DICOM against raw ONNX Runtime at the sweep's best options and batch size, so
 //! that the development VM's drifting speed (~10 % over tens of seconds) hits both sides of each ratio alike.
 //!
-//! [`report`] turns the measurements into ratios against the targets of issue 10, a markdown table and JSON.
+//! [`report`] turns the measurements into ratios against the targets (BENCHMARKS.md "Targets"), a markdown table and JSON.
 //! This is a benchmark, not a test: it reports whatever it measures and never fails on a missed target.
 
 pub mod config;

@@ -1,5 +1,5 @@
 //! The results of one run ([`Report`], written as JSON) and their markdown rendering: the summary table, the
-//! ratios against the targets of issue 10, the server's time breakdown, gray/color next to the paper's Table 4, and
+//! ratios against the targets (BENCHMARKS.md), the server's time breakdown, gray/color next to the paper's Table 4, and
 //! the soak.
 
 use std::fmt::Write as _;
@@ -210,7 +210,7 @@ pub struct PythonModel {
     pub max_abs_diff_vs_server: Option<f64>,
 }
 
-/// The ratios of one model that the issue's targets are about.
+/// The ratios of one model that the targets (BENCHMARKS.md "Targets") are about.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelRatios {
     pub model: ModelVariant,
@@ -254,7 +254,7 @@ pub struct GrayOverColor {
     pub paper_latency: f64,
 }
 
-/// One target of the issue against the measurement.
+/// One target (BENCHMARKS.md "Targets") against the measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetCheck {
     pub name: String,
@@ -391,9 +391,13 @@ impl Report {
             check("decode+preprocess / inference, DICOM 1024² (%)", m, r.decode_preprocess_pct_dicom, "<= 5 %", |v| {
                 v <= 5.0
             });
-            check("server p50 with explain=cam / without (PNG, c=1), alternating", m, r.explain_cam_over_plain, "<= 1.05", |v| {
-                v <= 1.05
-            });
+            check(
+                "server p50 with explain=cam / without (PNG, c=1), alternating",
+                m,
+                r.explain_cam_over_plain,
+                "<= 1.05",
+                |v| v <= 1.05,
+            );
         }
         if let Some(soak) = &self.soak {
             // Within 5 % either way.
@@ -509,7 +513,7 @@ impl Report {
 
         // Ratios and targets.
         out.push_str(
-            "\nRatios against the targets of issue 10 (ORT-default anchors):\n\n| ratio | target | color | gray |\n|---|---|---|---|\n",
+            "\nRatios against the targets (ORT-default anchors):\n\n| ratio | target | color | gray |\n|---|---|---|---|\n",
         );
         let names: Vec<(&str, &str)> = {
             let mut seen = Vec::new();
@@ -554,7 +558,10 @@ impl Report {
         let (c, g) = extra(|r| r.server_inference_over_raw_b1);
         let _ = writeln!(out, "| server `timing_ms.inference` (PNG, c=1) / raw batch-1 | (info) | {c} | {g} |");
         let (c, g) = extra(|r| r.explain_overlay_over_plain);
-        let _ = writeln!(out, "| server p50 with explain=cam&overlay=png (3 PNGs) / without (PNG, c=1) | (info) | {c} | {g} |");
+        let _ = writeln!(
+            out,
+            "| server p50 with explain=cam&overlay=png (3 PNGs) / without (PNG, c=1) | (info) | {c} | {g} |"
+        );
         let (c, g) = extra(|r| r.python_p50_over_server_p50);
         let _ = writeln!(out, "| Python p50 / server p50 (PNG, c=1) | (info) | {c} | {g} |");
 

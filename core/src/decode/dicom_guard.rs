@@ -228,7 +228,10 @@ impl Walker<'_> {
                     self.big_endian = big_endian;
                     flow?
                 } else {
-                    return Err(format!("an undefined length on an element that cannot have one (tag {:04X},{:04X})", tag.0, tag.1));
+                    return Err(format!(
+                        "an undefined length on an element that cannot have one (tag {:04X},{:04X})",
+                        tag.0, tag.1
+                    ));
                 }
             } else if is_sequence {
                 let seq_end = self.checked_end(len, end)?;
@@ -295,7 +298,12 @@ impl Walker<'_> {
             match tag {
                 ITEM if len != UNDEFINED => self.skip(len, end)?,
                 SEQUENCE_DELIMITER => return Ok(Flow::Continue),
-                _ => return Err(format!("a tag out of place among the pixel data fragments at offset {}", self.pos - 8)),
+                _ => {
+                    return Err(format!(
+                        "a tag out of place among the pixel data fragments at offset {}",
+                        self.pos - 8
+                    ));
+                }
             }
         }
     }

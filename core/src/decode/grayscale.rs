@@ -261,7 +261,6 @@ fn window(x: f64, c: f64, w: f64, function: VoiFunction) -> f64 {
     }
 }
 
-
 /// Calls `f` with the raw container value of each of the first `pixels` samples of an 8- or 16-bit buffer
 /// (native byte order), stopping early if the buffer is shorter.
 #[inline]

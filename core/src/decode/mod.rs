@@ -41,7 +41,6 @@ mod jpeg_markers;
 mod png_gray;
 mod raster;
 
-
 use serde::Serialize;
 
 use crate::image::GrayImage;

@@ -37,11 +37,16 @@ pub(super) fn decode_with_image(
 
 /// The R, G and B planes in [0, 1] (a gray file gives three equal planes). For training on color photographs
 /// (ImageNet pretraining); X-rays always go through [`decode`].
-pub(super) fn decode_rgb(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Result<[GrayImage; 3], DecodeError> {
+pub(super) fn decode_rgb(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &DecodeLimits,
+) -> Result<[GrayImage; 3], DecodeError> {
     let (dynamic, info) = decode_dynamic(bytes, format, limits)?;
     let rgb = dynamic.into_rgb32f();
     let plane = |c: usize| {
-        let data = rgb.as_raw().chunks_exact(3).map(|p| if p[c].is_nan() { 0.0 } else { p[c].clamp(0.0, 1.0) }).collect();
+        let data =
+            rgb.as_raw().chunks_exact(3).map(|p| if p[c].is_nan() { 0.0 } else { p[c].clamp(0.0, 1.0) }).collect();
         GrayImage::new(info.width, info.height, data)
             .map_err(|_| DecodeError::corrupt(format, "decoded buffer does not match the image size"))
     };

@@ -7,7 +7,8 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,jpeg2k=warn,burn_train=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,jpeg2k=warn,burn_train=warn".into()),
         )
         .init();
     match cxr_train::cli::run(cxr_train::cli::Cli::parse()) {

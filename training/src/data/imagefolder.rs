@@ -23,7 +23,9 @@ pub struct ImageFolder {
 }
 
 fn is_image(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
@@ -163,15 +165,16 @@ fn distort_color(rgb: &mut [Vec<f32>; 3], rng: &mut StdRng) {
     };
     let apply_hue = |rgb: &mut [Vec<f32>; 3]| {
         let (s, c) = hue.sin_cos();
-        for i in 0..n {
-            let (r, g, b) = (rgb[0][i], rgb[1][i], rgb[2][i]);
+        let [red, green, blue] = rgb;
+        for ((red, green), blue) in red.iter_mut().zip(green.iter_mut()).zip(blue.iter_mut()).take(n) {
+            let (r, g, b) = (*red, *green, *blue);
             let y = LUMA[0] * r + LUMA[1] * g + LUMA[2] * b;
             let iq_i = 0.596 * r - 0.274 * g - 0.322 * b;
             let iq_q = 0.211 * r - 0.523 * g + 0.312 * b;
             let (i2, q2) = (iq_i * c - iq_q * s, iq_i * s + iq_q * c);
-            rgb[0][i] = y + 0.956 * i2 + 0.621 * q2;
-            rgb[1][i] = y - 0.272 * i2 - 0.647 * q2;
-            rgb[2][i] = y - 1.106 * i2 + 1.703 * q2;
+            *red = y + 0.956 * i2 + 0.621 * q2;
+            *green = y - 0.272 * i2 - 0.647 * q2;
+            *blue = y - 1.106 * i2 + 1.703 * q2;
         }
     };
     let apply_contrast = |rgb: &mut [Vec<f32>; 3]| {

@@ -132,7 +132,8 @@ pub fn read_metadata(path: &Path) -> Result<HashMap<String, ImageMeta>, DataErro
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| DataError::csv(path, e))?.clone();
     let column = |name: &str| headers.iter().position(|h| h == name);
-    let missing = |name: &str| DataError::Format { path: path.display().to_string(), problem: format!("no `{name}` column") };
+    let missing =
+        |name: &str| DataError::Format { path: path.display().to_string(), problem: format!("no `{name}` column") };
     let id = column("imageid").ok_or_else(|| missing("imageid"))?;
     let patient = column("Patient ID").ok_or_else(|| missing("Patient ID"))?;
     let view = column("View Position").ok_or_else(|| missing("View Position"))?;

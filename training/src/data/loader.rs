@@ -292,7 +292,10 @@ mod tests {
         assert_eq!(bad, ["corrupt.png", "missing.png"]);
         // Another epoch has another order; the same epoch again is identical.
         assert_ne!(one.order(0), one.order(1));
-        assert_eq!(collect(&one, 1).iter().map(|b| &b.images).collect::<Vec<_>>(), collect(&four, 1).iter().map(|b| &b.images).collect::<Vec<_>>());
+        assert_eq!(
+            collect(&one, 1).iter().map(|b| &b.images).collect::<Vec<_>>(),
+            collect(&four, 1).iter().map(|b| &b.images).collect::<Vec<_>>()
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 
@@ -304,7 +307,10 @@ mod tests {
         let err = loader.epoch(0).find_map(Result::err).expect("the epoch fails");
         let text = err.to_string();
         assert!(matches!(err, DataError::TooManyBad { .. }), "{text}");
-        assert!(text.contains("--max-bad-fraction") && (text.contains("corrupt.png") || text.contains("missing.png")), "{text}");
+        assert!(
+            text.contains("--max-bad-fraction") && (text.contains("corrupt.png") || text.contains("missing.png")),
+            "{text}"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

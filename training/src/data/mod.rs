@@ -60,7 +60,8 @@ pub fn read_text(path: &Path) -> Result<String, DataError> {
     } else {
         bytes
     };
-    String::from_utf8(bytes).map_err(|_| DataError::Format { path: path.display().to_string(), problem: "not UTF-8".into() })
+    String::from_utf8(bytes)
+        .map_err(|_| DataError::Format { path: path.display().to_string(), problem: "not UTF-8".into() })
 }
 
 /// Indices of records in each subset.
@@ -158,4 +159,3 @@ pub fn fingerprint(samples: &[Sample]) -> String {
     }
     format!("fnv1a64:{:016x}:{}", hash.0, samples.len())
 }
-

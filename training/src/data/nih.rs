@@ -46,7 +46,10 @@ pub fn read_nih_csv(path: &Path) -> Result<Vec<NihRecord>, DataError> {
     for (line, row) in reader.records().enumerate() {
         let row = row.map_err(|e| DataError::csv(path, e))?;
         let field = |i: usize| row.get(i).unwrap_or("").trim();
-        let bad = |problem: String| DataError::Format { path: path.display().to_string(), problem: format!("row {}: {problem}", line + 2) };
+        let bad = |problem: String| DataError::Format {
+            path: path.display().to_string(),
+            problem: format!("row {}: {problem}", line + 2),
+        };
         let mut labels = [false; NUM_LABELS];
         let findings = field(labels_col);
         if findings != "No Finding" {
@@ -55,8 +58,14 @@ pub fn read_nih_csv(path: &Path) -> Result<Vec<NihRecord>, DataError> {
                 labels[i] = true;
             }
         }
-        let patient = field(patient_col).parse().map_err(|_| bad(format!("bad Patient ID `{}`", field(patient_col))))?;
-        records.push(NihRecord { image: field(image_col).to_string(), labels, patient, view: field(view_col).to_string() });
+        let patient =
+            field(patient_col).parse().map_err(|_| bad(format!("bad Patient ID `{}`", field(patient_col))))?;
+        records.push(NihRecord {
+            image: field(image_col).to_string(),
+            labels,
+            patient,
+            view: field(view_col).to_string(),
+        });
     }
     Ok(records)
 }

@@ -30,7 +30,11 @@ pub fn training_throughput(
     let mut model = InceptionV3Config::for_variant(variant, NUM_LABELS).init_seeded(1, &device);
     let mut optim = RmsPropConfig::new().with_alpha(0.9).with_momentum(0.9).with_epsilon(1.0).init();
     let loss_fn = BinaryCrossEntropyLossConfig::new().with_logits(true).init(&device);
-    let x = Tensor::<4>::random([batch, variant.channels(), input_size, input_size], Distribution::Normal(0.0, 1.0), &device);
+    let x = Tensor::<4>::random(
+        [batch, variant.channels(), input_size, input_size],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
     let y = Tensor::<2, Int>::zeros([batch, NUM_LABELS], &device);
     let mut started = Instant::now();
     for step in 0..=steps {
@@ -145,9 +149,10 @@ pub fn pytorch_training_throughput(
         command.arg("--channels-last");
     }
     // PyTorch's warnings go to our stderr; stdout carries the one JSON line.
-    let output = command.stderr(std::process::Stdio::inherit()).output().map_err(|e| {
-        TrainError::Config(format!("cannot run {} for the PyTorch side: {e}", side.python.display()))
-    })?;
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| TrainError::Config(format!("cannot run {} for the PyTorch side: {e}", side.python.display())))?;
     if !output.status.success() {
         return Err(TrainError::Training(Cause::Check(format!(
             "the PyTorch side ({}) failed with {}; it needs torch and torchvision (pip install torch==2.9.0 \
@@ -196,14 +201,19 @@ pub fn print_table(config: &BenchConfig, device: &Device) -> Result<(), TrainErr
             match &config.pytorch {
                 Some(side) => {
                     let torch = pytorch_training_throughput(side, variant, batch, *input_size, *steps)?;
-                    println!("| training step (fwd + bwd + RMSProp) | {device_name} | {variant} | {batch} | {input_size}² | {rate:.2} | {torch:.2} | {:.2}× |", rate / torch);
+                    println!(
+                        "| training step (fwd + bwd + RMSProp) | {device_name} | {variant} | {batch} | {input_size}² | {rate:.2} | {torch:.2} | {:.2}× |",
+                        rate / torch
+                    );
                     row["pytorch_images_per_second"] = torch.into();
                     row["pytorch_device"] = side.device.clone().into();
                     row["pytorch_precision"] = side.precision.clone().into();
                     row["pytorch_threads"] = side.threads.into();
                     row["ratio"] = (rate / torch).into();
                 }
-                None => println!("| training step (fwd + bwd + RMSProp) | {device_name} | {variant} | {batch} | {input_size}² | {rate:.2} |"),
+                None => println!(
+                    "| training step (fwd + bwd + RMSProp) | {device_name} | {variant} | {batch} | {input_size}² | {rate:.2} |"
+                ),
             }
             rows.push(row);
         }
@@ -220,7 +230,10 @@ pub fn print_table(config: &BenchConfig, device: &Device) -> Result<(), TrainErr
         for (what, augment) in loaders {
             for variant in ModelVariant::ALL {
                 let rate = loader_throughput(&files, 4 * files.len(), variant, augment, *workers)?;
-                println!("| {what}, {} files, {workers} threads | cpu | {variant} | 32 | 299² | {rate:.1} |", files.len());
+                println!(
+                    "| {what}, {} files, {workers} threads | cpu | {variant} | 32 | 299² | {rate:.1} |",
+                    files.len()
+                );
                 rows.push(serde_json::json!({
                     "what": what, "variant": variant.as_str(), "workers": workers, "images_per_second": rate,
                 }));

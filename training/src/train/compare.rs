@@ -26,8 +26,7 @@ pub fn compare_runs(a: &Path, b: &Path, out: &Path) -> Result<String, TrainError
     let truth: Vec<Vec<bool>> = ks.iter().map(|&k| pa.column(k).0).collect();
     let sa: Vec<Vec<f64>> = ks.iter().map(|&k| pa.column(k).1).collect();
     let sb: Vec<Vec<f64>> = ks.iter().map(|&k| pb.column(k).1).collect();
-    let rows: Vec<ComparisonRow> =
-        compare_models(&labels, &truth, &sa, &sb)?;
+    let rows: Vec<ComparisonRow> = compare_models(&labels, &truth, &sa, &sb)?;
     let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
     let markdown = comparison_markdown(&rows, &name(a), &name(b));
     std::fs::create_dir_all(out).map_err(|e| TrainError::run_dir(out, e))?;

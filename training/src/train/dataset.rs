@@ -1,9 +1,9 @@
 //! From a run's [`DatasetSpec`] to its train / validation / test sample lists, so that training, `evaluate` and
 //! `export` all rebuild the same split from `config.json`.
 
+use crate::data::imagefolder::{scan_class_folders, scan_flat_with_ground_truth};
 use crate::data::indiana;
 use crate::data::nih;
-use crate::data::imagefolder::{scan_class_folders, scan_flat_with_ground_truth};
 use crate::data::{DataError, Sample, Split, Target};
 
 use super::{DatasetSpec, Splits};
@@ -68,7 +68,10 @@ pub fn splits_for(spec: &DatasetSpec) -> Result<Splits, DataError> {
             };
             let samples = records
                 .iter()
-                .map(|r| Sample { path: nih_image_path(images, &r.image), target: Target::MultiLabel(r.targets().to_vec()) })
+                .map(|r| Sample {
+                    path: nih_image_path(images, &r.image),
+                    target: Target::MultiLabel(r.targets().to_vec()),
+                })
                 .collect();
             Ok(from_split(samples, &split))
         }
@@ -84,7 +87,8 @@ pub fn splits_for(spec: &DatasetSpec) -> Result<Splits, DataError> {
         }
         DatasetSpec::Imported { source, .. } => Err(DataError::Format {
             path: source.display().to_string(),
-            problem: "an imported model has no dataset to evaluate on; fine-tune it first (finetune --init-from)".into(),
+            problem: "an imported model has no dataset to evaluate on; fine-tune it first (finetune --init-from)"
+                .into(),
         }),
     }
 }

@@ -63,8 +63,7 @@ impl Predictions {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::run_dir(path, e))?;
         let mut lines = text.lines();
         let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-        let classes: Vec<String> =
-            header.iter().filter_map(|h| h.strip_prefix("truth_")).map(str::to_string).collect();
+        let classes: Vec<String> = header.iter().filter_map(|h| h.strip_prefix("truth_")).map(str::to_string).collect();
         let k = classes.len();
         if k == 0 || header.len() != 1 + 2 * k {
             return Err(TrainError::run_dir(path, "not a predictions file (image, truth_*, score_* columns)"));
@@ -166,7 +165,9 @@ pub fn evaluate_run(dir: &Path, device: &Device) -> Result<RunEvaluation, TrainE
     let (config, net) = load_best(dir, device)?;
     let splits = splits_for(&config.dataset)?;
     if splits.test.is_empty() {
-        return Err(TrainError::Config("this run's dataset has no test split (pretraining is measured on validation)".into()));
+        return Err(TrainError::Config(
+            "this run's dataset has no test split (pretraining is measured on validation)".into(),
+        ));
     }
     let val = predict(&net, &config, &splits.val, device)?;
     let test = predict(&net, &config, &splits.test, device)?;

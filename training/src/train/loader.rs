@@ -26,12 +26,25 @@ pub struct BurnLoader {
 impl BurnLoader {
     /// `first_epoch`: the epoch the first `iter()` is (non-zero when resuming).
     pub fn new(loader: Loader, task: Task, num_classes: usize, device: Device, first_epoch: usize) -> Self {
-        BurnLoader { loader: Arc::new(loader), task, num_classes, device, epoch: Arc::new(AtomicUsize::new(first_epoch)) }
+        BurnLoader {
+            loader: Arc::new(loader),
+            task,
+            num_classes,
+            device,
+            epoch: Arc::new(AtomicUsize::new(first_epoch)),
+        }
     }
 }
 
 /// Moves one batch to `device` as tensors.
-pub fn to_tensors(batch: Batch, task: Task, num_classes: usize, size: usize, channels: usize, device: &Device) -> TrainBatch {
+pub fn to_tensors(
+    batch: Batch,
+    task: Task,
+    num_classes: usize,
+    size: usize,
+    channels: usize,
+    device: &Device,
+) -> TrainBatch {
     let n = batch.len();
     let images = Tensor::<4>::from_data(TensorData::new(batch.images, [n, channels, size, size]), device);
     let (classes, labels) = if task.is_softmax() {

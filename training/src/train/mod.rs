@@ -29,14 +29,14 @@ use burn::train::{
     ExecutionStrategy, Learner, MetricEarlyStoppingStrategy, MultiDeviceOptim, StoppingCondition, SupervisedTraining,
 };
 
-pub use crate::run::{
-    BestCheckpoint, DatasetSpec, Fingerprints, OptimizerKind, Task, TrainConfig, TrainError, load_best,
-};
+use crate::cause::Cause;
 use crate::data::loader::Loader;
 use crate::data::{Sample, fingerprint};
 use crate::model::InceptionV3;
-use crate::cause::Cause;
 use crate::run::PRODUCER;
+pub use crate::run::{
+    BestCheckpoint, DatasetSpec, Fingerprints, OptimizerKind, Task, TrainConfig, TrainError, load_best,
+};
 use loader::BurnLoader;
 use renderer::ProgressRenderer;
 use steps::{MultiLabelClassifier, SoftmaxClassifier};
@@ -86,10 +86,8 @@ pub fn validation_losses(dir: &Path) -> Vec<(usize, f64)> {
     for epoch in 1.. {
         let path = dir.join("valid").join(format!("epoch-{epoch}")).join("Loss.log");
         let Ok(text) = std::fs::read_to_string(&path) else { break };
-        let final_value = text
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_suffix(",final").and_then(|v| v.trim().parse::<f64>().ok()));
+        let final_value =
+            text.lines().rev().find_map(|l| l.strip_suffix(",final").and_then(|v| v.trim().parse::<f64>().ok()));
         if let Some(v) = final_value {
             out.push((epoch, v));
         }
@@ -136,7 +134,8 @@ pub fn train(
     let train_loader = Loader::new(splits.train.clone(), config.loader_config(true))?;
     let val_loader = Loader::new(splits.val.clone(), config.loader_config(false))?;
     let iters_per_epoch = train_loader.batches_per_epoch();
-    let train_dl = Arc::new(BurnLoader::new(train_loader, config.task, config.num_classes, device.clone(), start_epoch));
+    let train_dl =
+        Arc::new(BurnLoader::new(train_loader, config.task, config.num_classes, device.clone(), start_epoch));
     let val_dl = Arc::new(BurnLoader::new(val_loader, config.task, config.num_classes, device.clone(), 0));
 
     let scheduler = StepLrSchedulerConfig::new(config.learning_rate, (config.lr_decay_epochs * iters_per_epoch).max(1))
@@ -193,7 +192,8 @@ pub fn train(
     }
 
     if config.task.is_softmax() {
-        let training = SupervisedTraining::new(dir, train_dl, val_dl).metrics((LossMetric::new(), AccuracyMetric::new()));
+        let training =
+            SupervisedTraining::new(dir, train_dl, val_dl).metrics((LossMetric::new(), AccuracyMetric::new()));
         let training = if config.num_classes > 5 {
             training.metric_train_numeric(TopKAccuracyMetric::new(5)).metric_valid_numeric(TopKAccuracyMetric::new(5))
         } else {
@@ -239,18 +239,16 @@ pub fn save_reproducible(net: InceptionV3, path: &Path) -> Result<(), Cause> {
     let bytes = net.into_record().into_bytes()?;
     let reader = burn_pack::Reader::from_bytes(bytes)?;
     let (metadata, scalars) = (reader.metadata().clone(), reader.scalars().clone());
-    let tensors = reader
-        .into_tensors()
-        .and_then(|tensors| {
-            tensors
-                .into_iter()
-                .map(|t| {
-                    let (name, dtype, shape, _random_id, bytes) = t.into_parts()?;
-                    let id = crate::hash::Fnv1a::hash(name.as_bytes());
-                    Ok(burn_pack::Tensor::new(name, dtype, shape, Some(id), bytes))
-                })
-                .collect::<Result<Vec<_>, burn_pack::Error>>()
-        })?;
+    let tensors = reader.into_tensors().and_then(|tensors| {
+        tensors
+            .into_iter()
+            .map(|t| {
+                let (name, dtype, shape, _random_id, bytes) = t.into_parts()?;
+                let id = crate::hash::Fnv1a::hash(name.as_bytes());
+                Ok(burn_pack::Tensor::new(name, dtype, shape, Some(id), bytes))
+            })
+            .collect::<Result<Vec<_>, burn_pack::Error>>()
+    })?;
     let writer = metadata.iter().fold(burn_pack::Writer::new(tensors), |w, (k, v)| w.with_metadata(k, v));
     let writer = scalars.into_iter().fold(writer, |w, (k, v)| w.with_scalar(&k, v));
     Ok(writer.write_to_file(path)?)
@@ -283,7 +281,9 @@ pub fn default_workers() -> usize {
 /// One device of [`devices`].
 pub fn device(name: &str) -> Result<Device, TrainError> {
     let (kind, index) = match name.split_once(':') {
-        Some((k, i)) => (k, i.parse::<usize>().map_err(|_| TrainError::Config(format!("bad device index in `{name}`")))?),
+        Some((k, i)) => {
+            (k, i.parse::<usize>().map_err(|_| TrainError::Config(format!("bad device index in `{name}`")))?)
+        }
         None => (name, 0),
     };
     if matches!(kind, "flex" | "cpu") {

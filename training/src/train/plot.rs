@@ -24,7 +24,8 @@ const FONT_CANDIDATES: [&str; 4] = [
 fn font_available() -> bool {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     *REGISTERED.get_or_init(|| {
-        let candidates = std::env::var("CXR_FONT").ok().into_iter().chain(FONT_CANDIDATES.iter().map(|s| s.to_string()));
+        let candidates =
+            std::env::var("CXR_FONT").ok().into_iter().chain(FONT_CANDIDATES.iter().map(|s| s.to_string()));
         for path in candidates {
             if let Ok(bytes) = std::fs::read(&path) {
                 // plotters keeps registered fonts for the life of the process.
@@ -64,9 +65,7 @@ pub fn roc_png(path: &Path, title: &str, curves: &[Curve<'_>]) -> Result<(), Cau
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw().map_err(Cause::other)?;
-    chart
-        .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))
-        .map_err(Cause::other)?;
+    chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(Cause::other)?;
     let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
     for (curve, color) in curves.iter().zip(colors.iter().cycle()) {
         let style = color.stroke_width(2);

@@ -62,8 +62,10 @@ impl MultiLabelClassifier {
     fn forward_loss(&self, batch: TrainBatch) -> MultiLabelClassificationOutput {
         let targets = batch.labels.expect("multi-label batches carry label rows");
         let logits = self.net.forward(batch.images);
-        let loss =
-            BinaryCrossEntropyLossConfig::new().with_logits(true).init(&logits.device()).forward(logits.clone(), targets.clone());
+        let loss = BinaryCrossEntropyLossConfig::new()
+            .with_logits(true)
+            .init(&logits.device())
+            .forward(logits.clone(), targets.clone());
         MultiLabelClassificationOutput::new(loss, logits, targets)
     }
 }

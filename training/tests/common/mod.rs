@@ -103,7 +103,11 @@ pub fn imagefolder(root: &Path, rng: &mut StdRng) {
                 let img = image::RgbImage::from_fn(SIDE, SIDE, |x, y| {
                     let (dx, dy) = (x as f32 - 32.0, y as f32 - 32.0);
                     let r = (dx * dx + dy * dy).sqrt();
-                    let on = if class == "ring" { (12.0..18.0).contains(&r) } else { (28..36).contains(&y) && (8..56).contains(&x) };
+                    let on = if class == "ring" {
+                        (12.0..18.0).contains(&r)
+                    } else {
+                        (28..36).contains(&y) && (8..56).contains(&x)
+                    };
                     image::Rgb(if on { fg } else { bg })
                 });
                 img.save(dir.join(format!("{class}_{k:03}.png"))).unwrap();
@@ -166,7 +170,6 @@ pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-
 /// A file under the repository's `tests/data`.
 pub fn testdata(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data")).join(rel)
@@ -223,7 +226,12 @@ pub fn ort_probabilities(session: &mut Session, shape: &[usize], data: Vec<f32>)
 }
 
 /// Runs a model and returns the named outputs, each flattened row-major with its shape.
-pub fn ort_outputs(session: &mut Session, shape: &[usize], data: Vec<f32>, names: &[&str]) -> Vec<(Vec<i64>, Vec<f32>)> {
+pub fn ort_outputs(
+    session: &mut Session,
+    shape: &[usize],
+    data: Vec<f32>,
+    names: &[&str],
+) -> Vec<(Vec<i64>, Vec<f32>)> {
     let input = OrtTensor::from_array((shape.to_vec(), data)).expect("input tensor");
     let outputs = session.run(ort::inputs![INPUT_NAME => input]).expect("ORT run");
     names

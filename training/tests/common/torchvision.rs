@@ -95,10 +95,13 @@ pub fn bytes(seed: u64, entry: &Entry) -> Vec<u8> {
 }
 
 /// Which entries to write, and how to change them (for the error-path tests).
-pub type Edit<'a> = &'a dyn Fn(&Entry) -> Vec<(String, Vec<usize>, String, Vec<u8>)>;
+/// One tensor of a state dict file: key, shape, dtype and little-endian bytes.
+pub type Tensor = (String, Vec<usize>, String, Vec<u8>);
+
+pub type Edit<'a> = &'a dyn Fn(&Entry) -> Vec<Tensor>;
 
 /// Keeps every entry as it is.
-pub fn unchanged(seed: u64) -> impl Fn(&Entry) -> Vec<(String, Vec<usize>, String, Vec<u8>)> {
+pub fn unchanged(seed: u64) -> impl Fn(&Entry) -> Vec<Tensor> {
     move |e| vec![(e.key.clone(), e.shape.clone(), e.dtype.clone(), bytes(seed, e))]
 }
 
@@ -116,7 +119,7 @@ pub fn write_safetensors(path: &Path, recorded: &Recorded, edit: Edit) {
         offset += data.len();
     }
     let mut header = serde_json::to_vec(&serde_json::Value::Object(header)).unwrap();
-    while header.len() % 8 != 0 {
+    while !header.len().is_multiple_of(8) {
         header.push(b' ');
     }
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
