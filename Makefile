@@ -24,7 +24,7 @@ all: build
 help:
 	@echo "make run        serve both models on 127.0.0.1:8080 (builds the models first)"
 	@echo "make test       run every test (Rust + Python model checks)"
-	@echo "make lint       rustfmt --check and clippy -D warnings (CI runs it)"
+	@echo "make lint       rustfmt --check, clippy -D warnings and rustdoc -D warnings (CI runs it)"
 	@echo "make docs       regenerate docs/configuration.md from the binaries' --help"
 	@echo "make models     export the seeded color and gray Inception-V3 to $(MODELS_DIR)/ (FP32 + FP16)"
 	@echo "make ort-gpu    fetch onnxruntime-gpu for DEVICE=cuda"
@@ -102,6 +102,7 @@ bench: ort models
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy $(PROFILE) --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc $(PROFILE) --no-deps --workspace
 
 # The option reference: docs/configuration.md is the binaries' --help (clap's long help), written by their unit
 # tests when CXR_UPDATE_DOCS is set; without it, the same tests fail when the file is out of date.

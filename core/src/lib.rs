@@ -5,7 +5,8 @@
 //! - [`image`]: the decoded gray image type every decoder produces.
 //! - [`decode`]: DICOM, PNG and JPEG bytes → [`image::GrayImage`] in [0, 1].
 //! - [`preprocess`]: [`image::GrayImage`] → the normalised `[C, 299, 299]` model input.
-//! - [`keywords`]: the one way keyword enums are parsed and printed ([`keywords!`]).
+//! - [`keywords`](mod@keywords): the one way keyword enums are parsed and printed
+//!   ([`keywords!`](macro@keywords)).
 //! - `clidoc` (feature `clap`): `docs/configuration.md` generated from the binaries' `--help`.
 //! - [`stats`]: the one percentile definition (linear between closest ranks).
 //! - [`cam`]: class activation maps placed on the original image (the letterbox undone) and drawn over it.

@@ -5,7 +5,8 @@
 //! line. Rules that involve several fields are checked by [`Config::validate`] at startup.
 //!
 //! Architecture invariant: this module is the bottom layer of the server. It imports nothing from the rest of the
-//! crate; every other layer may use its plain settings types ([`settings`], [`keys`]).
+//! crate; every other layer may use its plain settings types ([`EngineSettings`] and
+//! the other engine settings, [`ApiKeys`]).
 
 mod keys;
 mod settings;

@@ -121,11 +121,12 @@ pub struct EngineSettings {
     /// cuDNN convolution algorithm search on CUDA (`None`: ONNX Runtime's default, exhaustive).
     pub conv_search: Option<ConvSearch>,
     /// Most jobs stacked into one session run (at least 1); `None` picks the default of the execution provider
-    /// the session actually runs on ([`default_max_batch`]: 8 on the CPU, 64 with CUDA).
+    /// the session actually runs on ([`default_max_batch`](crate::engine::default_max_batch): 8 on the CPU, 64 with CUDA).
     pub max_batch: Option<usize>,
     /// Longest a worker waits for more jobs once it holds one, and only while more are known to be coming.
     pub max_batch_delay: Duration,
-    /// Jobs that may wait in each model's queue (at least 1); `None`: [`default_queue_capacity`] of the model's
+    /// Jobs that may wait in each model's queue (at least 1); `None`:
+    /// [`default_queue_capacity`](crate::engine::default_queue_capacity) of the model's
     /// batch size.
     pub queue_capacity: Option<usize>,
     /// The ONNX Runtime shared library; only the first engine of a process loads it.

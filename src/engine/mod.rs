@@ -2,15 +2,15 @@
 //! requests.
 //!
 //! [`Engine::load`] opens both exported classifiers (`cxr-inception-v3-{color,gray}.onnx`), checks every session
-//! against its model card ([`load`]), runs a warm-up inference and only then returns. Each [`ModelHandle`] feeds its
-//! worker ([`worker`]) through a bounded channel: [`ModelHandle::infer`] never waits for queue space, a full queue is
+//! against its model card (`load.rs`), runs a warm-up inference and only then returns. Each [`ModelHandle`] feeds its
+//! worker (`worker.rs`) through a bounded channel: [`ModelHandle::infer`] never waits for queue space, a full queue is
 //! [`InferError::Overloaded`] at once. The worker stacks up to `max_batch` queued tensors into one `[N, C, H, W]`
 //! input and answers every job on its own oneshot channel.
 //!
 //! A caller that knows a tensor is coming (the image is still being decoded or preprocessed) takes an
 //! [`Admission`] first ([`ModelHandle::admit`]) and submits through it. The worker waits up to `max_batch_delay`
 //! for more jobs only while such admitted-but-not-yet-queued requests exist; otherwise it runs what it has at once,
-//! so a lone request never pays the batching delay (see [`worker`]).
+//! so a lone request never pays the batching delay (see `worker.rs`).
 //!
 //! Each worker reports queue waits, batch sizes, inference times and dropped jobs to a [`WorkerObserver`] of its
 //! model ([`Engine::load_observed`]); the telemetry layer implements it, so the engine knows nothing of Prometheus.

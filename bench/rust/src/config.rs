@@ -132,7 +132,7 @@ pub struct BenchConfig {
     #[arg(long)]
     pub soak_minutes: Option<f64>,
 
-    /// Where to write the JSON results (default: bench-results/<UTC timestamp>.json).
+    /// Where to write the JSON results (default: `bench-results/<UTC timestamp>.json`).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

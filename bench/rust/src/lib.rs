@@ -11,7 +11,7 @@
 //! 3. **the Python reference** (`bench/python/reference_server.py`: FastAPI + uvicorn + onnxruntime + Pillow/numpy),
 //!    one process per model started beside the idle cxr-serve, under the same client with the same PNG.
 //!
-//! Saturated throughput is measured in windows that alternate ([`alternate`]): cxr-serve with the PNG against the
+//! Saturated throughput is measured in windows that alternate (`alternate`): cxr-serve with the PNG against the
 //! Python reference, cxr-serve with the DICOM against raw ONNX Runtime at the sweep's best options and batch size, so
 //! that the development VM's drifting speed (~10 % over tens of seconds) hits both sides of each ratio alike.
 //!

@@ -4,7 +4,7 @@
 //! - **ONNX Runtime's defaults** (`Session::builder().commit_from_file()`, nothing set: ORT picks the intra-op
 //!   threads — one per physical core — and spins), what a user gets without tuning;
 //! - **defaults with one intra-op thread per logical CPU**, in case that is the better setting on the machine;
-//! - **the server's options**, built by the server's own [`open_session`](cxr_serve::engine::open_session) from
+//! - **the server's options**, built by the server's own [`open_session`] from
 //!   the [`EngineSettings`] its command line gives (kept to show what the server's settings cost or gain).
 //!
 //! The bench process's ONNX Runtime environment has no global thread pool, so every session here owns its threads.
