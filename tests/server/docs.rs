@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use cxr_serve::api::OPENAPI_YAML;
 use cxr_serve::{Endpoint, ProblemKind};
 use serde_yaml::Value;
-
 use tower::ServiceExt;
+
+use crate::helpers::{CRATE_DIR, repository_files};
 
 fn document() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml");
@@ -84,35 +85,22 @@ async fn the_served_document_is_the_file() {
     assert_eq!(OPENAPI_YAML, file);
 }
 
-/// Every file the codemap must name: the `.rs` files of the four crates' sources, their tests and benches, the
-/// scripts and the Python checks, as paths from the repository root.
+/// Every file the codemap must name: the `.rs` files of the four crates' sources, the scripts and the Python
+/// checks, as paths from the repository root.
 fn codemap_files() -> Vec<String> {
-    fn walk(root: &std::path::Path, dir: &str, keep: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { return };
-        for entry in entries.map(Result::unwrap) {
-            let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
-            if entry.path().is_dir() {
-                walk(root, &path, keep, out);
-            } else if keep(&path) {
-                out.push(path);
-            }
-        }
-    }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let rust = |p: &str| p.ends_with(".rs");
-    let mut files = Vec::new();
-    for dir in ["src", "core/src", "training/src", "bench/rust/src"] {
-        walk(root, dir, &rust, &mut files);
-    }
-    walk(root, "scripts", &|p: &str| p.ends_with(".sh"), &mut files);
-    walk(root, "tests/python", &|p: &str| p.ends_with(".py") || p.ends_with(".sh"), &mut files);
-    files.sort();
+    let mut files: Vec<String> = ["src", "core/src", "training/src", "bench/rust/src"]
+        .iter()
+        .flat_map(|dir| repository_files(dir, &rust))
+        .collect();
+    files.extend(repository_files("scripts", &|p: &str| p.ends_with(".sh")));
+    files.extend(repository_files("tests/python", &|p: &str| p.ends_with(".py") || p.ends_with(".sh")));
     files
 }
 
 #[test]
 fn the_codemap_names_every_source_file_and_only_existing_ones() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::Path::new(CRATE_DIR);
     let text = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let files = codemap_files();
     assert!(files.len() > 80, "found only {} files", files.len());

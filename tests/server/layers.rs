@@ -9,9 +9,9 @@
 //! which is above every layer. Rust's own module tree allows all of these imports: the layering is ours.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-const CRATE_DIR: &str = env!("CARGO_MANIFEST_DIR");
+use crate::helpers::{CRATE_DIR, repository_files};
 
 /// One layer table of `ARCHITECTURE.md`: module path (`a::b`) → layer number.
 type Layers = BTreeMap<String, usize>;
@@ -274,32 +274,21 @@ fn cycles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
 
 /// Every `.rs` file of a crate's `src/` as `(module path, source)`; binary roots (`main.rs`, `bin/`) are left out
 /// (they use the library by its crate name, never `crate::`).
-fn crate_files(src: &Path) -> Vec<(Vec<String>, String)> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    let mut paths = Vec::new();
-    walk(src, &mut paths);
-    paths.sort();
-    paths
+fn crate_files(src: &str) -> Vec<(Vec<String>, String)> {
+    let files = repository_files(src, &|p: &str| p.ends_with(".rs"));
+    assert!(!files.is_empty(), "no sources below {src}");
+    files
         .into_iter()
         .filter_map(|path| {
-            let relative = path.strip_prefix(src).unwrap().with_extension("");
-            let mut module: Vec<String> = relative.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+            let relative = path.strip_prefix(&format!("{src}/")).unwrap().strip_suffix(".rs").unwrap();
+            let mut module: Vec<String> = relative.split('/').map(str::to_string).collect();
             if module.first().is_some_and(|m| m == "bin") || module == ["main"] {
                 return None;
             }
             if module.last().is_some_and(|m| m == "mod" || m == "lib") {
                 module.pop();
             }
-            Some((module, std::fs::read_to_string(&path).unwrap()))
+            Some((module, std::fs::read_to_string(Path::new(CRATE_DIR).join(&path)).unwrap()))
         })
         .collect()
 }
@@ -311,14 +300,14 @@ fn architecture() -> String {
 #[test]
 fn server_modules_import_only_lower_layers() {
     let layers = layer_table(&architecture(), "cxr-serve");
-    let problems = violations(&layers, &crate_files(&Path::new(CRATE_DIR).join("src")));
+    let problems = violations(&layers, &crate_files("src"));
     assert!(problems.is_empty(), "cxr-serve layering (ARCHITECTURE.md):\n{}", problems.join("\n"));
 }
 
 #[test]
 fn training_modules_import_only_lower_layers() {
     let layers = layer_table(&architecture(), "cxr-train");
-    let problems = violations(&layers, &crate_files(&Path::new(CRATE_DIR).join("training/src")));
+    let problems = violations(&layers, &crate_files("training/src"));
     assert!(problems.is_empty(), "cxr-train layering (ARCHITECTURE.md):\n{}", problems.join("\n"));
 }
 
