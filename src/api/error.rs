@@ -21,6 +21,11 @@ use crate::engine::InferError;
 use crate::problem::{PROBLEM_BASE, PROBLEM_CONTENT_TYPE, ProblemKind, RETRY_AFTER_SECS};
 use crate::state::StateError;
 
+/// What a client reads when the server failed, on `/predict` (the problem's `detail`) and `/v2` alike: the error
+/// itself goes to the log, under the request id.
+pub const INTERNAL_DETAIL: &str =
+    "the server failed to handle the request; the request id identifies it in the server log";
+
 /// An RFC 9457 problem details object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
@@ -141,9 +146,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let kind = self.kind();
         let detail = match self {
-            ApiError::Internal(_) => {
-                "the server failed to handle the request; the request id identifies it in the server log".to_string()
-            }
+            ApiError::Internal(_) => INTERNAL_DETAIL.to_string(),
             other => other.to_string(),
         };
         Problem::new(kind, detail)

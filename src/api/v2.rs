@@ -33,7 +33,7 @@ use cxr_core::labels::NUM_LABELS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::error::ApiError;
+use super::error::{ApiError, INTERNAL_DETAIL};
 use crate::engine::{InferError, Maps, ModelHandle, Prediction};
 use crate::problem::{ProblemKind, RETRY_AFTER_SECS};
 use crate::state::AppState;
@@ -70,7 +70,7 @@ impl IntoResponse for V2Error {
     fn into_response(self) -> Response {
         let message = if self.kind == ProblemKind::Internal {
             tracing::error!(error = %self.message, "v2 request failed");
-            INTERNAL_MESSAGE.to_string()
+            INTERNAL_DETAIL.to_string()
         } else {
             tracing::info!(error = %self.message, problem = self.kind.slug(), "v2 request rejected");
             self.message
@@ -82,10 +82,6 @@ impl IntoResponse for V2Error {
         response
     }
 }
-
-/// What a client reads when the server failed (the details are in the server log, under the request id).
-const INTERNAL_MESSAGE: &str =
-    "the server failed to handle the request; the request id identifies it in the server log";
 
 impl From<ApiError> for V2Error {
     fn from(error: ApiError) -> Self {
@@ -470,7 +466,7 @@ mod tests {
         let (status, retry, message) = answer(run).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(retry, None);
-        assert_eq!(message, INTERNAL_MESSAGE);
+        assert_eq!(message, INTERNAL_DETAIL);
         assert!(!message.contains("0xdeadbeef") && !message.contains("onnxruntime"), "{message}");
 
         let (status, _, message) = answer(|| V2Error::internal("cannot serialise the response: secret detail")).await;

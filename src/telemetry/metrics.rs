@@ -434,55 +434,27 @@ pub struct ModelMetrics {
     cold_shapes: IntCounter,
 }
 
-impl ModelMetrics {
+/// The engine's workers report through [`ModelMetrics`].
+impl WorkerObserver for ModelMetrics {
     /// One job's wait between entering the queue and the start of its batch.
-    pub fn observe_queue_wait(&self, waited: Duration) {
+    fn queue_wait(&self, waited: Duration) {
         self.queue_wait.observe(waited.as_secs_f64());
     }
 
     /// One session run of `size` images.
-    pub fn observe_batch(&self, size: usize, inference: Duration) {
+    fn batch(&self, size: usize, inference: Duration) {
         self.batch_size.observe(size as f64);
         self.inference.observe(inference.as_secs_f64());
     }
 
     /// A job dropped because its client went away.
-    pub fn job_dropped(&self) {
+    fn job_dropped(&self) {
         self.dropped_jobs.inc();
     }
 
-    /// Jobs dropped so far.
-    pub fn dropped_jobs(&self) -> u64 {
-        self.dropped_jobs.get()
-    }
-
     /// A session run at a padded batch size that was not warmed before the model became ready.
-    pub fn cold_shape(&self) {
-        self.cold_shapes.inc();
-    }
-
-    /// Cold padded shapes run so far.
-    pub fn cold_shapes(&self) -> u64 {
-        self.cold_shapes.get()
-    }
-}
-
-/// The engine's workers report through [`ModelMetrics`].
-impl WorkerObserver for ModelMetrics {
-    fn queue_wait(&self, waited: Duration) {
-        self.observe_queue_wait(waited);
-    }
-
-    fn batch(&self, size: usize, inference: Duration) {
-        self.observe_batch(size, inference);
-    }
-
-    fn job_dropped(&self) {
-        ModelMetrics::job_dropped(self);
-    }
-
     fn cold_shape(&self) {
-        ModelMetrics::cold_shape(self);
+        self.cold_shapes.inc();
     }
 }
 
@@ -577,8 +549,8 @@ mod tests {
     fn worker_handles_report_into_the_registry() {
         let metrics = Metrics::new();
         let gray = metrics.model(ModelVariant::Gray);
-        gray.observe_batch(3, Duration::from_millis(20));
-        gray.observe_queue_wait(Duration::from_millis(1));
+        gray.batch(3, Duration::from_millis(20));
+        gray.queue_wait(Duration::from_millis(1));
         gray.job_dropped();
         let text = metrics.render(None).unwrap();
         assert!(text.contains("cxr_batch_size_count{model=\"gray\"} 1"), "{text}");
