@@ -29,13 +29,13 @@ use ort::environment::Environment;
 use ort::session::Session;
 use tokio::sync::mpsc;
 
-use super::load::{check_signature, open_session, read_card};
-use super::staging::{Staging, StagingKind};
-use super::{
-    Arrivals, Cause, EngineError, Job, Maps, ModelHandle, ModelInfo, Prediction, WorkerObserver, default_max_batch,
-    default_queue_capacity, padded_batch_sizes,
+use crate::load::{check_signature, open_session, read_card};
+use crate::settings::{EngineSettings, IoBindingMode, Precision};
+use crate::staging::{Staging, StagingKind};
+use crate::{
+    Arrivals, Cause, EngineError, Job, Maps, ModelHandle, ModelInfo, Prediction, Provider, WorkerObserver,
+    default_max_batch, default_queue_capacity, padded_batch_sizes,
 };
-use crate::config::{EngineSettings, IoBindingMode, Precision};
 
 /// How a worker forms batches.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +45,7 @@ struct Batching {
 }
 
 /// A worker thread that is loading its model.
-pub(super) struct Starting {
+pub(crate) struct Starting {
     loaded: std_mpsc::Receiver<Result<ModelHandle, EngineError>>,
     thread: JoinHandle<()>,
     variant: ModelVariant,
@@ -53,7 +53,7 @@ pub(super) struct Starting {
 
 impl Starting {
     /// Waits until the model is loaded and warmed up (or failed to).
-    pub(super) fn wait(self) -> (Result<ModelHandle, EngineError>, JoinHandle<()>) {
+    pub(crate) fn wait(self) -> (Result<ModelHandle, EngineError>, JoinHandle<()>) {
         let variant = self.variant;
         let loaded = self.loaded.recv().unwrap_or_else(|_| {
             Err(EngineError::Worker {
@@ -66,7 +66,7 @@ impl Starting {
 }
 
 /// Starts the worker thread of one variant; it loads the model, reports through [`Starting::wait`], then serves.
-pub(super) fn spawn(
+pub(crate) fn spawn(
     variant: ModelVariant,
     settings: &EngineSettings,
     environment: Environment,
@@ -121,7 +121,7 @@ fn open(
     let (mut session, provider) = open_session(environment, path, settings)?;
     let (card, card_source) = read_card(&session, path, settings, variant)?;
     check_precision(&session, path, settings.precision)?;
-    if settings.precision == Precision::Fp16 && provider == "CPUExecutionProvider" {
+    if settings.precision == Precision::Fp16 && provider == Provider::Cpu {
         tracing::warn!(
             model = %variant,
             "FP16 model on the CPU execution provider: x86 CPUs have no FP16 kernels here, so it runs slower than FP32 \
@@ -174,7 +174,7 @@ fn open(
         file = %path.display(),
         version = %info.card.version,
         trained = info.card.trained,
-        provider = info.provider,
+        provider = info.provider.as_str(),
         precision = %info.precision,
         io_binding = ?info.io_binding,
         card = ?info.card_source,
@@ -250,7 +250,7 @@ fn warm_up(
 }
 
 /// The size a batch of `n` jobs runs at: the smallest padded size that holds it, or `n` itself.
-pub(super) fn padded_size(n: usize, batch_sizes: &[usize]) -> usize {
+pub(crate) fn padded_size(n: usize, batch_sizes: &[usize]) -> usize {
     batch_sizes.iter().copied().find(|&b| b >= n).unwrap_or(n)
 }
 
@@ -398,7 +398,7 @@ fn keep_if_wanted(job: &Job, observer: &dyn WorkerObserver) -> bool {
 mod tests {
     use tokio::sync::oneshot;
 
-    use crate::engine::InferError;
+    use crate::InferError;
 
     use super::*;
 

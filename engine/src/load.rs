@@ -14,8 +14,8 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{Outlet, TensorElementType, ValueType};
 
-use super::{CPU_PROVIDER, CUDA_PROVIDER, CardSource, Cause, EngineError, MapShape, TensorInfo};
-use crate::config::{ConvSearch, Device, EngineSettings};
+use crate::settings::{ConvSearch, Device, EngineSettings};
+use crate::{CardSource, Cause, EngineError, MapShape, Provider, TensorInfo};
 
 /// The one ONNX Runtime environment of the process (ONNX Runtime allows a single one, and the shared library can be
 /// loaded only once).
@@ -67,21 +67,21 @@ pub fn open_session(
     environment: &Environment,
     path: &Path,
     settings: &EngineSettings,
-) -> Result<(Session, &'static str), EngineError> {
+) -> Result<(Session, Provider), EngineError> {
     match settings.device {
-        Device::Cpu => Ok((commit(environment, path, settings, cpu())?, CPU_PROVIDER)),
+        Device::Cpu => Ok((commit(environment, path, settings, cpu())?, Provider::Cpu)),
         Device::Cuda => match commit(environment, path, settings, cuda(path, settings)?) {
-            Ok(session) => Ok((session, CUDA_PROVIDER)),
+            Ok(session) => Ok((session, Provider::Cuda)),
             Err(EngineError::Session { path, cause }) => Err(EngineError::Cuda { path, cause }),
             Err(other) => Err(other),
         },
         Device::Auto => {
             let attempt = cuda(path, settings).and_then(|eps| commit(environment, path, settings, eps));
             match attempt {
-                Ok(session) => Ok((session, CUDA_PROVIDER)),
+                Ok(session) => Ok((session, Provider::Cuda)),
                 Err(error) => {
                     tracing::warn!(model = %path.display(), %error, "device auto: CUDA unavailable, falling back to CPU");
-                    Ok((commit(environment, path, settings, cpu())?, CPU_PROVIDER))
+                    Ok((commit(environment, path, settings, cpu())?, Provider::Cpu))
                 }
             }
         }
@@ -148,7 +148,7 @@ fn commit(
 
 /// Reads the model card: the embedded one when present (it travels with the weights), else the sidecar JSON. When
 /// both exist they must agree.
-pub(super) fn read_card(
+pub(crate) fn read_card(
     session: &Session,
     path: &Path,
     settings: &EngineSettings,
@@ -206,7 +206,7 @@ pub(super) fn read_card(
 /// Checks the session's inputs and outputs against the card; returns their descriptions and the shape of the
 /// per-position outputs, when the graph has them (`features` `[N, C, g, g]` and `cam` `[N, 14, g, g]`, both listed
 /// in the card; a graph with neither is served without heatmaps).
-pub(super) fn check_signature(
+pub(crate) fn check_signature(
     session: &Session,
     path: &Path,
     card: &ModelCard,

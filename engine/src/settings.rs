@@ -1,18 +1,16 @@
 //! The plain settings types the engine is built from: where the models run, in which precision, how batches are
-//! sized and staged. [`Config`](super::Config) parses them from flags and environment variables and derives one
-//! [`EngineSettings`] ([`Config::engine_settings`](super::Config::engine_settings)); the engine reads them and never
-//! sees the command line.
+//! sized and staged. The server's `Config` parses them from flags and environment variables (with this crate's
+//! `clap` feature, each keyword enum is a `clap::ValueEnum`) and derives one [`EngineSettings`]; the engine reads
+//! them and never sees a command line.
 
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use cxr_core::card::{FP16_PRECISION, ModelVariant};
-use serde::Serialize;
 
 /// Where the models run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
     /// ONNX Runtime's CPU execution provider.
     Cpu,
@@ -23,7 +21,9 @@ pub enum Device {
     Auto,
 }
 
-cxr_core::keywords!(clap Device, "device", { Cpu => "cpu", Cuda => "cuda", Auto => "auto" });
+cxr_core::keywords!(Device, "device", { Cpu => "cpu", Cuda => "cuda", Auto => "auto" });
+#[cfg(feature = "clap")]
+cxr_core::keywords!(@value_enum Device);
 
 /// Which batch sizes a model's session runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +59,7 @@ impl FromStr for BatchSizes {
 }
 
 /// cuDNN's convolution algorithm search of the CUDA execution provider (`cudnn_conv_algo_search`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvSearch {
     /// Benchmark every algorithm once per input shape (ONNX Runtime's default; fastest kernels, slow first run).
     Exhaustive,
@@ -70,11 +69,12 @@ pub enum ConvSearch {
     Default,
 }
 
-cxr_core::keywords!(clap ConvSearch, "search", { Exhaustive => "exhaustive", Heuristic => "heuristic", Default => "default" });
+cxr_core::keywords!(ConvSearch, "search", { Exhaustive => "exhaustive", Heuristic => "heuristic", Default => "default" });
+#[cfg(feature = "clap")]
+cxr_core::keywords!(@value_enum ConvSearch);
 
 /// The number format of the model files the engine loads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// `<stem>.onnx`, the exported FP32 model.
     #[default]
@@ -84,11 +84,12 @@ pub enum Precision {
     Fp16,
 }
 
-cxr_core::keywords!(clap Precision, "precision", { Fp32 => "fp32", Fp16 => "fp16" });
+cxr_core::keywords!(Precision, "precision", { Fp32 => "fp32", Fp16 => "fp16" });
+#[cfg(feature = "clap")]
+cxr_core::keywords!(@value_enum Precision);
 
 /// `--io-binding`: whether batches go through an `IoBinding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IoBindingMode {
     /// Bound through pinned host memory on CUDA; plain runs on the CPU.
     #[default]
@@ -99,7 +100,9 @@ pub enum IoBindingMode {
     Off,
 }
 
-cxr_core::keywords!(clap IoBindingMode, "I/O binding mode", { Auto => "auto", On => "on", Off => "off" });
+cxr_core::keywords!(IoBindingMode, "I/O binding mode", { Auto => "auto", On => "on", Off => "off" });
+#[cfg(feature = "clap")]
+cxr_core::keywords!(@value_enum IoBindingMode);
 
 /// Everything the engine needs to load and run the models.
 #[derive(Debug, Clone)]
@@ -121,12 +124,12 @@ pub struct EngineSettings {
     /// cuDNN convolution algorithm search on CUDA (`None`: ONNX Runtime's default, exhaustive).
     pub conv_search: Option<ConvSearch>,
     /// Most jobs stacked into one session run (at least 1); `None` picks the default of the execution provider
-    /// the session actually runs on ([`default_max_batch`](crate::engine::default_max_batch): 8 on the CPU, 64 with CUDA).
+    /// the session actually runs on ([`default_max_batch`](crate::default_max_batch): 8 on the CPU, 64 with CUDA).
     pub max_batch: Option<usize>,
     /// Longest a worker waits for more jobs once it holds one, and only while more are known to be coming.
     pub max_batch_delay: Duration,
     /// Jobs that may wait in each model's queue (at least 1); `None`:
-    /// [`default_queue_capacity`](crate::engine::default_queue_capacity) of the model's
+    /// [`default_queue_capacity`](crate::default_queue_capacity) of the model's
     /// batch size.
     pub queue_capacity: Option<usize>,
     /// The ONNX Runtime shared library; only the first engine of a process loads it.

@@ -23,16 +23,14 @@ use cxr_core::labels::NUM_LABELS;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{HasSelectedOutputs, IoBinding, OutputSelector, RunOptions, Session, SessionOutputs};
 use ort::value::{Tensor, TensorRef};
-use serde::Serialize;
 
 use std::sync::Arc;
 
-use super::{Cause, InferError, Maps, ModelInfo};
-use crate::config::IoBindingMode;
+use crate::settings::IoBindingMode;
+use crate::{Cause, InferError, Maps, ModelInfo};
 
 /// What a model's batches actually go through, reported in `GET /v1/models` as `io_binding`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StagingKind {
     /// A host `Vec` given to `Session::run`.
     Off,
@@ -42,9 +40,11 @@ pub enum StagingKind {
     Pinned,
 }
 
+cxr_core::keywords!(StagingKind, "staging", { Off => "off", Host => "host", Pinned => "pinned" });
+
 /// The outputs of the real rows of one session run, row-major: `n × 14` probabilities and logits, and the maps
 /// that were asked for (`n × 14 × g²` and `n × C × g²`).
-pub(super) struct BatchOutput {
+pub(crate) struct BatchOutput {
     pub probabilities: Vec<f32>,
     pub logits: Vec<f32>,
     pub cam: Option<Vec<f32>>,
@@ -52,7 +52,7 @@ pub(super) struct BatchOutput {
 }
 
 /// A worker's batch memory (see the module documentation).
-pub(super) enum Staging {
+pub(crate) enum Staging {
     Host(Vec<f32>, Selectors),
     Bound(Box<Bound>),
 }
@@ -60,7 +60,7 @@ pub(super) enum Staging {
 /// One `RunOptions` per set of fetched outputs, made on first use and kept: a plain run must name its outputs, or
 /// ONNX Runtime would compute and copy every output of the graph, the maps included.
 #[derive(Default)]
-pub(super) struct Selectors(HashMap<Maps, RunOptions<HasSelectedOutputs>>);
+pub(crate) struct Selectors(HashMap<Maps, RunOptions<HasSelectedOutputs>>);
 
 impl Selectors {
     fn get(&mut self, maps: Maps) -> Result<&RunOptions<HasSelectedOutputs>, Cause> {
@@ -83,7 +83,7 @@ fn fetched(maps: Maps) -> impl Iterator<Item = &'static str> {
 }
 
 /// The state of [`Staging::Bound`].
-pub(super) struct Bound {
+pub(crate) struct Bound {
     /// `None`: the session's own allocator.
     allocator: Option<Allocator>,
     outputs: MemoryInfo<'static>,
@@ -94,14 +94,14 @@ pub(super) struct Bound {
 
 impl Staging {
     /// Plain runs on one host buffer sized for `info`'s largest batch.
-    pub(super) fn plain(info: &ModelInfo) -> Staging {
+    pub(crate) fn plain(info: &ModelInfo) -> Staging {
         Staging::Host(Vec::with_capacity(info.max_batch * info.tensor_len()), Selectors::default())
     }
 
     /// The staging `mode` asks for on the session of `info`. On CUDA, a provider without a pinned allocator falls
     /// back to plain runs (logged), since bound pageable memory would gain nothing.
-    pub(super) fn new(session: &Session, mode: IoBindingMode, info: &ModelInfo) -> Result<Staging, Cause> {
-        let cuda = info.provider == "CUDAExecutionProvider";
+    pub(crate) fn new(session: &Session, mode: IoBindingMode, info: &ModelInfo) -> Result<Staging, Cause> {
+        let cuda = info.provider == crate::Provider::Cuda;
         if mode == IoBindingMode::Off || (mode == IoBindingMode::Auto && !cuda) {
             return Ok(Staging::plain(info));
         }
@@ -138,7 +138,7 @@ impl Staging {
     }
 
     /// What the batches go through.
-    pub(super) fn kind(&self) -> StagingKind {
+    pub(crate) fn kind(&self) -> StagingKind {
         match self {
             Staging::Host(..) => StagingKind::Off,
             Staging::Bound(bound) => bound.kind,
@@ -147,7 +147,7 @@ impl Staging {
 
     /// Runs `rows` (each one image's `C × H × W` values) as one batch of `run_size` ≥ `rows.len()` rows, the rest
     /// zeros; returns the outputs of the real rows only, with the `maps` asked for.
-    pub(super) fn run(
+    pub(crate) fn run(
         &mut self,
         session: &mut Session,
         info: &ModelInfo,

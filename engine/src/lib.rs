@@ -1,7 +1,8 @@
-//! The inference engine: one ONNX Runtime session per model variant, each owned by a dedicated OS thread that batches
-//! requests.
+//! `cxr-engine`: the inference engine. One ONNX Runtime session per model variant, each owned by a dedicated OS
+//! thread that batches requests.
 //!
-//! [`Engine::load`] opens both exported classifiers (`cxr-inception-v3-{color,gray}.onnx`), checks every session
+//! [`Engine::load`] opens the exported classifiers the models directory holds (`cxr-inception-v3-{color,gray}.onnx`,
+//! one or both), checks every session
 //! against its model card (`load.rs`), runs a warm-up inference and only then returns. Each [`ModelHandle`] feeds its
 //! worker (`worker.rs`) through a bounded channel: [`ModelHandle::infer`] never waits for queue space, a full queue is
 //! [`InferError::Overloaded`] at once. The worker stacks up to `max_batch` queued tensors into one `[N, C, H, W]`
@@ -18,10 +19,15 @@
 //! A job may also ask for the per-position outputs of models that have them ([`Maps`]: the class activation maps and
 //! the last feature map); a batch fetches them only when one of its jobs asked, so other jobs pay nothing.
 //!
-//! Architecture invariant: this module knows nothing about HTTP; it takes preprocessed tensors and returns
-//! probabilities (and the maps asked for) with timings.
+//! The settings it is built from ([`EngineSettings`] and its keyword types, `settings.rs`) are plain data; with the
+//! `clap` feature their keyword enums are also `clap::ValueEnum`s, for the command lines that parse them.
+//!
+//! Architecture invariant: this crate knows nothing about HTTP or Prometheus — Cargo holds it, since neither axum,
+//! tower, hyper nor prometheus is a dependency; it takes preprocessed tensors and returns probabilities (and the
+//! maps asked for) with timings.
 
 mod load;
+mod settings;
 mod staging;
 mod worker;
 
@@ -31,19 +37,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cxr_core::card::{CAM_NAME, FEATURES_NAME, ModelCard, ModelVariant};
+use cxr_core::card::{CAM_NAME, FEATURES_NAME, ModelCard, ModelSelection, ModelVariant};
 use cxr_core::preprocess::Preprocessor;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use self::load::{ThreadPool, open_session, ort_environment};
+pub use self::settings::{BatchSizes, ConvSearch, Device, EngineSettings, IoBindingMode, Precision};
 pub use self::staging::StagingKind;
-use crate::config::{BatchSizes, EngineSettings, Precision};
 
-/// Name of ONNX Runtime's CPU execution provider, as reported per model.
-pub const CPU_PROVIDER: &str = "CPUExecutionProvider";
-/// Name of ONNX Runtime's CUDA execution provider, as reported per model.
-pub const CUDA_PROVIDER: &str = "CUDAExecutionProvider";
+/// The ONNX Runtime execution provider a session runs on, named as ONNX Runtime names it (in `GET /v1/models`,
+/// every result and the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// ONNX Runtime's CPU execution provider.
+    Cpu,
+    /// The CUDA execution provider.
+    Cuda,
+}
+
+cxr_core::keywords!(Provider, "execution provider", { Cpu => "CPUExecutionProvider", Cuda => "CUDAExecutionProvider" });
 
 /// Largest batch on the CPU when `--max-batch` is not given: beyond this, a CPU batch only adds latency.
 pub const DEFAULT_MAX_BATCH_CPU: usize = 8;
@@ -51,8 +64,11 @@ pub const DEFAULT_MAX_BATCH_CPU: usize = 8;
 pub const DEFAULT_MAX_BATCH_CUDA: usize = 64;
 
 /// The default largest batch for the execution provider a session actually runs on.
-pub fn default_max_batch(provider: &str) -> usize {
-    if provider == CUDA_PROVIDER { DEFAULT_MAX_BATCH_CUDA } else { DEFAULT_MAX_BATCH_CPU }
+pub fn default_max_batch(provider: Provider) -> usize {
+    match provider {
+        Provider::Cuda => DEFAULT_MAX_BATCH_CUDA,
+        Provider::Cpu => DEFAULT_MAX_BATCH_CPU,
+    }
 }
 
 /// Smallest default queue per model; the default grows with the batch ([`default_queue_capacity`]).
@@ -67,7 +83,7 @@ pub fn default_queue_capacity(max_batch: usize) -> usize {
 /// The padded batch sizes of `sizes` for a session on `provider` with `max_batch` (empty: exact sizes), sorted,
 /// ending at `max_batch`. `auto` pads to powers of two on CUDA only: the CPU execution provider has no per-shape
 /// tuning to pay, so padding there would only add work.
-pub fn padded_batch_sizes(sizes: &BatchSizes, provider: &str, max_batch: usize) -> Vec<usize> {
+pub fn padded_batch_sizes(sizes: &BatchSizes, provider: Provider, max_batch: usize) -> Vec<usize> {
     let powers = || {
         let mut sizes: Vec<usize> =
             std::iter::successors(Some(1usize), |n| n.checked_mul(2)).take_while(|n| *n < max_batch).collect();
@@ -76,7 +92,7 @@ pub fn padded_batch_sizes(sizes: &BatchSizes, provider: &str, max_batch: usize) 
     };
     match sizes {
         BatchSizes::Exact => Vec::new(),
-        BatchSizes::Auto if provider == CUDA_PROVIDER => powers(),
+        BatchSizes::Auto if provider == Provider::Cuda => powers(),
         BatchSizes::Auto => Vec::new(),
         BatchSizes::Buckets(sizes) => {
             let mut sizes: Vec<usize> = sizes.iter().copied().filter(|n| *n >= 1 && *n < max_batch).collect();
@@ -122,14 +138,15 @@ pub struct TensorInfo {
 }
 
 /// Where a model's card was read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CardSource {
     /// The ONNX `metadata_props` entry [`cxr_core::card::CARD_METADATA_KEY`] (matching the sidecar when both exist).
     Embedded,
     /// The sidecar JSON next to the ONNX file (the model has no embedded card).
     Sidecar,
 }
+
+cxr_core::keywords!(CardSource, "card source", { Embedded => "embedded", Sidecar => "sidecar" });
 
 /// The per-position outputs a job may ask for beside the probabilities and logits. A run fetches only what one of
 /// its jobs asked for: without maps, ONNX Runtime is asked for `probabilities` and `logits` alone, so the
@@ -199,8 +216,8 @@ pub struct ModelInfo {
     pub precision: Precision,
     /// What the batches go through: a plain run, or an I/O binding over host or pinned memory (`--io-binding`).
     pub io_binding: StagingKind,
-    /// The execution provider the session was created with (`CPUExecutionProvider` or `CUDAExecutionProvider`).
-    pub provider: &'static str,
+    /// The execution provider the session was created with.
+    pub provider: Provider,
     pub input: TensorInfo,
     pub outputs: Vec<TensorInfo>,
     /// The `features` and `cam` outputs, when the graph has both (every export of `cxr-train`; adopted models
@@ -255,8 +272,11 @@ pub enum EngineError {
         #[source]
         cause: Cause,
     },
-    #[error("model file {path} does not exist (run `make models`, or point --models at the directory holding it)")]
-    ModelMissing { path: PathBuf },
+    /// The models directory holds neither variant's file (in the configured precision).
+    #[error(
+        "{dir} holds no model: expected {expected} (run `make models`, or point --models at the directory holding them)"
+    )]
+    NoModels { dir: PathBuf, expected: String },
     #[error("{path}: {cause}")]
     Card {
         path: PathBuf,
@@ -503,15 +523,15 @@ impl Drop for Admission {
     }
 }
 
-/// Both classifiers, loaded and warmed up.
+/// The classifiers the models directory holds (one or both variants), loaded and warmed up.
 pub struct Engine {
     models: Vec<ModelHandle>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl Engine {
-    /// Loads, validates and warms up every model variant, each on its own worker thread (in parallel). The workers
-    /// report to nobody; a server uses [`Engine::load_observed`].
+    /// Loads, validates and warms up every model variant whose file the models directory holds (at least one), each
+    /// on its own worker thread (in parallel). The workers report to nobody; a server uses [`Engine::load_observed`].
     ///
     /// Blocks for as long as loading takes (seconds); call it from a blocking context.
     pub fn load(settings: &EngineSettings) -> Result<Engine, EngineError> {
@@ -528,15 +548,16 @@ impl Engine {
             &settings.ort_dylib,
             Some(ThreadPool { intra_threads: settings.intra_threads, spinning: settings.spinning }),
         )?;
-        for variant in ModelVariant::ALL {
-            let path = settings.model_path(variant);
-            if !path.is_file() {
-                return Err(EngineError::ModelMissing { path });
-            }
+        // The variants whose file the models directory holds: one alone is served alone.
+        let present: Vec<ModelVariant> =
+            ModelVariant::ALL.into_iter().filter(|&variant| settings.model_path(variant).is_file()).collect();
+        if present.is_empty() {
+            let expected = ModelVariant::ALL.map(|variant| settings.model_path(variant).display().to_string());
+            return Err(EngineError::NoModels { dir: settings.models_dir.clone(), expected: expected.join(" or ") });
         }
 
         let mut starting = Vec::new();
-        for variant in ModelVariant::ALL {
+        for variant in present {
             starting.push(worker::spawn(variant, settings, environment.clone(), observe(variant))?);
         }
 
@@ -562,7 +583,7 @@ impl Engine {
         }
     }
 
-    /// The handle of one variant.
+    /// The handle of one variant, when its file was present and it loaded.
     pub fn model(&self, variant: ModelVariant) -> Option<&ModelHandle> {
         self.models.iter().find(|m| m.info.variant == variant)
     }
@@ -570,6 +591,16 @@ impl Engine {
     /// Every loaded model, in [`ModelVariant::ALL`] order.
     pub fn models(&self) -> impl Iterator<Item = &ModelHandle> {
         self.models.iter()
+    }
+
+    /// The variants loaded, in [`ModelVariant::ALL`] order.
+    pub fn variants(&self) -> Vec<ModelVariant> {
+        self.models.iter().map(|m| m.info.variant).collect()
+    }
+
+    /// Whether every model of `selection` is loaded.
+    pub fn serves(&self, selection: ModelSelection) -> bool {
+        selection.variants().iter().all(|&variant| self.model(variant).is_some())
     }
 }
 
@@ -593,17 +624,17 @@ mod tests {
     #[test]
     fn limits_and_padded_sizes_follow_the_batch() {
         assert_eq!((default_queue_capacity(8), default_queue_capacity(64)), (64, 128));
-        assert_eq!(padded_batch_sizes(&BatchSizes::Auto, CUDA_PROVIDER, 64), [1, 2, 4, 8, 16, 32, 64]);
-        assert_eq!(padded_batch_sizes(&BatchSizes::Auto, CUDA_PROVIDER, 48), [1, 2, 4, 8, 16, 32, 48]);
-        assert!(padded_batch_sizes(&BatchSizes::Auto, CPU_PROVIDER, 8).is_empty(), "exact sizes on the CPU");
-        assert_eq!(padded_batch_sizes(&"1,4,16".parse().unwrap(), CPU_PROVIDER, 8), [1, 4, 8]);
-        assert_eq!(padded_batch_sizes(&BatchSizes::Exact, CUDA_PROVIDER, 64), Vec::<usize>::new());
+        assert_eq!(padded_batch_sizes(&BatchSizes::Auto, Provider::Cuda, 64), [1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(padded_batch_sizes(&BatchSizes::Auto, Provider::Cuda, 48), [1, 2, 4, 8, 16, 32, 48]);
+        assert!(padded_batch_sizes(&BatchSizes::Auto, Provider::Cpu, 8).is_empty(), "exact sizes on the CPU");
+        assert_eq!(padded_batch_sizes(&"1,4,16".parse().unwrap(), Provider::Cpu, 8), [1, 4, 8]);
+        assert_eq!(padded_batch_sizes(&BatchSizes::Exact, Provider::Cuda, 64), Vec::<usize>::new());
     }
 
     #[test]
     fn the_default_batch_follows_the_provider_in_use() {
-        assert_eq!(default_max_batch(CPU_PROVIDER), 8);
-        assert_eq!(default_max_batch(CUDA_PROVIDER), 64);
+        assert_eq!(default_max_batch(Provider::Cpu), 8);
+        assert_eq!(default_max_batch(Provider::Cuda), 64);
     }
 
     #[test]
