@@ -17,7 +17,7 @@
 
 pub mod api;
 pub mod config;
-pub mod engine;
+pub mod inference;
 pub mod malloc;
 pub mod problem;
 pub mod server;

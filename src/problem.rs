@@ -37,6 +37,8 @@ pub enum ProblemKind {
     RequestTimeout,
     /// `?model=` names no model.
     UnknownModel,
+    /// `?model=` names a model the server did not load (its models directory holds only the other).
+    ModelNotLoaded,
     /// A multipart body that cannot be parsed or has no `file` field.
     InvalidMultipart,
     /// Any other malformed request (bad query string, empty body).
@@ -55,96 +57,147 @@ pub enum ProblemKind {
     Internal,
 }
 
+/// One row of the catalogue.
+struct Row {
+    kind: ProblemKind,
+    slug: &'static str,
+    title: &'static str,
+    status: StatusCode,
+}
+
+/// The catalogue: each kind's slug, title and status, in declaration order (row `i` is the kind whose discriminant
+/// is `i`, checked by a test), so a kind is added in two places — its variant and its row.
+const TABLE: [Row; 19] = [
+    Row {
+        kind: ProblemKind::UnsupportedMediaType,
+        slug: "unsupported-media-type",
+        title: "Unsupported media type",
+        status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    },
+    Row {
+        kind: ProblemKind::CorruptImage,
+        slug: "corrupt-image",
+        title: "Corrupt or truncated image",
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+    },
+    Row {
+        kind: ProblemKind::UnsupportedTransferSyntax,
+        slug: "unsupported-transfer-syntax",
+        title: "Unsupported DICOM transfer syntax",
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+    },
+    Row {
+        kind: ProblemKind::UnsupportedPhotometric,
+        slug: "unsupported-photometric",
+        title: "Unsupported DICOM photometric interpretation",
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+    },
+    Row {
+        kind: ProblemKind::UnsupportedPixelData,
+        slug: "unsupported-pixel-data",
+        title: "Unsupported DICOM pixel data",
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+    },
+    Row {
+        kind: ProblemKind::TooManyPixels,
+        slug: "too-many-pixels",
+        title: "Image has too many pixels",
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+    },
+    Row {
+        kind: ProblemKind::EmptyImage,
+        slug: "empty-image",
+        title: "Image has no pixels",
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+    },
+    Row {
+        kind: ProblemKind::PayloadTooLarge,
+        slug: "payload-too-large",
+        title: "Payload too large",
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+    },
+    Row {
+        kind: ProblemKind::RequestTimeout,
+        slug: "request-timeout",
+        title: "Request body timed out",
+        status: StatusCode::REQUEST_TIMEOUT,
+    },
+    Row {
+        kind: ProblemKind::UnknownModel,
+        slug: "unknown-model",
+        title: "Unknown model",
+        status: StatusCode::NOT_FOUND,
+    },
+    Row {
+        kind: ProblemKind::ModelNotLoaded,
+        slug: "model-not-loaded",
+        title: "Model not loaded",
+        status: StatusCode::BAD_REQUEST,
+    },
+    Row {
+        kind: ProblemKind::InvalidMultipart,
+        slug: "invalid-multipart",
+        title: "Invalid multipart body",
+        status: StatusCode::BAD_REQUEST,
+    },
+    Row { kind: ProblemKind::BadRequest, slug: "bad-request", title: "Bad request", status: StatusCode::BAD_REQUEST },
+    Row {
+        kind: ProblemKind::Unauthorized,
+        slug: "unauthorized",
+        title: "Unauthorized",
+        status: StatusCode::UNAUTHORIZED,
+    },
+    Row {
+        kind: ProblemKind::Overloaded,
+        slug: "overloaded",
+        title: "Server overloaded",
+        status: StatusCode::SERVICE_UNAVAILABLE,
+    },
+    Row { kind: ProblemKind::NotReady, slug: "not-ready", title: "Not ready", status: StatusCode::SERVICE_UNAVAILABLE },
+    Row { kind: ProblemKind::NotFound, slug: "not-found", title: "Not found", status: StatusCode::NOT_FOUND },
+    Row {
+        kind: ProblemKind::MethodNotAllowed,
+        slug: "method-not-allowed",
+        title: "Method not allowed",
+        status: StatusCode::METHOD_NOT_ALLOWED,
+    },
+    Row {
+        kind: ProblemKind::Internal,
+        slug: "internal",
+        title: "Internal server error",
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+    },
+];
+
 impl ProblemKind {
-    /// Every kind, for documentation checks.
-    pub const ALL: [ProblemKind; 18] = [
-        ProblemKind::UnsupportedMediaType,
-        ProblemKind::CorruptImage,
-        ProblemKind::UnsupportedTransferSyntax,
-        ProblemKind::UnsupportedPhotometric,
-        ProblemKind::UnsupportedPixelData,
-        ProblemKind::TooManyPixels,
-        ProblemKind::EmptyImage,
-        ProblemKind::PayloadTooLarge,
-        ProblemKind::RequestTimeout,
-        ProblemKind::UnknownModel,
-        ProblemKind::InvalidMultipart,
-        ProblemKind::BadRequest,
-        ProblemKind::Unauthorized,
-        ProblemKind::Overloaded,
-        ProblemKind::NotReady,
-        ProblemKind::NotFound,
-        ProblemKind::MethodNotAllowed,
-        ProblemKind::Internal,
-    ];
+    /// Every kind, in declaration order.
+    pub const ALL: [ProblemKind; TABLE.len()] = {
+        let mut all = [ProblemKind::Internal; TABLE.len()];
+        let mut i = 0;
+        while i < TABLE.len() {
+            all[i] = TABLE[i].kind;
+            i += 1;
+        }
+        all
+    };
+
+    const fn row(self) -> &'static Row {
+        &TABLE[self as usize]
+    }
 
     /// The HTTP status of each kind: the one place where causes map to statuses.
     pub const fn status(self) -> StatusCode {
-        match self {
-            ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ProblemKind::CorruptImage
-            | ProblemKind::UnsupportedTransferSyntax
-            | ProblemKind::UnsupportedPhotometric
-            | ProblemKind::UnsupportedPixelData
-            | ProblemKind::TooManyPixels
-            | ProblemKind::EmptyImage => StatusCode::UNPROCESSABLE_ENTITY,
-            ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ProblemKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ProblemKind::UnknownModel | ProblemKind::NotFound => StatusCode::NOT_FOUND,
-            ProblemKind::InvalidMultipart | ProblemKind::BadRequest => StatusCode::BAD_REQUEST,
-            ProblemKind::Overloaded | ProblemKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ProblemKind::Unauthorized => StatusCode::UNAUTHORIZED,
-            ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.row().status
     }
 
     /// The last segment of the `type` URI.
     pub const fn slug(self) -> &'static str {
-        match self {
-            ProblemKind::UnsupportedMediaType => "unsupported-media-type",
-            ProblemKind::CorruptImage => "corrupt-image",
-            ProblemKind::UnsupportedTransferSyntax => "unsupported-transfer-syntax",
-            ProblemKind::UnsupportedPhotometric => "unsupported-photometric",
-            ProblemKind::UnsupportedPixelData => "unsupported-pixel-data",
-            ProblemKind::TooManyPixels => "too-many-pixels",
-            ProblemKind::EmptyImage => "empty-image",
-            ProblemKind::PayloadTooLarge => "payload-too-large",
-            ProblemKind::RequestTimeout => "request-timeout",
-            ProblemKind::UnknownModel => "unknown-model",
-            ProblemKind::InvalidMultipart => "invalid-multipart",
-            ProblemKind::BadRequest => "bad-request",
-            ProblemKind::Unauthorized => "unauthorized",
-            ProblemKind::Overloaded => "overloaded",
-            ProblemKind::NotReady => "not-ready",
-            ProblemKind::NotFound => "not-found",
-            ProblemKind::MethodNotAllowed => "method-not-allowed",
-            ProblemKind::Internal => "internal",
-        }
+        self.row().slug
     }
 
     /// A short, fixed summary of the kind (RFC 9457 `title`).
     pub const fn title(self) -> &'static str {
-        match self {
-            ProblemKind::UnsupportedMediaType => "Unsupported media type",
-            ProblemKind::CorruptImage => "Corrupt or truncated image",
-            ProblemKind::UnsupportedTransferSyntax => "Unsupported DICOM transfer syntax",
-            ProblemKind::UnsupportedPhotometric => "Unsupported DICOM photometric interpretation",
-            ProblemKind::UnsupportedPixelData => "Unsupported DICOM pixel data",
-            ProblemKind::TooManyPixels => "Image has too many pixels",
-            ProblemKind::EmptyImage => "Image has no pixels",
-            ProblemKind::PayloadTooLarge => "Payload too large",
-            ProblemKind::RequestTimeout => "Request body timed out",
-            ProblemKind::UnknownModel => "Unknown model",
-            ProblemKind::InvalidMultipart => "Invalid multipart body",
-            ProblemKind::BadRequest => "Bad request",
-            ProblemKind::Unauthorized => "Unauthorized",
-            ProblemKind::Overloaded => "Server overloaded",
-            ProblemKind::NotReady => "Not ready",
-            ProblemKind::NotFound => "Not found",
-            ProblemKind::MethodNotAllowed => "Method not allowed",
-            ProblemKind::Internal => "Internal server error",
-        }
+        self.row().title
     }
 
     /// The stable `type` URI.
@@ -155,5 +208,17 @@ impl ProblemKind {
     /// Whether a response of this kind carries `Retry-After`.
     pub const fn retry_after(self) -> bool {
         matches!(self, ProblemKind::Overloaded | ProblemKind::NotReady)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_row_is_its_kind() {
+        for (i, row) in TABLE.iter().enumerate() {
+            assert_eq!(row.kind as usize, i, "row {i} ({}) is out of declaration order", row.slug);
+        }
     }
 }

@@ -14,8 +14,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::api::app;
 use crate::config::{Config, ConfigError, KeyFileError, LogFormat};
-use crate::engine::EngineError;
-use crate::state::AppState;
+
+use crate::state::{AppState, LoadError};
 
 /// Why the server stopped other than by a signal.
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +27,7 @@ pub enum ServeError {
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
     Signals(#[source] std::io::Error),
     #[error("models failed to load: {0}")]
-    Engine(#[from] EngineError),
+    Load(#[from] LoadError),
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
     #[error(transparent)]
@@ -74,7 +74,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     drop(stdout);
 
     let state = AppState::new(&config);
-    let (failure_tx, failure) = oneshot::channel::<EngineError>();
+    let (failure_tx, failure) = oneshot::channel::<LoadError>();
     {
         let state = state.clone();
         let settings = config.engine_settings();
@@ -92,7 +92,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
 
     // The load error that stopped the server; `None` when a signal did.
-    let failed: Arc<Mutex<Option<EngineError>>> = Arc::default();
+    let failed: Arc<Mutex<Option<LoadError>>> = Arc::default();
     let (draining_tx, mut draining) = watch::channel(false);
     let shutdown = {
         let state = state.clone();
@@ -146,7 +146,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         task.abort();
     }
     if let Some(error) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
-        return Err(ServeError::Engine(error));
+        return Err(ServeError::Load(error));
     }
     served?;
     // Dropping the engine waits for its workers; keep that off the async threads.

@@ -5,6 +5,7 @@
 //! nothing of routes, responses or problem details. Its failures are [`StateError`]s, which the HTTP layer maps to
 //! problems.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -13,10 +14,11 @@ use cxr_core::card::{ModelSelection, ModelVariant};
 use cxr_core::decode::DecodeLimits;
 use tokio::sync::Semaphore;
 
-use crate::config::{ApiKeys, Config, EngineSettings, Explain};
-use crate::engine::{Engine, EngineError};
+use crate::config::{ApiKeys, Config, Explain};
 use crate::telemetry::ab::AbStats;
 use crate::telemetry::metrics::Metrics;
+use cxr_engine::EngineSettings;
+use cxr_engine::{Engine, EngineError};
 
 /// Why the state could not serve a request.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,20 @@ pub enum StateError {
     Blocking(#[from] tokio::task::JoinError),
 }
 
+/// Why the configured models cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A model the configuration names (`--default-model`, `--shadow`) has no file in the models directory: the
+    /// server serves what the directory holds, but never silently drops a model it was told to use.
+    #[error(
+        "{flag} {value} needs the {missing} model, but {dir} holds only {loaded} ({file} is missing): add it, or set \
+         {flag} to a model the directory holds"
+    )]
+    Absent { flag: &'static str, value: String, missing: ModelVariant, loaded: String, dir: PathBuf, file: PathBuf },
+}
+
 /// Smallest default of `--max-concurrent-requests`.
 pub const MIN_CONCURRENT_REQUESTS: usize = 128;
 
@@ -41,6 +57,29 @@ pub const MIN_CONCURRENT_REQUESTS: usize = 128;
 /// arrives.
 pub fn default_concurrency(max_batch: usize) -> usize {
     (4 * max_batch).max(MIN_CONCURRENT_REQUESTS)
+}
+
+/// The one door of CPU-bound image work: `--decode-threads` slots on the blocking pool. Cheap to clone.
+#[derive(Clone)]
+pub struct CpuWork(Arc<Semaphore>);
+
+impl CpuWork {
+    /// Runs `work` on the blocking pool once a slot is free. Returns the closure's result and how long it ran
+    /// (waiting for the slot excluded).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<(T, Duration), StateError> {
+        let permit = Arc::clone(&self.0).acquire_owned().await.map_err(|_| StateError::WorkPoolClosed)?;
+        let (result, elapsed) = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let result = work();
+            drop(permit);
+            (result, started.elapsed())
+        })
+        .await?;
+        Ok((result, elapsed))
+    }
 }
 
 /// State shared by every handler: the engine once loaded, the request limits, the metrics and the A/B window.
@@ -54,7 +93,7 @@ struct Shared {
     draining: AtomicBool,
     permits: Arc<Semaphore>,
     /// Slots for CPU-bound image work (decode, preprocess): `--decode-threads`.
-    cpu_work: Arc<Semaphore>,
+    cpu_work: CpuWork,
     /// The permits of `permits`: `--max-concurrent-requests`, or derived from the models' batch size once loaded.
     max_concurrent_requests: AtomicUsize,
     concurrency_configured: bool,
@@ -84,7 +123,7 @@ impl AppState {
                 engine: OnceLock::new(),
                 draining: AtomicBool::new(false),
                 permits: Arc::new(Semaphore::new(config.max_concurrent_requests.unwrap_or(MIN_CONCURRENT_REQUESTS))),
-                cpu_work: Arc::new(Semaphore::new(config.decode_threads)),
+                cpu_work: CpuWork(Arc::new(Semaphore::new(config.decode_threads))),
                 max_concurrent_requests: AtomicUsize::new(
                     config.max_concurrent_requests.unwrap_or(MIN_CONCURRENT_REQUESTS),
                 ),
@@ -109,7 +148,7 @@ impl AppState {
     }
 
     /// State with the engine loaded and warmed up (loading runs on the blocking pool).
-    pub async fn load(config: &Config) -> Result<AppState, EngineError> {
+    pub async fn load(config: &Config) -> Result<AppState, LoadError> {
         let state = AppState::new(config);
         let settings = config.engine_settings();
         let loading = state.clone();
@@ -122,11 +161,30 @@ impl AppState {
         Ok(state)
     }
 
-    /// Loads and warms up the engine, its workers reporting to this state's metrics; it does not make the state
-    /// ready ([`AppState::set_engine`] does). Blocks for as long as loading takes; call it from a blocking context.
-    pub fn load_engine(&self, settings: &EngineSettings) -> Result<Engine, EngineError> {
+    /// Loads and warms up the engine on the models the directory holds, its workers reporting to this state's
+    /// metrics, and checks that the models the configuration names (`--default-model`, `--shadow`) are among them;
+    /// it does not make the state ready ([`AppState::set_engine`] does). Blocks for as long as loading takes; call
+    /// it from a blocking context.
+    pub fn load_engine(&self, settings: &EngineSettings) -> Result<Engine, LoadError> {
         let metrics = self.metrics();
-        Engine::load_observed(settings, |variant| Box::new(metrics.model(variant)))
+        let engine = Engine::load_observed(settings, |variant| Box::new(metrics.model(variant)))?;
+        let named = [("--default-model", self.default_model())]
+            .into_iter()
+            .chain(self.shadow().map(|shadow| ("--shadow", ModelSelection::from(shadow))));
+        for (flag, selection) in named {
+            if let Some(&missing) = selection.variants().iter().find(|&&variant| engine.model(variant).is_none()) {
+                let loaded = engine.variants().iter().map(|v| v.as_str()).collect::<Vec<_>>().join(" and ");
+                return Err(LoadError::Absent {
+                    flag,
+                    value: selection.to_string(),
+                    missing,
+                    loaded,
+                    dir: settings.models_dir.clone(),
+                    file: settings.model_path(missing),
+                });
+            }
+        }
+        Ok(engine)
     }
 
     /// Makes the server ready; a second call is ignored. Without `--max-concurrent-requests`, the request limit
@@ -179,21 +237,19 @@ impl AppState {
         Arc::clone(&self.shared.permits)
     }
 
-    /// Runs CPU-bound image work (decoding, preprocessing) on the blocking pool once one of the `--decode-threads`
-    /// slots is free. Returns the closure's result and how long it ran (waiting for the slot excluded).
+    /// Runs CPU-bound image work (decoding, preprocessing, overlays) on the blocking pool once one of the
+    /// `--decode-threads` slots is free; see [`CpuWork::run`].
     pub async fn cpu_work<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<(T, std::time::Duration), StateError> {
-        let permit = Arc::clone(&self.shared.cpu_work).acquire_owned().await.map_err(|_| StateError::WorkPoolClosed)?;
-        let (result, elapsed) = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let result = work();
-            drop(permit);
-            (result, started.elapsed())
-        })
-        .await?;
-        Ok((result, elapsed))
+    ) -> Result<(T, Duration), StateError> {
+        self.shared.cpu_work.run(work).await
+    }
+
+    /// The image-work slots themselves, for work that outlives the request (a shadow run must not hold the state,
+    /// which holds the engine, or shutting down would wait for it).
+    pub fn cpu_slots(&self) -> CpuWork {
+        self.shared.cpu_work.clone()
     }
 
     pub fn max_concurrent_requests(&self) -> usize {

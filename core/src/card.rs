@@ -32,8 +32,7 @@ pub const FEATURES_NAME: &str = "features";
 pub const CAM_NAME: &str = "cam";
 
 /// The two classifiers the project compares. They differ only in the first convolution's input channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ModelVariant {
     /// ImageNet color pretraining; the gray X-ray is stacked to 3 identical channels ("pseudo-color").
     Color,
@@ -63,8 +62,7 @@ impl ModelVariant {
 
 /// Which model(s) answer a request or run a job: one variant, or both on the same image (results in
 /// [`ModelVariant::ALL`] order, color then gray).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ModelSelection {
     Color,
     Gray,

@@ -1,7 +1,12 @@
 //! The one way the project names the values of a fieldless enum on the command line, in URLs, in JSON-facing
 //! messages and in logs: [`keywords!`](crate::keywords!). It gives the enum `ALL`, `KEYWORDS`, `as_str`,
-//! `FromStr` (with [`UnknownKeyword`], which lists the accepted words) and `Display`; with a leading `clap` it also
-//! implements `clap::ValueEnum`, so `--help` lists the words and clap rejects others before any code runs.
+//! `FromStr` (with [`UnknownKeyword`], which lists the accepted words), `Display` and serde's `Serialize` and
+//! `Deserialize` (as the keyword string), so one table holds the only spelling of each value; with a leading `clap`
+//! it also implements `clap::ValueEnum`, so `--help` lists the words and clap rejects others before any code runs.
+
+// The serde the macro's implementations name, so that a crate using the macro needs no path of its own to it.
+#[doc(hidden)]
+pub use serde;
 
 /// A word that names no value of a keyword enum.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +76,19 @@ macro_rules! keywords {
                 f.write_str(self.as_str())
             }
         }
+
+        impl $crate::keywords::serde::Serialize for $ty {
+            fn serialize<S: $crate::keywords::serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> $crate::keywords::serde::Deserialize<'de> for $ty {
+            fn deserialize<D: $crate::keywords::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let word = <::std::string::String as $crate::keywords::serde::Deserialize>::deserialize(deserializer)?;
+                word.parse().map_err(<D::Error as $crate::keywords::serde::de::Error>::custom)
+            }
+        }
     };
 }
 
@@ -92,5 +110,13 @@ mod tests {
         assert_eq!(Fruit::KEYWORDS, ["apple", "pear"]);
         let error = "plum".parse::<Fruit>().unwrap_err();
         assert_eq!(error.to_string(), "unknown fruit \"plum\" (expected one of: apple, pear)");
+    }
+
+    #[test]
+    fn serde_uses_the_same_words() {
+        assert_eq!(serde_json::to_string(&Fruit::Pear).unwrap(), "\"pear\"");
+        assert_eq!(serde_json::from_str::<Fruit>("\"apple\"").unwrap(), Fruit::Apple);
+        let error = serde_json::from_str::<Fruit>("\"plum\"").unwrap_err().to_string();
+        assert!(error.starts_with("unknown fruit \"plum\" (expected one of: apple, pear)"), "{error}");
     }
 }

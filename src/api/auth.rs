@@ -11,16 +11,13 @@
 //! (no early exit on the first differing byte or the first matching key), so response times do not reveal how much
 //! of a key was right ([`ApiKeys::accepts`](crate::config::ApiKeys::accepts)). Keys never appear in logs.
 
-use std::pin::Pin;
-use std::time::Duration;
-
-use axum::body::{Body, HttpBody as _};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::api::error::ApiError;
+use super::body;
+use super::error::ApiError;
 use crate::state::AppState;
 
 /// The key a request presents: `Authorization: Bearer KEY` or `X-API-Key: KEY`.
@@ -41,21 +38,6 @@ pub async fn require_api_key(State(state): State<AppState>, request: Request, ne
     }
     // As for every other refusal, the upload is read first (and thrown away, within the body size and time limits):
     // an HTTP/1.1 client still sending its file would otherwise get a broken pipe instead of the 401.
-    discard_body(request.into_body(), state.max_body_bytes(), state.body_timeout()).await;
+    body::discard(request.into_body(), &state).await;
     axum::response::IntoResponse::into_response(ApiError::Unauthorized)
-}
-
-/// Reads and drops a request body, frame by frame (nothing is buffered), until it ends, fails, exceeds `limit`
-/// bytes or takes longer than `timeout`.
-async fn discard_body(mut body: Body, limit: usize, timeout: Duration) {
-    let drain = async {
-        let mut seen = 0usize;
-        while let Some(Ok(frame)) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-            seen += frame.data_ref().map_or(0, |data| data.len());
-            if seen > limit {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(timeout, drain).await;
 }

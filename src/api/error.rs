@@ -17,7 +17,9 @@ use cxr_core::decode::DecodeError;
 use cxr_core::keywords::UnknownKeyword;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::InferError;
+use cxr_engine::InferError;
+
+use crate::inference::run::InferenceError;
 use crate::problem::{PROBLEM_BASE, PROBLEM_CONTENT_TYPE, ProblemKind, RETRY_AFTER_SECS};
 use crate::state::StateError;
 
@@ -83,6 +85,9 @@ pub enum ApiError {
     RequestTimeout(u64),
     #[error(transparent)]
     UnknownModel(#[from] UnknownKeyword),
+    /// A model this server knows but did not load (its models directory holds only the other).
+    #[error("{0}")]
+    ModelNotLoaded(String),
     #[error("{0}")]
     InvalidMultipart(String),
     #[error("{0}")]
@@ -118,6 +123,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => ProblemKind::PayloadTooLarge,
             ApiError::RequestTimeout(_) => ProblemKind::RequestTimeout,
             ApiError::UnknownModel(_) => ProblemKind::UnknownModel,
+            ApiError::ModelNotLoaded(_) => ProblemKind::ModelNotLoaded,
             ApiError::InvalidMultipart(_) => ProblemKind::InvalidMultipart,
             ApiError::BadRequest(_) => ProblemKind::BadRequest,
             ApiError::Unauthorized => ProblemKind::Unauthorized,
@@ -180,6 +186,18 @@ impl From<InferError> for ApiError {
             InferError::InputSize { .. } | InferError::NoMaps { .. } | InferError::Run { .. } => {
                 ApiError::Internal(error.to_string())
             }
+        }
+    }
+}
+
+impl From<InferenceError> for ApiError {
+    fn from(error: InferenceError) -> Self {
+        match error {
+            InferenceError::State(error) => error.into(),
+            InferenceError::Decode(error) => error.into(),
+            InferenceError::Infer(error) => error.into(),
+            InferenceError::Empty => ApiError::BadRequest(error.to_string()),
+            InferenceError::NotLoaded { .. } => ApiError::ModelNotLoaded(error.to_string()),
         }
     }
 }

@@ -3,8 +3,8 @@
 //! - [`request_id`] gives every request an id (the client's `x-request-id` when it is sane, else a new UUID v4),
 //!   stores it as a [`RequestId`] extension, echoes it in the response and writes it into the `instance` member
 //!   of every problem response.
-//! - [`limit_concurrency`] admits at most `--max-concurrent-requests` predictions at once; the next one gets 503
-//!   `overloaded` immediately instead of queueing inside the server.
+//! - [`limit_concurrency`] admits at most `--max-concurrent-requests` inference requests at once; the next one gets
+//!   503 `overloaded` (once its upload is drained) instead of queueing inside the server.
 //! - [`track_requests`] counts every response by route template and status (`cxr_http_requests_total`), times it,
 //!   tracks requests in flight and counts problem responses by type (`cxr_errors_total`).
 //! - [`panic_response`] turns a handler panic (a bug) into a 500 problem and logs it.
@@ -77,7 +77,8 @@ fn with_instance(response: Response, mut problem: Problem, id: &RequestId) -> Re
     Response::from_parts(parts, Body::from(body))
 }
 
-/// Holds one of the `--max-concurrent-requests` permits for the whole request, or answers 503 at once.
+/// Holds one of the `--max-concurrent-requests` permits for the whole request (`/predict` and `/v2` inference
+/// alike), or answers 503 once the refused upload has been drained.
 pub async fn limit_concurrency(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match state.permits().try_acquire_owned() {
         Ok(permit) => {
@@ -85,11 +86,15 @@ pub async fn limit_concurrency(State(state): State<AppState>, request: Request, 
             drop(permit);
             response
         }
-        Err(_) => ApiError::Overloaded(format!(
-            "{} prediction requests are already in progress; retry later",
-            state.max_concurrent_requests()
-        ))
-        .into_response(),
+        Err(_) => {
+            // As for every other refusal, the upload is read first (and thrown away, within the body limits).
+            super::body::discard(request.into_body(), &state).await;
+            ApiError::Overloaded(format!(
+                "{} inference requests are already in progress; retry later",
+                state.max_concurrent_requests()
+            ))
+            .into_response()
+        }
     }
 }
 

@@ -13,8 +13,8 @@
 //! about ONNX Runtime (that is [`crate::engine`]'s).
 
 pub mod auth;
+pub mod body;
 pub mod error;
-pub mod explain;
 pub mod middleware;
 pub mod predict;
 pub mod v2;
@@ -35,12 +35,12 @@ use tracing::Level;
 
 use self::error::ApiError;
 use self::middleware::RequestId;
-use crate::config::Precision;
-use crate::engine::{CardSource, StagingKind, TensorInfo};
 use crate::state::AppState;
 use crate::telemetry::ab::AbSummary;
 use crate::telemetry::metrics;
 use crate::telemetry::millis;
+use cxr_engine::Precision;
+use cxr_engine::{CardSource, StagingKind, TensorInfo};
 
 /// The OpenAPI description served at `/openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
@@ -167,7 +167,8 @@ impl Endpoint {
             Endpoint::V2Ready => get(v2::ready),
             Endpoint::V2Model => get(v2::model_metadata),
             Endpoint::V2ModelReady => get(v2::model_ready),
-            Endpoint::V2Infer => post(v2::infer),
+            Endpoint::V2Infer => post(v2::infer)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_concurrency)),
         }
     }
 }
@@ -319,7 +320,7 @@ pub struct ModelDescription {
     pub precision: Precision,
     /// `off`, `host` or `pinned`: what the model's batches go through (`--io-binding`).
     pub io_binding: StagingKind,
-    pub provider: &'static str,
+    pub provider: cxr_engine::Provider,
     pub card_source: CardSource,
     pub input: TensorInfo,
     pub outputs: Vec<TensorInfo>,

@@ -33,8 +33,11 @@ use cxr_core::labels::NUM_LABELS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use cxr_engine::{InferError, MapShape, Maps, ModelHandle, Prediction};
+
+use super::body::read_bytes;
 use super::error::{ApiError, INTERNAL_DETAIL};
-use crate::engine::{InferError, Maps, ModelHandle, Prediction};
+use crate::inference::{self, run::InferenceError};
 use crate::problem::{ProblemKind, RETRY_AFTER_SECS};
 use crate::state::AppState;
 
@@ -100,16 +103,65 @@ impl From<InferError> for V2Error {
     }
 }
 
-/// The model handle for `name`, or 404 / 503.
+impl From<InferenceError> for V2Error {
+    fn from(error: InferenceError) -> Self {
+        match error {
+            InferenceError::Infer(error) => error.into(),
+            other => ApiError::from(other).into(),
+        }
+    }
+}
+
+/// The outputs a `/v2` client may ask for, spelled as the graph names them (checked by a test against
+/// `cxr_core::card`'s interface names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Probabilities,
+    Logits,
+    Features,
+    Cam,
+}
+
+cxr_core::keywords!(Output, "output", {
+    Probabilities => "probabilities", Logits => "logits", Features => "features", Cam => "cam"
+});
+
+impl Output {
+    /// The outputs of a model: the maps only when its graph has them.
+    fn of(has_maps: bool) -> &'static [Output] {
+        if has_maps { &Output::ALL } else { &[Output::Probabilities, Output::Logits] }
+    }
+
+    /// The shape of `n` images' output.
+    fn shape(self, n: usize, maps: Option<MapShape>) -> Vec<usize> {
+        let (grid, channels) = maps.map_or((0, 0), |shape| (shape.grid, shape.channels));
+        match self {
+            Output::Probabilities | Output::Logits => vec![n, NUM_LABELS],
+            Output::Features => vec![n, channels, grid, grid],
+            Output::Cam => vec![n, NUM_LABELS, grid, grid],
+        }
+    }
+
+    /// This output of one prediction.
+    fn values(self, prediction: &Prediction) -> &[f32] {
+        match self {
+            Output::Probabilities => &prediction.probabilities,
+            Output::Logits => &prediction.logits,
+            Output::Features => prediction.features.as_deref().unwrap_or_default(),
+            Output::Cam => prediction.cam.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+/// The model handle for `name`: 404 for a name that is no model, 400 `model-not-loaded` for one this server did not
+/// load, 503 while loading.
 fn model(state: &AppState, name: &str) -> Result<ModelHandle, V2Error> {
     let variant = ModelVariant::from_str(name).map_err(|_| {
         V2Error::new(ProblemKind::UnknownModel, format!("unknown model {name:?} (models: color, gray)"))
     })?;
     let engine = state.ready_engine().map_err(ApiError::from)?;
-    engine
-        .model(variant)
-        .cloned()
-        .ok_or_else(|| V2Error::new(ProblemKind::NotReady, format!("model {name} is not loaded")))
+    let mut models = inference::models(engine, variant.into()).map_err(ApiError::from)?;
+    Ok(models.remove(0))
 }
 
 /// `GET /v2`: server metadata.
@@ -200,7 +252,7 @@ struct InferRequest {
 
 #[derive(Debug, Serialize)]
 struct ResponseOutput {
-    name: &'static str,
+    name: Output,
     datatype: &'static str,
     shape: Vec<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -304,117 +356,78 @@ fn images(handle: &ModelHandle, request: &InferRequest, binary: &Bytes) -> Resul
     Ok(values.chunks_exact(per_image).map(<[f32]>::to_vec).collect())
 }
 
-/// `POST /v2/models/{name}/infer`.
+/// `POST /v2/models/{name}/infer`: the body under the one body reader, the images through the inference service
+/// ([`inference::infer_tensors`]), the predictions back in the protocol's shape. The route holds one of the
+/// `--max-concurrent-requests` permits, as `/predict` does ([`super::middleware::limit_concurrency`]).
 pub async fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,
     request: axum::extract::Request,
 ) -> Result<Response, V2Error> {
     let headers = request.headers().clone();
-    // The body under the same deadline as `/predict`'s uploads.
-    let timeout = state.body_timeout();
-    let body = match tokio::time::timeout(
-        timeout,
-        <Bytes as axum::extract::FromRequest<AppState>>::from_request(request, &state),
-    )
-    .await
-    {
-        Err(_) => return Err(ApiError::RequestTimeout(timeout.as_secs()).into()),
-        Ok(Err(rejection)) => return Err(ApiError::from(rejection).into()),
-        Ok(Ok(body)) => body,
-    };
+    let body = read_bytes(request, &state).await?;
     let handle = model(&state, &name)?;
-    // The same request limit as `/predict`.
-    let _permit = state.permits().try_acquire_owned().map_err(|_| {
-        let limit = state.max_concurrent_requests();
-        ApiError::Overloaded(format!("{limit} requests are already in progress; retry later"))
-    })?;
     let (request, binary) = split_body(&headers, &body)?;
     let images = images(&handle, &request, &binary)?;
     drop(body);
-    let map_shape = handle.info().maps;
-    let known: &[&'static str] = if map_shape.is_some() {
-        &[PROBABILITIES_NAME, LOGITS_NAME, FEATURES_NAME, CAM_NAME]
-    } else {
-        &[PROBABILITIES_NAME, LOGITS_NAME]
-    };
-    let requested: Vec<(&'static str, bool)> = match &request.outputs {
-        None => vec![(PROBABILITIES_NAME, false), (LOGITS_NAME, false)],
-        Some(outputs) => outputs
-            .iter()
-            .map(|o| match known.iter().find(|name| **name == o.name) {
-                Some(name) => Ok((*name, o.parameters.binary_data.unwrap_or(false))),
-                None => {
-                    Err(V2Error::bad_request(format!("unknown output {:?} (outputs: {})", o.name, known.join(", "))))
-                }
-            })
-            .collect::<Result<_, _>>()?,
-    };
+    let requested = requested_outputs(&request, handle.info().maps.is_some())?;
     let maps = Maps {
-        cam: requested.iter().any(|(name, _)| *name == CAM_NAME),
-        features: requested.iter().any(|(name, _)| *name == FEATURES_NAME),
+        cam: requested.iter().any(|(output, _)| *output == Output::Cam),
+        features: requested.iter().any(|(output, _)| *output == Output::Features),
     };
+    let predictions = inference::infer_tensors(&state, &handle, images, maps).await?;
     let all_binary = request.parameters.binary_data_output.unwrap_or(false);
+    respond(&handle, request.id, &requested, &predictions, all_binary)
+}
 
-    // Every image is one job of the batcher; all are admitted first, so the worker waits for the rest of the batch.
-    let n = images.len();
-    let admissions: Vec<_> = (0..n).map(|_| handle.admit()).collect();
-    let jobs: Vec<_> = admissions
-        .into_iter()
-        .zip(images)
-        .map(|(admission, tensor)| tokio::spawn(admission.infer_with(tensor, maps)))
-        .collect();
-    let mut predictions: Vec<Prediction> = Vec::with_capacity(n);
-    for job in jobs {
-        let prediction = job.await.map_err(ApiError::from)??;
-        predictions.push(prediction);
-    }
+/// The outputs the request names (by default `probabilities` and `logits`), each with whether it goes as binary.
+fn requested_outputs(request: &InferRequest, has_maps: bool) -> Result<Vec<(Output, bool)>, V2Error> {
+    let known = Output::of(has_maps);
+    let Some(outputs) = &request.outputs else {
+        return Ok(vec![(Output::Probabilities, false), (Output::Logits, false)]);
+    };
+    outputs
+        .iter()
+        .map(|o| match known.iter().find(|output| output.as_str() == o.name) {
+            Some(output) => Ok((*output, o.parameters.binary_data.unwrap_or(false))),
+            None => {
+                let names: Vec<&str> = known.iter().map(|output| output.as_str()).collect();
+                Err(V2Error::bad_request(format!("unknown output {:?} (outputs: {})", o.name, names.join(", "))))
+            }
+        })
+        .collect()
+}
 
+/// The response document, with binary outputs appended after the JSON.
+fn respond(
+    handle: &ModelHandle,
+    id: Option<String>,
+    requested: &[(Output, bool)],
+    predictions: &[Prediction],
+    all_binary: bool,
+) -> Result<Response, V2Error> {
+    let n = predictions.len();
     let mut outputs = Vec::with_capacity(requested.len());
     let mut tail: Vec<u8> = Vec::new();
-    for (output, binary) in requested {
-        let (grid, channels) = map_shape.map_or((0, 0), |shape| (shape.grid, shape.channels));
-        let shape = match output {
-            FEATURES_NAME => vec![n, channels, grid, grid],
-            CAM_NAME => vec![n, NUM_LABELS, grid, grid],
-            _ => vec![n, NUM_LABELS],
-        };
-        let values: Vec<f32> = predictions
-            .iter()
-            .flat_map(|p| match output {
-                PROBABILITIES_NAME => p.probabilities.as_slice(),
-                LOGITS_NAME => p.logits.as_slice(),
-                FEATURES_NAME => p.features.as_deref().unwrap_or_default(),
-                _ => p.cam.as_deref().unwrap_or_default(),
-            })
-            .copied()
-            .collect();
+    for &(output, binary) in requested {
+        let shape = output.shape(n, handle.info().maps);
+        let values: Vec<f32> = predictions.iter().flat_map(|p| output.values(p)).copied().collect();
         if values.len() != shape.iter().product::<usize>() {
             return Err(V2Error::internal(format!("the engine returned {output} of the wrong size")));
         }
-        if binary || all_binary {
+        let (parameters, data) = if binary || all_binary {
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            outputs.push(ResponseOutput {
-                name: output,
-                datatype: "FP32",
-                shape,
-                parameters: Some(json!({ "binary_data_size": bytes.len() })),
-                data: None,
-            });
+            let parameters = json!({ "binary_data_size": bytes.len() });
             tail.extend(bytes);
+            (Some(parameters), None)
         } else {
-            outputs.push(ResponseOutput {
-                name: output,
-                datatype: "FP32",
-                shape,
-                parameters: None,
-                data: Some(values),
-            });
-        }
+            (None, Some(values))
+        };
+        outputs.push(ResponseOutput { name: output, datatype: "FP32", shape, parameters, data });
     }
     let mut document =
         json!({ "model_name": handle.info().variant, "model_version": MODEL_VERSION, "outputs": outputs });
-    if let Some(id) = request.id {
+    if let Some(id) = id {
         document["id"] = Value::String(id);
     }
     let json =
@@ -442,7 +455,7 @@ mod tests {
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::engine::Cause;
+    use cxr_engine::Cause;
 
     /// Sends one request to a route whose handler fails with `error` and returns the status, `Retry-After` and the
     /// body's `error` message.
@@ -471,6 +484,12 @@ mod tests {
 
         let (status, _, message) = answer(|| V2Error::internal("cannot serialise the response: secret detail")).await;
         assert_eq!((status, message.contains("secret")), (StatusCode::INTERNAL_SERVER_ERROR, false));
+    }
+
+    #[test]
+    fn outputs_are_spelled_as_the_graph_names_them() {
+        let names: Vec<&str> = Output::ALL.iter().map(|output| output.as_str()).collect();
+        assert_eq!(names, [PROBABILITIES_NAME, LOGITS_NAME, FEATURES_NAME, CAM_NAME]);
     }
 
     #[tokio::test]

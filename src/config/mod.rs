@@ -5,24 +5,22 @@
 //! line. Rules that involve several fields are checked by [`Config::validate`] at startup.
 //!
 //! Architecture invariant: this module is the bottom layer of the server. It imports nothing from the rest of the
-//! crate; every other layer may use its plain settings types ([`EngineSettings`] and
-//! the other engine settings, [`ApiKeys`]).
+//! crate; every other layer may use its plain types ([`ApiKeys`], [`Explain`]). The engine's settings types live in
+//! `cxr-engine`, which parses nothing.
 
 mod keys;
-mod settings;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cxr_core::card::{ModelSelection, ModelVariant};
+use cxr_engine::{BatchSizes, ConvSearch, Device, EngineSettings, IoBindingMode, Precision};
 
 pub use self::keys::{ApiKey, ApiKeys, InvalidKey, KeyFileError, KeyFileProblem, MIN_KEY_LEN};
-pub use self::settings::{BatchSizes, ConvSearch, Device, EngineSettings, IoBindingMode, Precision};
 
 /// What a prediction explains (`--explain`, `?explain=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Explain {
     /// Probabilities only (the fast path).
     #[default]

@@ -49,8 +49,8 @@ use prometheus::{
 
 use super::ab::{AbStats, Comparison, ModelSide, Source};
 use super::procfs;
-use crate::engine::{Engine, WorkerObserver};
 use crate::problem::ProblemKind;
+use cxr_engine::{Engine, WorkerObserver};
 
 /// The `Content-Type` of `GET /metrics`.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -328,7 +328,7 @@ impl Metrics {
             let info = model.info();
             let trained = if info.card.trained { "true" } else { "false" };
             self.model_info
-                .with_label_values(&[info.variant.as_str(), &info.card.version, info.provider, trained])
+                .with_label_values(&[info.variant.as_str(), &info.card.version, info.provider.as_str(), trained])
                 .set(1);
         }
     }

@@ -1,15 +1,14 @@
-//! What the server observes about itself: the Prometheus registry ([`metrics`]), the live A/B window of paired
-//! color/gray results ([`ab`]) and the shadow runs that feed it ([`shadow`]); [`procfs`] reads process and
-//! machine resource usage.
+//! What the server observes about itself: the Prometheus registry ([`metrics`]) and the live A/B window of paired
+//! color/gray results ([`ab`]), fed by `model=both` predictions and by shadow runs (`crate::inference`);
+//! [`procfs`] reads process and machine resource usage.
 //!
 //! Architecture invariant: this layer sits above the engine and below the server state; it knows nothing of HTTP
-//! routes or request handling. The engine reports to it through [`WorkerObserver`](crate::engine::WorkerObserver),
+//! routes or request handling. The engine reports to it through [`WorkerObserver`](cxr_engine::WorkerObserver),
 //! which [`metrics::ModelMetrics`] implements, so the engine never imports it.
 
 pub mod ab;
 pub mod metrics;
 pub mod procfs;
-pub mod shadow;
 
 use std::time::Duration;
 

@@ -74,7 +74,7 @@ async fn adopted_models_are_served_and_match_the_original_graph() {
     // The original torch-style graph on the same preprocessed pixels, through ONNX Runtime directly.
     let decoded = decode(&image.bytes(), &DecodeLimits::default()).unwrap();
     let input = Preprocessor::new(299, Normalization::INCEPTION).tensor(&decoded.image, 3);
-    let environment = cxr_serve::engine::ort_environment(&ort_dylib(), None).unwrap();
+    let environment = cxr_engine::ort_environment(&ort_dylib(), None).unwrap();
     let mut session =
         ort::session::Session::builder(&environment).unwrap().commit_from_file(onnx("torch_style.onnx")).unwrap();
     let tensor = ort::value::Tensor::from_array((vec![1usize, 3, 299, 299], input)).unwrap();

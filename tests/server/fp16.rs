@@ -6,7 +6,7 @@
 //! covers the export command end to end. On this CPU-only suite FP16 runs on the CPU execution provider; the GPU
 //! numbers come from `scripts/gpu-check.sh`.
 
-use cxr_serve::config::Precision;
+use cxr_engine::Precision;
 use serde_json::Value;
 
 use crate::helpers::{

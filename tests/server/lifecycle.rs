@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use cxr_serve::config::Device;
-use cxr_serve::engine::{CPU_PROVIDER, CUDA_PROVIDER, Engine, EngineError};
+use cxr_engine::Device;
+use cxr_engine::{Engine, EngineError, Provider};
 use cxr_serve::{AppState, Config, app};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -94,7 +94,7 @@ fn device_cuda_fails_loudly_or_really_uses_cuda() {
     let mut settings = config(&[]).engine_settings();
     settings.device = Device::Cuda;
     match Engine::load(&settings) {
-        Ok(engine) => assert!(engine.models().all(|m| m.info().provider == CUDA_PROVIDER)),
+        Ok(engine) => assert!(engine.models().all(|m| m.info().provider == Provider::Cuda)),
         Err(error) => {
             assert!(matches!(error, EngineError::Cuda { .. }), "{error}");
             assert!(error.to_string().contains("CUDA"), "{error}");
@@ -108,7 +108,7 @@ fn device_auto_falls_back_to_the_cpu() {
     settings.device = Device::Auto;
     let engine = Engine::load(&settings).expect("auto always loads");
     for model in engine.models() {
-        assert!([CPU_PROVIDER, CUDA_PROVIDER].contains(&model.info().provider));
+        assert!([Provider::Cpu, Provider::Cuda].contains(&model.info().provider));
     }
 }
 

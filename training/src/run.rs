@@ -77,8 +77,7 @@ impl Task {
 }
 
 /// The optimizer of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptimizerKind {
     /// RMSProp as in the paper (decay 0.9, momentum 0.9, ε 1.0).
     Rmsprop,
@@ -153,8 +152,7 @@ pub struct Fingerprints {
 }
 
 /// How the 1-channel first convolution of a gray model is built from a color checkpoint's 3-channel one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GrayFromColor {
     /// `w_R + w_G + w_B`: the gray model on image `g` computes exactly the color model on `(g, g, g)`.
     Sum,

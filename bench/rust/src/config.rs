@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cxr_serve::config::Device;
+use cxr_engine::Device;
 
 /// Command-line configuration of `cxr-bench`.
 #[derive(Debug, Clone, clap::Parser)]
@@ -36,12 +36,12 @@ pub struct BenchConfig {
     /// Model files for the server, the raw sessions and the Python reference alike: `fp32` (`<name>.onnx`) or
     /// `fp16` (`<name>.fp16.onnx`, from `cxr-train export --fp16`).
     #[arg(long, default_value = "fp32")]
-    pub precision: cxr_serve::config::Precision,
+    pub precision: cxr_engine::Precision,
 
     /// The server's `--io-binding` (`auto`: pinned host buffers bound with an `IoBinding` on CUDA, plain runs on the
     /// CPU; `on`; `off`), to compare the two input paths.
     #[arg(long, default_value = "auto")]
-    pub io_binding: cxr_serve::config::IoBindingMode,
+    pub io_binding: cxr_engine::IoBindingMode,
 
     /// ONNX Runtime intra-op threads per session, the same for the server, raw ORT and the Python reference
     /// (default: the number of CPUs, as the server's default).

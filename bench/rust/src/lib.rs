@@ -39,8 +39,8 @@ use self::config::Plan;
 use self::http::{Input, Saturation, Target};
 use self::process::ServerProcess;
 use self::report::{GrayOverColor, InputFile, Machine, PairedLatency, PythonModel, Report, ServerModel, ServerRun};
-use cxr_serve::config::EngineSettings;
-use cxr_serve::engine::{EngineError, ort_environment};
+use cxr_engine::EngineSettings;
+use cxr_engine::{EngineError, ort_environment};
 
 /// How long a server may take to print its address, and then to become ready.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

@@ -23,8 +23,8 @@ use serde::Serialize;
 use super::BenchError;
 use super::config::Plan;
 use super::stats::{Summary, ms};
-use cxr_serve::config::{Device, EngineSettings};
-use cxr_serve::engine::{open_session, ort_environment};
+use cxr_engine::{Device, EngineSettings};
+use cxr_engine::{open_session, ort_environment};
 
 /// Most timed runs of one batch size, whatever the time budget.
 const MAX_RUNS: usize = 1000;
@@ -157,7 +157,7 @@ fn session_for(
     settings: &EngineSettings,
     path: &std::path::Path,
     options: RawOptions,
-) -> Result<(Session, &'static str), BenchError> {
+) -> Result<(Session, cxr_engine::Provider), BenchError> {
     match options {
         RawOptions::ServerOptions => Ok(open_session(environment, path, settings)?),
         RawOptions::OrtDefaults => default_session(environment, settings, path, false),
@@ -172,15 +172,15 @@ fn default_session(
     settings: &EngineSettings,
     path: &std::path::Path,
     all_threads: bool,
-) -> Result<(Session, &'static str), BenchError> {
+) -> Result<(Session, cxr_engine::Provider), BenchError> {
     let failed = |e: ort::Error| BenchError::Setup(format!("{}: raw session: {e}", path.display()));
     let mut builder = Session::builder(environment).map_err(failed)?;
-    let mut provider = cxr_serve::engine::CPU_PROVIDER;
+    let mut provider = cxr_engine::Provider::Cpu;
     if settings.device != Device::Cpu {
         builder = builder
             .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
             .map_err(|e| failed(e.into()))?;
-        provider = cxr_serve::engine::CUDA_PROVIDER;
+        provider = cxr_engine::Provider::Cuda;
     }
     if all_threads {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -46,8 +46,7 @@ use serde::Serialize;
 use crate::image::GrayImage;
 
 /// The container formats [`decode`] accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImageFormat {
     Dicom,
     Png,

@@ -10,10 +10,11 @@
 //! "The same preprocessed image": when both models share the preprocessing (input size and normalisation, as the
 //! exported pair does), the shadow's input is the primary's normalised plane, stacked to the shadow's channel count
 //! (gray → color) or reduced to one plane (color → gray), so nothing is resized twice. Otherwise the shadow task
-//! preprocesses the decoded image with its own model's preprocessing, on the blocking pool.
+//! preprocesses the decoded image with its own model's preprocessing. Either way it runs through the service's one
+//! model run ([`run_model`]), so its CPU work takes the image-work slots like every other.
 //!
-//! A shadow run holds a clone of its [`ModelHandle`], not the engine, so shutting down never waits for anything but
-//! the shadow job itself (the worker finishes it before stopping).
+//! A shadow run holds a clone of its [`ModelHandle`] and of the image-work slots, not the engine or the state, so
+//! shutting down never waits for anything but the shadow job itself (the worker finishes it before stopping).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,9 +24,12 @@ use cxr_core::image::GrayImage;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::ab::{AbStats, ModelSide, Source};
-use super::metrics::{self, Metrics};
-use crate::engine::{InferError, ModelHandle};
+use cxr_engine::{InferError, Maps, ModelHandle};
+
+use super::run::{InferenceError, ModelInput, run_model};
+use crate::state::CpuWork;
+use crate::telemetry::ab::{AbStats, ModelSide, Source};
+use crate::telemetry::metrics::{self, Metrics};
 
 /// The primary model's result, sent to its shadow run once the primary has answered.
 #[derive(Debug)]
@@ -40,6 +44,7 @@ pub struct PrimaryOutcome {
 /// A shadow run about to start for one request.
 pub struct ShadowRun {
     model: ModelHandle,
+    cpu: CpuWork,
     metrics: Arc<Metrics>,
     ab: Arc<AbStats>,
 }
@@ -53,8 +58,8 @@ enum ShadowInput {
 }
 
 impl ShadowRun {
-    pub fn new(model: ModelHandle, metrics: Arc<Metrics>, ab: Arc<AbStats>) -> ShadowRun {
-        ShadowRun { model, metrics, ab }
+    pub fn new(model: ModelHandle, cpu: CpuWork, metrics: Arc<Metrics>, ab: Arc<AbStats>) -> ShadowRun {
+        ShadowRun { model, cpu, metrics, ab }
     }
 
     /// Starts the shadow run for a request whose primary model is `primary` and whose preprocessed tensor is
@@ -94,23 +99,14 @@ impl ShadowRun {
     ) {
         let variant = self.model.info().variant;
         let channels = self.model.info().card.channels;
-        let tensor = match input {
-            ShadowInput::Plane(plane) => stack(plane, channels),
-            ShadowInput::Image(image) => {
-                let preprocessor = Arc::clone(self.model.preprocessor());
-                match tokio::task::spawn_blocking(move || preprocessor.tensor(&image, channels)).await {
-                    Ok(tensor) => tensor,
-                    Err(error) => {
-                        self.metrics.shadow_failed(variant);
-                        tracing::error!(%error, "shadow preprocessing failed");
-                        return;
-                    }
-                }
-            }
+        let input = match input {
+            ShadowInput::Plane(plane) => ModelInput::Tensor(stack(plane, channels)),
+            ShadowInput::Image(image) => ModelInput::Image(image),
         };
-        let prediction = match self.model.infer(tensor).await {
-            Ok(prediction) => prediction,
-            Err(InferError::Overloaded { .. }) => {
+        let admission = self.model.admit();
+        let prediction = match run_model(&self.cpu, admission, input, Maps::NONE, |_| ()).await {
+            Ok((prediction, _)) => prediction,
+            Err(InferenceError::Infer(InferError::Overloaded { .. })) => {
                 self.skip("queue full");
                 return;
             }

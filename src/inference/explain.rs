@@ -4,7 +4,7 @@
 //! the last feature map is an exact decomposition of the logit: the spatial mean of finding `k`'s map *is* its logit.
 //! Every export of `cxr-train` computes these maps in its graph (output `cam`, `[N, 14, g, g]`: one 1 × 1 `Conv`,
 //! ~1.8 M multiply-adds per image beside Inception-V3's ~5.7 G); the engine copies them out only for jobs that ask
-//! ([`crate::engine::Maps`]), so a prediction without `explain` gets and returns exactly what it did before. This
+//! ([`cxr_engine::Maps`]), so a prediction without `explain` gets and returns exactly what it did before. This
 //! module turns one image's maps into the response: each grid in the original image's coordinates
 //! (the letterbox undone, [`GridMapping`]) and, with `overlay=png`, the top findings drawn over the X-ray.
 //!
@@ -16,14 +16,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use cxr_core::cam::{Film, GridMapping, OVERLAY_MAX_SIDE};
 use cxr_core::image::GrayImage;
 use cxr_core::labels::LABELS;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::Explain;
-use crate::engine::MapShape;
+use cxr_engine::MapShape;
 
 /// Whether the explained findings come with a picture (`?overlay=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overlay {
     /// Grids only.
     #[default]
@@ -31,6 +30,8 @@ pub enum Overlay {
     /// A PNG of each of the top findings' maps over the X-ray (base64 in `overlay_png`).
     Png,
 }
+
+cxr_core::keywords!(Overlay, "overlay", { None => "none", Png => "png" });
 
 /// Findings drawn as overlays unless `?top=` says otherwise.
 pub const DEFAULT_OVERLAY_TOP: usize = 3;
