@@ -17,6 +17,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -77,23 +78,32 @@ fn with_instance(response: Response, mut problem: Problem, id: &RequestId) -> Re
     Response::from_parts(parts, Body::from(body))
 }
 
-/// Holds one of the `--max-concurrent-requests` permits for the whole request (`/predict` and `/v2` inference
-/// alike), or answers 503 once the refused upload has been drained.
+/// Holds one of the `--max-concurrent-requests` permits for the whole request (`/predict`; the `/v2` inference route
+/// has the same limit in its protocol's error shape, `v2::limit_concurrency`), or answers 503 once the refused
+/// upload has been drained.
 pub async fn limit_concurrency(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match state.permits().try_acquire_owned() {
-        Ok(permit) => {
+    match permit_or_drain(&state, request).await {
+        Ok((permit, request)) => {
             let response = next.run(request).await;
             drop(permit);
             response
         }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// One of the `--max-concurrent-requests` permits — the one limit of every inference route, with one message — or,
+/// when none is free, [`ApiError::Overloaded`] once the refused upload has been read and dropped: as for every
+/// other refusal, an HTTP/1.1 client still sending its file would otherwise get a broken pipe instead of the 503.
+pub async fn permit_or_drain(state: &AppState, request: Request) -> Result<(OwnedSemaphorePermit, Request), ApiError> {
+    match state.permits().try_acquire_owned() {
+        Ok(permit) => Ok((permit, request)),
         Err(_) => {
-            // As for every other refusal, the upload is read first (and thrown away, within the body limits).
-            super::body::discard(request.into_body(), &state).await;
-            ApiError::Overloaded(format!(
+            super::body::discard(request.into_body(), state).await;
+            Err(ApiError::Overloaded(format!(
                 "{} inference requests are already in progress; retry later",
                 state.max_concurrent_requests()
-            ))
-            .into_response()
+            )))
         }
     }
 }

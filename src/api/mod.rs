@@ -167,8 +167,9 @@ impl Endpoint {
             Endpoint::V2Ready => get(v2::ready),
             Endpoint::V2Model => get(v2::model_metadata),
             Endpoint::V2ModelReady => get(v2::model_ready),
-            Endpoint::V2Infer => post(v2::infer)
-                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_concurrency)),
+            Endpoint::V2Infer => {
+                post(v2::infer).layer(axum::middleware::from_fn_with_state(state.clone(), v2::limit_concurrency))
+            }
         }
     }
 }

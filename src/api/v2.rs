@@ -215,6 +215,23 @@ pub async fn model_metadata(State(state): State<AppState>, Path(name): Path<Stri
     })))
 }
 
+/// The inference route's request limit: the same permit and message as `/predict`'s
+/// ([`super::middleware::permit_or_drain`]), answered in the protocol's error shape.
+pub async fn limit_concurrency(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match super::middleware::permit_or_drain(&state, request).await {
+        Ok((permit, request)) => {
+            let response = next.run(request).await;
+            drop(permit);
+            response
+        }
+        Err(error) => V2Error::from(error).into_response(),
+    }
+}
+
 /// One input tensor of an inference request.
 #[derive(Debug, Deserialize)]
 struct RequestInput {
@@ -358,7 +375,7 @@ fn images(handle: &ModelHandle, request: &InferRequest, binary: &Bytes) -> Resul
 
 /// `POST /v2/models/{name}/infer`: the body under the one body reader, the images through the inference service
 /// ([`inference::infer_tensors`]), the predictions back in the protocol's shape. The route holds one of the
-/// `--max-concurrent-requests` permits, as `/predict` does ([`super::middleware::limit_concurrency`]).
+/// `--max-concurrent-requests` permits, as `/predict` does ([`limit_concurrency`]).
 pub async fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -185,6 +185,68 @@ async fn a_full_queue_or_concurrency_limit_is_overloaded_with_retry_after() {
     assert!(details.iter().any(|d| d.contains("queue is full")), "the queue refuses: {details:?}");
 }
 
+/// POSTs `len` zero bytes to `path` in full, then reads the response's status line and JSON body.
+fn upload_then_read(addr: std::net::SocketAddr, path: &str, len: usize) -> std::io::Result<(String, Value)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/dicom\r\nContent-Length: {len}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes())?;
+    let chunk = vec![0u8; 1 << 16];
+    for _ in 0..len / chunk.len() {
+        stream.write_all(&chunk)?;
+    }
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or_default().to_string();
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn a_request_over_the_concurrency_limit_is_answered_after_its_upload_is_drained() {
+    // One request slot, held by an upload that stalls after its headers (the permit is taken before the body is
+    // read). A 16 MB upload then gets its 503 — not a reset connection while it is still sending — on both
+    // inference routes, exactly as a request without an API key gets its 401.
+    let server = TestServer::start(config(&["--max-concurrent-requests", "1", "--body-timeout-secs", "60"]));
+    let mut stalled = std::net::TcpStream::connect(server.addr).expect("connect");
+    let head = format!(
+        "POST /predict HTTP/1.1\r\nHost: {}\r\nContent-Type: image/png\r\nContent-Length: 1000000\r\n\r\n",
+        server.addr
+    );
+    std::io::Write::write_all(&mut stalled, head.as_bytes()).unwrap();
+    std::io::Write::write_all(&mut stalled, &[0u8; 1000]).unwrap();
+    // The stalled request holds the slot once the server has routed it.
+    let mut held = false;
+    for _ in 0..100 {
+        let probe = client().post(server.url("/predict")).body(Vec::<u8>::new()).send().await.unwrap();
+        if probe.status() == 503 {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(held, "the stalled upload must hold the only request slot");
+    for path in ["/predict", "/v2/models/gray/infer"] {
+        let addr = server.addr;
+        // A raw client that writes the whole body before reading: unless the server reads it, the write fails
+        // (reset or broken pipe) once the server has answered and closed.
+        let (status, body) = tokio::task::spawn_blocking(move || upload_then_read(addr, path, 16 << 20))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{path}: the 503 must arrive after the whole upload, got {e}"));
+        assert!(status.contains(" 503 "), "{path}: {status}");
+        // `/predict` answers a problem, `/v2` its protocol's `{"error": ...}`; the message is the same.
+        let detail = body["detail"].as_str().or(body["error"].as_str()).unwrap_or_default();
+        assert!(detail.contains("inference requests are already in progress"), "{path}: {body}");
+    }
+    drop(stalled);
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods_are_problems_too() {
     let server = default_server();

@@ -20,3 +20,4 @@ mod metrics;
 mod mutations;
 mod predict;
 mod v2;
+mod variants;
