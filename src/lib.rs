@@ -1,19 +1,21 @@
 //! `cxr-serve`: the HTTP inference server for the color- (3-channel) and grayscale-pretrained (1-channel)
 //! Inception-V3 chest X-ray classifiers, run by ONNX Runtime.
 //!
-//! Codemap, by layer (a module uses only the layers below it; `tests/server/layers.rs` checks it against the table
-//! in `ARCHITECTURE.md`):
-//! 0. [`config`]: the one [`Config`] (flags and `CXR_*` environment variables) and the plain settings types it
-//!    produces; [`problem`]: the catalogue of problem types; [`malloc`]: glibc malloc thresholds.
-//! 1. [`engine`]: ONNX Runtime sessions, one worker thread per model variant, request batching.
-//! 2. [`telemetry`]: the Prometheus registry, the live A/B window, shadow runs.
-//! 3. [`state`]: [`AppState`], what every handler shares.
-//! 4. [`api`]: the route table and router, `/predict` (with `?explain=cam`), `/v2`, problem details, API keys,
-//!    middleware.
-//! 5. [`server`]: [`serve`]: binding, background model loading, graceful shutdown.
+//! Codemap, by layer (a module uses only the layers below it; the table in `ARCHITECTURE.md` is checked against
+//! the sources). The engine is its own crate, `cxr-engine`, below all of them:
+//! 0. [`config`]: the one [`Config`] (flags and `CXR_*` environment variables); [`problem`]: the catalogue of
+//!    problem types; [`malloc`]: glibc malloc thresholds.
+//! 1. [`telemetry`]: the Prometheus registry, the live A/B window.
+//! 2. [`state`]: [`AppState`], what every handler shares, and the image-work slots.
+//! 3–5. [`inference`]: the inference service — the one way an input (image bytes or preprocessed tensors) becomes
+//!    probabilities and maps; shadow runs and explanations.
+//! 6. [`api`]: the route table and router, the one body reader, `/predict` and `/v2` (translators over the
+//!    service), problem details, API keys, middleware.
+//! 7. [`server`]: [`serve`]: binding, background model loading, graceful shutdown.
 //!
-//! Architecture invariants: the HTTP layer knows nothing about DICOM tags (`cxr_core::decode` does) and the engine
-//! knows nothing about HTTP or Prometheus. Nothing logs DICOM header values: only format, dimensions and timings.
+//! Architecture invariants: the HTTP layer knows nothing about DICOM tags (`cxr_core::decode` does) nor ONNX Runtime
+//! (`cxr_engine` does), and the inference service knows nothing about HTTP. Nothing logs DICOM header values: only
+//! format, dimensions and timings.
 
 pub mod api;
 pub mod config;

@@ -116,17 +116,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             let _ = draining_tx.send(true);
         }
     };
-    // `/metrics` on its own listener, when asked; it stops with the process.
     let metrics_server = match config.metrics_bind {
-        Some(metrics_addr) => {
-            let metrics_listener = TcpListener::bind(metrics_addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr: metrics_addr, source })?;
-            let bound = metrics_listener.local_addr().map_err(ServeError::Http)?;
-            tracing::info!(addr = %bound, "metrics listening");
-            let router = crate::api::metrics_app(state.clone());
-            Some(tokio::spawn(async move { axum::serve(metrics_listener, router).await }))
-        }
+        Some(metrics_addr) => Some(serve_metrics(metrics_addr, &state).await?),
         None => None,
     };
     let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(shutdown);
@@ -194,4 +185,16 @@ impl ShutdownSignals {
             "Ctrl-C"
         }
     }
+}
+
+/// `/metrics` on its own listener (`--metrics-bind`); it stops with the process (or when the task is aborted).
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    state: &AppState,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, ServeError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(ServeError::Http)?;
+    tracing::info!(addr = %bound, "metrics listening");
+    let router = crate::api::metrics_app(state.clone());
+    Ok(tokio::spawn(async move { axum::serve(listener, router).await }))
 }

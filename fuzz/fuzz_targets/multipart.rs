@@ -1,4 +1,4 @@
-//! The server's upload reader (`cxr_serve::api::predict::read_upload`: raw or multipart body, size limit) on arbitrary
+//! The server's upload reader (`cxr_serve::api::body::read_upload`: raw or multipart body, size limit) on arbitrary
 //! bytes sent as `multipart/form-data`: the file or an error, never a panic. The first byte picks a boundary
 //! length so that generated bodies can match it. Seeded with multipart bodies of the fixtures (fuzz/seed.sh).
 #![no_main]
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let state = STATE.with(Clone::clone);
     RUNTIME.with(|rt| {
-        if let Ok(upload) = rt.block_on(cxr_serve::api::predict::read_upload(request, &state)) {
+        if let Ok(upload) = rt.block_on(cxr_serve::api::body::read_upload(request, &state)) {
             assert!(upload.bytes.len() <= body.len());
         }
     });

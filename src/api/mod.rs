@@ -52,16 +52,16 @@ pub enum Endpoint {
     Predict,
     /// `GET /v1/models`: the loaded models and their cards.
     Models,
+    /// `GET /v1/ab`: live A/B statistics of the color and gray models.
+    Ab,
     /// `GET /healthz`: liveness.
     Healthz,
     /// `GET /readyz`: readiness (models loaded and warmed up).
     Readyz,
-    /// `GET /openapi.yaml`: this API's description.
-    OpenApi,
     /// `GET /metrics`: Prometheus metrics (text exposition format 0.0.4).
     Metrics,
-    /// `GET /v1/ab`: live A/B statistics of the color and gray models.
-    Ab,
+    /// `GET /openapi.yaml`: this API's description.
+    OpenApi,
     /// `GET /v2`: Open Inference Protocol server metadata.
     V2Server,
     /// `GET /v2/health/live`.
@@ -76,100 +76,127 @@ pub enum Endpoint {
     V2Infer,
 }
 
+/// One row of the route table.
+struct Route {
+    endpoint: Endpoint,
+    /// The HTTP method, upper case.
+    method: &'static str,
+    path: &'static str,
+    /// Whether the route needs an API key when keys are configured.
+    protected: bool,
+    /// The route's handler with its own layers (the concurrency limit of the inference routes).
+    handler: fn(&AppState) -> MethodRouter<AppState>,
+}
+
+/// The route table, in the order of [`Endpoint`]'s variants (row `i` is the endpoint whose discriminant is `i`,
+/// checked by a test): adding a route is a variant and a row.
+const ROUTES: [Route; 13] = [
+    Route {
+        endpoint: Endpoint::Predict,
+        method: "POST",
+        path: "/predict",
+        protected: true,
+        handler: |state| {
+            post(predict::predict)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_concurrency))
+        },
+    },
+    Route { endpoint: Endpoint::Models, method: "GET", path: "/v1/models", protected: true, handler: |_| get(models) },
+    Route { endpoint: Endpoint::Ab, method: "GET", path: "/v1/ab", protected: true, handler: |_| get(ab) },
+    Route { endpoint: Endpoint::Healthz, method: "GET", path: "/healthz", protected: false, handler: |_| get(healthz) },
+    Route { endpoint: Endpoint::Readyz, method: "GET", path: "/readyz", protected: false, handler: |_| get(readyz) },
+    Route { endpoint: Endpoint::Metrics, method: "GET", path: "/metrics", protected: false, handler: |_| get(metrics) },
+    Route {
+        endpoint: Endpoint::OpenApi,
+        method: "GET",
+        path: "/openapi.yaml",
+        protected: false,
+        handler: |_| get(openapi),
+    },
+    Route {
+        endpoint: Endpoint::V2Server,
+        method: "GET",
+        path: "/v2",
+        protected: false,
+        handler: |_| get(v2::server_metadata),
+    },
+    Route {
+        endpoint: Endpoint::V2Live,
+        method: "GET",
+        path: "/v2/health/live",
+        protected: false,
+        handler: |_| get(v2::live),
+    },
+    Route {
+        endpoint: Endpoint::V2Ready,
+        method: "GET",
+        path: "/v2/health/ready",
+        protected: false,
+        handler: |_| get(v2::ready),
+    },
+    Route {
+        endpoint: Endpoint::V2Model,
+        method: "GET",
+        path: "/v2/models/{name}",
+        protected: true,
+        handler: |_| get(v2::model_metadata),
+    },
+    Route {
+        endpoint: Endpoint::V2ModelReady,
+        method: "GET",
+        path: "/v2/models/{name}/ready",
+        protected: true,
+        handler: |_| get(v2::model_ready),
+    },
+    Route {
+        endpoint: Endpoint::V2Infer,
+        method: "POST",
+        path: "/v2/models/{name}/infer",
+        protected: true,
+        handler: |state| {
+            post(v2::infer).layer(axum::middleware::from_fn_with_state(state.clone(), v2::limit_concurrency))
+        },
+    },
+];
+
 impl Endpoint {
-    /// The route table; [`app`] serves exactly these.
-    pub const ALL: [Endpoint; 13] = [
-        Endpoint::Predict,
-        Endpoint::Models,
-        Endpoint::Ab,
-        Endpoint::Healthz,
-        Endpoint::Readyz,
-        Endpoint::Metrics,
-        Endpoint::OpenApi,
-        Endpoint::V2Server,
-        Endpoint::V2Live,
-        Endpoint::V2Ready,
-        Endpoint::V2Model,
-        Endpoint::V2ModelReady,
-        Endpoint::V2Infer,
-    ];
+    /// The route table's endpoints; [`app`] serves exactly these.
+    pub const ALL: [Endpoint; ROUTES.len()] = {
+        let mut all = [Endpoint::Predict; ROUTES.len()];
+        let mut i = 0;
+        while i < ROUTES.len() {
+            all[i] = ROUTES[i].endpoint;
+            i += 1;
+        }
+        all
+    };
+
+    const fn route(self) -> &'static Route {
+        &ROUTES[self as usize]
+    }
 
     /// The HTTP method, upper case.
     pub const fn method(self) -> &'static str {
-        match self {
-            Endpoint::Predict | Endpoint::V2Infer => "POST",
-            Endpoint::V2Server | Endpoint::V2Live | Endpoint::V2Ready | Endpoint::V2Model | Endpoint::V2ModelReady => {
-                "GET"
-            }
-            Endpoint::Models
-            | Endpoint::Healthz
-            | Endpoint::Readyz
-            | Endpoint::OpenApi
-            | Endpoint::Metrics
-            | Endpoint::Ab => "GET",
-        }
+        self.route().method
     }
 
     /// The path.
     pub const fn path(self) -> &'static str {
-        match self {
-            Endpoint::Predict => "/predict",
-            Endpoint::Models => "/v1/models",
-            Endpoint::Healthz => "/healthz",
-            Endpoint::Readyz => "/readyz",
-            Endpoint::OpenApi => "/openapi.yaml",
-            Endpoint::Metrics => "/metrics",
-            Endpoint::Ab => "/v1/ab",
-            Endpoint::V2Server => "/v2",
-            Endpoint::V2Live => "/v2/health/live",
-            Endpoint::V2Ready => "/v2/health/ready",
-            Endpoint::V2Model => "/v2/models/{name}",
-            Endpoint::V2ModelReady => "/v2/models/{name}/ready",
-            Endpoint::V2Infer => "/v2/models/{name}/infer",
-        }
+        self.route().path
     }
 
     /// Whether the route needs an API key when keys are configured (inference and model routes; health, readiness,
     /// metrics and the OpenAPI document stay open).
     pub const fn protected(self) -> bool {
-        matches!(
-            self,
-            Endpoint::Predict
-                | Endpoint::Models
-                | Endpoint::Ab
-                | Endpoint::V2Model
-                | Endpoint::V2ModelReady
-                | Endpoint::V2Infer
-        )
+        self.route().protected
     }
 
     fn handler(self, state: &AppState) -> MethodRouter<AppState> {
-        let handler = self.unprotected_handler(state);
+        let handler = (self.route().handler)(state);
         if self.protected() {
             handler.layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_api_key))
         } else {
             handler
-        }
-    }
-
-    fn unprotected_handler(self, state: &AppState) -> MethodRouter<AppState> {
-        match self {
-            Endpoint::Predict => post(predict::predict)
-                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_concurrency)),
-            Endpoint::Models => get(models),
-            Endpoint::Healthz => get(healthz),
-            Endpoint::Readyz => get(readyz),
-            Endpoint::OpenApi => get(openapi),
-            Endpoint::Metrics => get(metrics),
-            Endpoint::Ab => get(ab),
-            Endpoint::V2Server => get(v2::server_metadata),
-            Endpoint::V2Live => get(v2::live),
-            Endpoint::V2Ready => get(v2::ready),
-            Endpoint::V2Model => get(v2::model_metadata),
-            Endpoint::V2ModelReady => get(v2::model_ready),
-            Endpoint::V2Infer => {
-                post(v2::infer).layer(axum::middleware::from_fn_with_state(state.clone(), v2::limit_concurrency))
-            }
         }
     }
 }
@@ -356,4 +383,16 @@ async fn ab(State(state): State<AppState>) -> Result<Json<AbSummary>, ApiError> 
 /// `GET /openapi.yaml`.
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/yaml"))], OPENAPI_YAML).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_route_row_is_its_endpoint() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            assert_eq!(route.endpoint as usize, i, "row {i} ({}) is out of declaration order", route.path);
+        }
+    }
 }

@@ -109,160 +109,89 @@ impl Metrics {
     /// that rates and absent series are not confused).
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let r = Registrar(&registry);
         let metrics = Metrics {
-            http_requests: register(
-                &registry,
-                counter_vec(
-                    "cxr_http_requests_total",
-                    "HTTP responses by route template, method and status.",
-                    &["route", "method", "status"],
-                ),
+            http_requests: r.counter(
+                "cxr_http_requests_total",
+                "HTTP responses by route template, method and status.",
+                &["route", "method", "status"],
             ),
-            http_duration: register(
-                &registry,
-                histogram_vec(
-                    "cxr_http_request_duration_seconds",
-                    "Time to handle an HTTP request, by route template.",
-                    &["route"],
-                    latency_buckets(),
-                ),
+            http_duration: r.histogram(
+                "cxr_http_request_duration_seconds",
+                "Time to handle an HTTP request, by route template.",
+                &["route"],
+                latency_buckets(),
             ),
-            http_in_flight: register(
-                &registry,
+            http_in_flight: r.add(
                 IntGauge::with_opts(Opts::new("cxr_http_requests_in_flight", "HTTP requests being handled."))
                     .expect("valid metric definition"),
             ),
-            errors: register(
-                &registry,
-                counter_vec("cxr_errors_total", "Problem responses by problem type (the slug of its URI).", &["type"]),
+            errors: r.counter(
+                "cxr_errors_total",
+                "Problem responses by problem type (the slug of its URI).",
+                &["type"],
             ),
-            decode: register(
-                &registry,
-                histogram_vec(
-                    "cxr_decode_duration_seconds",
-                    "Time to decode the image a model ran on (a model=both request counts for each model).",
-                    &["model"],
-                    latency_buckets(),
-                ),
+            decode: r.model_latency(
+                "cxr_decode_duration_seconds",
+                "Time to decode the image a model ran on (a model=both request counts for each model).",
             ),
-            preprocess: register(
-                &registry,
-                histogram_vec(
-                    "cxr_preprocess_duration_seconds",
-                    "Time to resize and normalise the image for a model.",
-                    &["model"],
-                    latency_buckets(),
-                ),
+            preprocess: r.model_latency(
+                "cxr_preprocess_duration_seconds",
+                "Time to resize and normalise the image for a model.",
             ),
-            end_to_end: register(
-                &registry,
-                histogram_vec(
-                    "cxr_end_to_end_duration_seconds",
-                    "Time from the complete request body to a model's result.",
-                    &["model"],
-                    latency_buckets(),
-                ),
+            end_to_end: r.model_latency(
+                "cxr_end_to_end_duration_seconds",
+                "Time from the complete request body to a model's result.",
             ),
-            queue_wait: register(
-                &registry,
-                histogram_vec(
-                    "cxr_queue_wait_seconds",
-                    "Time a job waited from entering its model's queue to the start of its batch.",
-                    &["model"],
-                    latency_buckets(),
-                ),
+            queue_wait: r.model_latency(
+                "cxr_queue_wait_seconds",
+                "Time a job waited from entering its model's queue to the start of its batch.",
             ),
-            inference: register(
-                &registry,
-                histogram_vec(
-                    "cxr_inference_duration_seconds",
-                    "Wall time of one ONNX Runtime session run (one observation per batch).",
-                    &["model"],
-                    latency_buckets(),
-                ),
+            inference: r.model_latency(
+                "cxr_inference_duration_seconds",
+                "Wall time of one ONNX Runtime session run (one observation per batch).",
             ),
-            batch_size: register(
-                &registry,
-                histogram_vec(
-                    "cxr_batch_size",
-                    "Images stacked into one ONNX Runtime session run.",
-                    &["model"],
-                    batch_size_buckets(),
-                ),
+            batch_size: r.histogram(
+                "cxr_batch_size",
+                "Images stacked into one ONNX Runtime session run.",
+                &["model"],
+                batch_size_buckets(),
             ),
-            queue_depth: register(
-                &registry,
-                gauge_vec("cxr_queue_depth", "Jobs waiting in a model's queue (read at scrape time).", &["model"]),
+            queue_depth: r.model_gauge("cxr_queue_depth", "Jobs waiting in a model's queue (read at scrape time)."),
+            pending: r.model_gauge(
+                "cxr_pending_requests",
+                "Requests admitted for a model whose image is still being decoded or preprocessed.",
             ),
-            pending: register(
-                &registry,
-                gauge_vec(
-                    "cxr_pending_requests",
-                    "Requests admitted for a model whose image is still being decoded or preprocessed.",
-                    &["model"],
-                ),
+            dropped_jobs: r
+                .model_counter("cxr_dropped_jobs_total", "Queued jobs dropped unrun because their client went away."),
+            cold_shapes: r.model_counter(
+                "cxr_cold_batch_shapes_total",
+                "Session runs at a padded batch size that was not warmed before ready (should stay 0).",
             ),
-            dropped_jobs: register(
-                &registry,
-                counter_vec(
-                    "cxr_dropped_jobs_total",
-                    "Queued jobs dropped unrun because their client went away.",
-                    &["model"],
-                ),
+            model_info: r.gauge(
+                "cxr_model_info",
+                "The loaded models (value 1).",
+                &["model", "version", "provider", "trained"],
             ),
-            cold_shapes: register(
-                &registry,
-                counter_vec(
-                    "cxr_cold_batch_shapes_total",
-                    "Session runs at a padded batch size that was not warmed before ready (should stay 0).",
-                    &["model"],
-                ),
+            shadow_duration: r.model_latency(
+                "cxr_shadow_duration_seconds",
+                "Shadow runs: time from the complete request body to the shadow model's result.",
             ),
-            model_info: register(
-                &registry,
-                gauge_vec(
-                    "cxr_model_info",
-                    "The loaded models (value 1).",
-                    &["model", "version", "provider", "trained"],
-                ),
+            shadow_failures: r.model_counter("cxr_shadow_failures_total", "Shadow runs that failed (see the log)."),
+            shadow_skipped: r.model_counter(
+                "cxr_shadow_skipped_total",
+                "Shadow runs skipped because the shadow model's queue was full.",
             ),
-            shadow_duration: register(
-                &registry,
-                histogram_vec(
-                    "cxr_shadow_duration_seconds",
-                    "Shadow runs: time from the complete request body to the shadow model's result.",
-                    &["model"],
-                    latency_buckets(),
-                ),
+            ab_abs_diff: r.histogram(
+                "cxr_ab_abs_diff",
+                "Absolute difference between the gray and color probability of one finding, per paired result.",
+                &["label", "source"],
+                abs_diff_buckets(),
             ),
-            shadow_failures: register(
-                &registry,
-                counter_vec("cxr_shadow_failures_total", "Shadow runs that failed (see the log).", &["model"]),
-            ),
-            shadow_skipped: register(
-                &registry,
-                counter_vec(
-                    "cxr_shadow_skipped_total",
-                    "Shadow runs skipped because the shadow model's queue was full.",
-                    &["model"],
-                ),
-            ),
-            ab_abs_diff: register(
-                &registry,
-                histogram_vec(
-                    "cxr_ab_abs_diff",
-                    "Absolute difference between the gray and color probability of one finding, per paired result.",
-                    &["label", "source"],
-                    abs_diff_buckets(),
-                ),
-            ),
-            ab_top_finding: register(
-                &registry,
-                counter_vec(
-                    "cxr_ab_top_finding_total",
-                    "Paired results by whether both models ranked the same finding highest.",
-                    &["agree", "source"],
-                ),
+            ab_top_finding: r.counter(
+                "cxr_ab_top_finding_total",
+                "Paired results by whether both models ranked the same finding highest.",
+                &["agree", "source"],
             ),
             registry,
         };
@@ -455,6 +384,42 @@ impl WorkerObserver for ModelMetrics {
     /// A session run at a padded batch size that was not warmed before the model became ready.
     fn cold_shape(&self) {
         self.cold_shapes.inc();
+    }
+}
+
+/// Registers the metrics it makes in one registry (one call per metric, so [`Metrics::new`] reads as the list).
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn add<C: Collector + Clone + 'static>(&self, collector: C) -> C {
+        register(self.0, collector)
+    }
+
+    fn counter(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(counter_vec(name, help, labels))
+    }
+
+    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(gauge_vec(name, help, labels))
+    }
+
+    fn histogram(&self, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+        self.add(histogram_vec(name, help, labels, buckets))
+    }
+
+    /// A per-model counter.
+    fn model_counter(&self, name: &str, help: &str) -> IntCounterVec {
+        self.counter(name, help, &["model"])
+    }
+
+    /// A per-model gauge.
+    fn model_gauge(&self, name: &str, help: &str) -> IntGaugeVec {
+        self.gauge(name, help, &["model"])
+    }
+
+    /// A per-model duration histogram with [`latency_buckets`].
+    fn model_latency(&self, name: &str, help: &str) -> HistogramVec {
+        self.histogram(name, help, &["model"], latency_buckets())
     }
 }
 
