@@ -17,13 +17,14 @@ DEVICE ?= cpu
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 
-.PHONY: all setup ort ort-gpu torch build models run test test-rust test-python test-tch lint docs bench bench-train clean help
+.PHONY: all setup ort ort-gpu torch build models run test check test-rust test-python test-tch lint docs bench bench-train clean help
 
 all: build
 
 help:
 	@echo "make run        serve both models on 127.0.0.1:8080 (builds the models first)"
-	@echo "make test       run every test (Rust + Python model checks)"
+	@echo "make test       run every test (Rust + Python model checks) and the repository checks"
+	@echo "make check      the repository checks: module layering, ARCHITECTURE.md's codemap, docs/configuration.md"
 	@echo "make lint       rustfmt --check, clippy -D warnings and rustdoc -D warnings (CI runs it)"
 	@echo "make docs       regenerate docs/configuration.md from the binaries' --help"
 	@echo "make models     export the seeded color and gray Inception-V3 to $(MODELS_DIR)/ (FP32 + FP16)"
@@ -53,7 +54,12 @@ models: build
 run: ort models
 	$(BIN)/cxr-serve --models $(MODELS_DIR) --device $(DEVICE)
 
-test: test-rust test-python test-tch
+test: check test-rust test-python test-tch
+
+# The repository checks (xtask/): the module layering and the codemap of ARCHITECTURE.md, and docs/configuration.md
+# against the binaries' --help. `$(BIN)/xtask functions` is the function-length check, not in this set yet.
+check: build
+	$(BIN)/xtask check
 
 test-rust: ort models
 	@scripts/setup-system.sh --with-promtool
@@ -105,7 +111,8 @@ lint:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc $(PROFILE) --no-deps --workspace
 
 # The option reference: docs/configuration.md is the binaries' --help (clap's long help), written by their unit
-# tests when CXR_UPDATE_DOCS is set; without it, the same tests fail when the file is out of date.
+# tests when CXR_UPDATE_DOCS is set; without it, the same tests fail when the file is out of date (`xtask docs`,
+# part of `make check`, runs them that way).
 docs:
 	CXR_UPDATE_DOCS=1 $(CARGO) test $(PROFILE) --workspace --lib the_configuration_reference_is_the_help
 
