@@ -17,7 +17,7 @@ DEVICE ?= cpu
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 
-.PHONY: all setup ort ort-gpu torch build models run test test-all test-rust test-python test-tch lint docs bench bench-train clean help
+.PHONY: all setup ort ort-gpu torch build models run test test-all check test-rust test-python test-tch lint docs bench bench-train clean help
 
 all: build
 
@@ -25,6 +25,7 @@ help:
 	@echo "make run        serve both models on 127.0.0.1:8080 (builds the models first)"
 	@echo "make test       run the tests (Rust + Python model checks); prints how long they took"
 	@echo "make test-all   make test, then the LibTorch backend's test (a second build + a 3.3 GB PyTorch download)"
+	@echo "make check      the repository checks: module layering, ARCHITECTURE.md's codemap, docs/configuration.md, function length"
 	@echo "make lint       rustfmt --check, clippy -D warnings and rustdoc -D warnings (CI runs it)"
 	@echo "make docs       regenerate docs/configuration.md from the binaries' --help"
 	@echo "make models     export the seeded color and gray Inception-V3 to $(MODELS_DIR)/ (FP32 + FP16)"
@@ -58,10 +59,15 @@ run: ort models
 # needs a second build of cxr-train (another feature set, ~8 min on 2 cores) and a 3.3 GB PyTorch download, so its
 # test is in `make test-all`, which CI (`.ci/run`) runs.
 test:
-	@start=$$(date +%s); $(MAKE) --no-print-directory test-rust test-python && \
+	@start=$$(date +%s); $(MAKE) --no-print-directory check test-rust test-python && \
 	  echo "make test: passed in $$(( $$(date +%s) - start )) s"
 
 test-all: test test-tch
+
+# The repository checks (xtask/): the module layering and the codemap of ARCHITECTURE.md, docs/configuration.md
+# against the binaries' --help, and no function over 100 lines in src/, engine/, core/, training/src/.
+check: build
+	$(BIN)/xtask check
 
 test-rust: ort models
 	@scripts/setup-system.sh --with-promtool
@@ -113,7 +119,8 @@ lint:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc $(PROFILE) --no-deps --workspace
 
 # The option reference: docs/configuration.md is the binaries' --help (clap's long help), written by their unit
-# tests when CXR_UPDATE_DOCS is set; without it, the same tests fail when the file is out of date.
+# tests when CXR_UPDATE_DOCS is set; without it, the same tests fail when the file is out of date (`xtask docs`,
+# part of `make check`, runs them that way).
 docs:
 	CXR_UPDATE_DOCS=1 $(CARGO) test $(PROFILE) --workspace --lib the_configuration_reference_is_the_help
 

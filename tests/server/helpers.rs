@@ -299,23 +299,3 @@ pub async fn ab_summary(server: &TestServer) -> Value {
     assert_eq!(response.status(), 200);
     response.json().await.expect("A/B summary JSON")
 }
-
-/// The files below `dir` (a path from the repository root) whose repository path `keep` accepts, as sorted paths
-/// from the repository root (`src/api/mod.rs`). A missing `dir` has none.
-pub fn repository_files(dir: &str, keep: &dyn Fn(&str) -> bool) -> Vec<String> {
-    fn walk(root: &Path, dir: &str, keep: &dyn Fn(&str) -> bool, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { return };
-        for entry in entries.map(Result::unwrap) {
-            let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
-            if entry.path().is_dir() {
-                walk(root, &path, keep, out);
-            } else if keep(&path) {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(Path::new(CRATE_DIR), dir, keep, &mut files);
-    files.sort();
-    files
-}

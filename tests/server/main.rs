@@ -14,7 +14,6 @@ mod docs;
 mod errors;
 mod explain;
 mod fp16;
-mod layers;
 mod lifecycle;
 mod metrics;
 mod mutations;
