@@ -30,7 +30,36 @@ pub struct Allowed {
 }
 
 /// The benchmark's functions that stay over the limit.
-pub const ALLOWED: &[Allowed] = &[];
+pub const ALLOWED: &[Allowed] = &[
+    Allowed {
+        file: "bench/rust/src/lib.rs",
+        function: "run",
+        reason: "the benchmark's phases in their fixed order (plan, raw sessions, the server phase, the report), each \
+                 a few lines writing into the one report",
+    },
+    Allowed {
+        file: "bench/rust/src/lib.rs",
+        function: "ServerPhase::run",
+        reason: "starts cxr-serve and the Python reference server and stops both on every way out, so the cleanup \
+                 stays in one place",
+    },
+    Allowed {
+        file: "bench/rust/src/fault.rs",
+        function: "run",
+        reason: "one scenario in order (start, saturate with faulty clients, SIGTERM under load, judge) whose shared \
+                 counters the load tasks and the verdict both read",
+    },
+    Allowed {
+        file: "bench/rust/src/report.rs",
+        function: "Report::derive",
+        reason: "one pass over the measurements that fills the ratios and the flat list of target rows together",
+    },
+    Allowed {
+        file: "bench/rust/src/report.rs",
+        function: "Report::markdown",
+        reason: "the BENCHMARKS.md summary written top to bottom, table after table: its length is the document's",
+    },
+];
 
 /// One function with a body.
 #[derive(Debug, PartialEq)]

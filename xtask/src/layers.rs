@@ -169,7 +169,8 @@ impl Collector<'_> {
             match &trees[i] {
                 TokenTree::Group(group) => self.scan(group.stream()),
                 TokenTree::Ident(ident) => {
-                    let starts = !(i >= 1 && dollar(i - 1)) && !(i >= 2 && colons(i - 2));
+                    // Not the tail of a longer path (`a::b`) nor a macro variable's (`$crate::b`).
+                    let starts = !(i >= 2 && colons(i - 2) || i >= 1 && dollar(i - 1));
                     let mut written: Written = vec![(ident.to_string(), line(ident.span()))];
                     while colons(i + 1) {
                         let Some(TokenTree::Ident(next)) = trees.get(i + 3) else { break };
