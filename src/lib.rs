@@ -3,15 +3,15 @@
 //!
 //! Codemap, by layer (a module uses only the layers below it; the table in `ARCHITECTURE.md` is checked against
 //! the sources). The engine is its own crate, `cxr-engine`, below all of them:
-//! 0. [`config`]: the one [`Config`] (flags and `CXR_*` environment variables); [`problem`]: the catalogue of
-//!    problem types; [`malloc`]: glibc malloc thresholds.
-//! 1. [`telemetry`]: the Prometheus registry, the live A/B window.
-//! 2. [`state`]: [`AppState`], what every handler shares, and the image-work slots.
-//! 3–5. [`inference`]: the inference service — the one way an input (image bytes or preprocessed tensors) becomes
-//!    probabilities and maps; shadow runs and explanations.
-//! 6. [`api`]: the route table and router, the one body reader, `/predict` and `/v2` (translators over the
-//!    service), problem details, API keys, middleware.
-//! 7. [`server`]: [`serve`]: binding, background model loading, graceful shutdown.
+//! - Layer 0: [`config`]: the one [`Config`] (flags and `CXR_*` environment variables); [`problem`]: the
+//!   catalogue of problem types; [`malloc`]: glibc malloc thresholds.
+//! - Layer 1: [`telemetry`]: the Prometheus registry, the live A/B window.
+//! - Layer 2: [`state`]: [`AppState`], what every handler shares, and the image-work slots.
+//! - Layers 3–5: [`inference`]: the inference service — the one way an input (image bytes or preprocessed
+//!   tensors) becomes probabilities and maps; shadow runs and explanations.
+//! - Layer 6: [`api`]: the route table and router, the one body reader, `/predict` and `/v2` (translators over
+//!   the service), problem details, API keys, middleware.
+//! - Layer 7: [`server`]: [`serve`]: binding, background model loading, graceful shutdown.
 //!
 //! Architecture invariants: the HTTP layer knows nothing about DICOM tags (`cxr_core::decode` does) nor ONNX Runtime
 //! (`cxr_engine` does), and the inference service knows nothing about HTTP. Nothing logs DICOM header values: only

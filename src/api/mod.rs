@@ -3,14 +3,15 @@
 //!
 //! [`Endpoint::ALL`] is the single list of routes: [`app`] builds the router from it and the test suite checks
 //! that `openapi.yaml` documents exactly these routes, so a route cannot be added without its documentation.
-//! `POST /predict` lives in [`predict`] (with [`explain`]), the Open Inference Protocol in [`v2`], errors as
-//! problem details in [`error`], API keys in [`auth`] and the request middleware in [`middleware`]. `GET /metrics`
-//! renders [`crate::telemetry::metrics`] and `GET /v1/ab` summarises [`crate::telemetry::ab`].
+//! `POST /predict` lives in [`predict`] (its maps and overlays come from [`crate::inference::explain`]), the Open
+//! Inference Protocol in [`v2`], request bodies in [`body`], errors as problem details in [`error`], API keys in
+//! [`auth`] and the request middleware in [`middleware`]. `GET /metrics` renders [`crate::telemetry::metrics`] and
+//! `GET /v1/ab` summarises [`crate::telemetry::ab`].
 //!
-//! Architecture invariants: this is the top layer below `server`; its modules use the layers below (state,
-//! telemetry, engine, config) and never the other way round, and this file (the router) is the only one that
+//! Architecture invariants: this is the top layer below `server`; its modules use the layers below (inference,
+//! state, telemetry, config) and never the other way round, and this file (the router) is the only one that
 //! imports the handlers. Handlers know nothing about DICOM (decoding is `cxr_core::decode`'s job) and nothing
-//! about ONNX Runtime (that is [`crate::engine`]'s).
+//! about ONNX Runtime (that is [`cxr_engine`]'s).
 
 pub mod auth;
 pub mod body;

@@ -3,7 +3,7 @@
 //! The response comes from the requested (primary) model exactly as without shadowing. Once the primary's tensor is
 //! preprocessed, [`ShadowRun::launch`] hands the same preprocessed image to a detached tokio task that runs the
 //! shadow model, records its latency, and — once the primary has answered — the pair's agreement in the A/B window
-//! ([`super::ab`]) and the `cxr_ab_*` metrics. The request never waits for the shadow and never fails because of
+//! ([`crate::telemetry::ab`]) and the `cxr_ab_*` metrics. The request never waits for the shadow and never fails because of
 //! it: when the shadow model's queue is full, the run is skipped and counted in `cxr_shadow_skipped_total`; a
 //! failure is logged and counted in `cxr_shadow_failures_total`.
 //!

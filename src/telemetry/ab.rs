@@ -1,7 +1,7 @@
 //! Live A/B statistics of the color and gray models, served at `GET /v1/ab`.
 //!
 //! Every time both models classify the same image — a `model=both` request, or a shadow run beside a single-model
-//! request (see [`super::shadow`]) — the pair becomes a [`PairedSample`]: each model's latency (queue wait plus
+//! request (see [`crate::inference::shadow`]) — the pair becomes a [`PairedSample`]: each model's latency (queue wait plus
 //! inference, and end to end from the complete request body), whether both ranked the same finding highest, and
 //! the largest and mean |p_gray − p_color| over the 14 findings. [`AbStats`] keeps the last
 //! [`DEFAULT_WINDOW`] samples in a ring buffer and summarises them on demand ([`AbSummary`]):
