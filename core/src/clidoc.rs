@@ -5,22 +5,40 @@
 
 use std::path::Path;
 
-/// The long help of `command` and of each of its subcommands, as markdown sections with the text in code fences.
-/// Environment values are hidden, so the text is the same whatever variables are set where it is made.
+/// The long help of `command` and of each of its subcommands (nested ones included, `finetune nih`), as markdown
+/// sections with the text in code fences. Environment values are hidden, so the text is the same whatever
+/// variables are set where it is made.
 pub fn help_markdown(command: clap::Command) -> String {
-    let hide = |arg: clap::Arg| arg.hide_env_values(true);
-    let subcommands: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_string()).collect();
-    let mut command = subcommands
-        .iter()
-        .fold(command.mut_args(hide), |command, name| command.mut_subcommand(name, |sub| sub.mut_args(hide)));
+    let mut command = hide_env_values(command);
     command.build();
     let name = command.get_name().to_string();
-    let mut out = format!("## `{name}`\n\n```text\n{}```\n", command.render_long_help());
-    for sub in command.get_subcommands_mut().filter(|s| s.get_name() != "help") {
-        let title = format!("{name} {}", sub.get_name());
-        out.push_str(&format!("\n### `{title}`\n\n```text\n{}```\n", sub.render_long_help()));
-    }
+    let mut out = format!(
+        "## `{name}`
+
+```text
+{}```
+",
+        command.render_long_help()
+    );
+    subcommand_sections(&mut command, &name, 3, &mut out);
     out
+}
+
+/// `command` with the environment values of its arguments and of every subcommand's hidden.
+fn hide_env_values(command: clap::Command) -> clap::Command {
+    let names: Vec<String> = command.get_subcommands().map(|s| s.get_name().to_string()).collect();
+    let command = command.mut_args(|arg| arg.hide_env_values(true));
+    names.iter().fold(command, |command, name| command.mut_subcommand(name, hide_env_values))
+}
+
+/// One section per subcommand of `command` (titled by its full path, one heading level deeper per nesting), each
+/// followed by its own subcommands' sections.
+fn subcommand_sections(command: &mut clap::Command, path: &str, level: usize, out: &mut String) {
+    for sub in command.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+        let title = format!("{path} {}", sub.get_name());
+        out.push_str(&format!("\n{} `{title}`\n\n```text\n{}```\n", "#".repeat(level), sub.render_long_help()));
+        subcommand_sections(sub, &title, level + 1, out);
+    }
 }
 
 /// Compares `body` with the block `<!-- generated: NAME -->` … `<!-- /generated: NAME -->` of the file at `path`;
@@ -61,10 +79,16 @@ mod tests {
     fn subcommands_get_their_own_sections() {
         let command = clap::Command::new("tool")
             .about("Does things")
-            .subcommand(clap::Command::new("run").about("Runs").arg(clap::Arg::new("fast").long("fast")));
+            .subcommand(clap::Command::new("run").about("Runs").arg(clap::Arg::new("fast").long("fast")))
+            .subcommand(clap::Command::new("data").about("Datasets").subcommand(
+                clap::Command::new("nih").about("NIH").arg(clap::Arg::new("csv").long("csv").env("TOOL_CSV")),
+            ));
         let markdown = help_markdown(command);
         assert!(markdown.starts_with("## `tool`\n\n```text\nDoes things"), "{markdown}");
         assert!(markdown.contains("### `tool run`") && markdown.contains("--fast"), "{markdown}");
         assert!(!markdown.contains("### `tool help`"), "{markdown}");
+        assert!(markdown.contains("#### `tool data nih`") && markdown.contains("--csv"), "{markdown}");
+        assert!(markdown.contains("Usage: tool data nih"), "{markdown}");
+        assert!(!markdown.contains("#### `tool data help`"), "{markdown}");
     }
 }

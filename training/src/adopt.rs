@@ -276,13 +276,15 @@ fn set_shape(value: &mut ValueInfoProto, name: &str, dims: &[Option<i64>]) {
 
 /// Wraps the classifier in `request.onnx` into the served interface and writes `<name>.onnx` + `<name>.json` into
 /// `out_dir`. See the [module docs](self).
+///
+/// The phases, in order: `read_source` (the file and its SHA-256), `image_input` (layout and size of the one image
+/// input), `classifier_output` (which tensor holds the logits), the label file (`label_columns`),
+/// `free_interface_names`, `front_nodes` and `back_nodes` (the few nodes around the untouched graph),
+/// `set_interface`, and the card.
 pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, AdoptError> {
     let path = request.onnx.display().to_string();
     let graph_err = |cause: Cause| AdoptError::Graph { path: path.clone(), cause };
-    let bytes = std::fs::read(&request.onnx).map_err(|e| AdoptError::Read { path: path.clone(), cause: e.into() })?;
-    let sha256 = format!("{:x}", sha2::Sha256::digest(&bytes));
-    let mut model = ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| AdoptError::Read { path: path.clone(), cause: Cause::during("not an ONNX model", e) })?;
+    let Source { mut model, sha256 } = read_source(&request.onnx)?;
     let (producer, producer_version) = (model.producer_name.clone(), model.producer_version.clone());
     let graph = model.graph.as_mut().ok_or_else(|| graph_err("the model has no graph".into()))?;
     if graph.initializer.iter().any(|t| t.data_location.value() == EXTERNAL) {
@@ -290,115 +292,173 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
             "weights are stored in external data files; save the model with all tensors inside one file".into(),
         ));
     }
+    let channels = request.variant.channels() as i64;
+    let input = image_input(graph, request, channels).map_err(graph_err)?;
+    let output = classifier_output(graph, request).map_err(graph_err)?;
+    let gather = label_columns(request, output.columns)?;
+    let (input_name, logits_source) = free_interface_names(graph, &input.value.name, &output.logits_source);
+    let front = front_nodes(graph, request, input.layout, channels, &input_name).map_err(graph_err)?;
+    let back = back_nodes(graph, &logits_source, output.is_logits, &gather, output.columns);
+    set_interface(graph, front, back, input.value, &input_name, channels, input.size);
+    let parameters: u64 = graph
+        .initializer
+        .iter()
+        .filter(|t| !t.name.starts_with(PREFIX))
+        .map(|t| t.dims.iter().map(|d| (*d).max(0) as u64).product::<u64>())
+        .sum();
 
-    // The image input: the one graph input that is not an initializer (old exporters list weights as inputs).
-    let initializers: std::collections::HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
-    let inputs: Vec<&ValueInfoProto> = graph.input.iter().filter(|v| !initializers.contains(&v.name)).collect();
+    let file = request.onnx.file_name().map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
+    let card = adopted_card(request, &file, &sha256, input.size, parameters, &producer, &producer_version);
+    card.validate().map_err(|e| graph_err(e.into()))?;
+    embed_card(&mut model, &card);
+    let out = model.write_to_bytes().map_err(crate::export::ExportError::from)?;
+    Ok(write_model(out_dir, &card, &out, 0.0)?)
+}
+
+/// The parsed file and the SHA-256 of its bytes (recorded in the card).
+struct Source {
+    model: ModelProto,
+    sha256: String,
+}
+
+fn read_source(onnx: &Path) -> Result<Source, AdoptError> {
+    let path = onnx.display().to_string();
+    let bytes = std::fs::read(onnx).map_err(|e| AdoptError::Read { path: path.clone(), cause: e.into() })?;
+    let sha256 = format!("{:x}", sha2::Sha256::digest(&bytes));
+    let model = ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| AdoptError::Read { path, cause: Cause::during("not an ONNX model", e) })?;
+    Ok(Source { model, sha256 })
+}
+
+/// The graph's image input as the served interface will take it.
+struct ImageInput {
+    /// Its value info (name, element type, shape) as the file declares it.
+    value: ValueInfoProto,
+    layout: Layout,
+    /// The square input size served.
+    size: usize,
+}
+
+/// The one graph input that is not an initializer (old exporters list weights as inputs), with its layout and size
+/// checked against the request.
+fn image_input(graph: &onnx_ir::GraphProto, request: &AdoptRequest, channels: i64) -> Result<ImageInput, Cause> {
+    let initializers: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<&ValueInfoProto> = graph.input.iter().filter(|v| !initializers.contains(v.name.as_str())).collect();
     let [input] = inputs.as_slice() else {
         let names: Vec<&str> = inputs.iter().map(|v| v.name.as_str()).collect();
-        return Err(graph_err(Cause::Check(format!(
-            "expected one image input, found {}: {}",
-            names.len(),
-            names.join(", ")
-        ))));
+        return Err(format!("expected one image input, found {}: {}", names.len(), names.join(", ")).into());
     };
-    let input = (*input).clone();
-    let input_name = input.name.clone();
-    let (elem, in_dims) = dims(&input)
-        .ok_or_else(|| graph_err(Cause::Check(format!("input `{input_name}` is not a tensor with a shape"))))?;
-    if elem != FLOAT || in_dims.len() != 4 {
-        return Err(graph_err(Cause::Check(format!(
-            "input `{input_name}` must be a 4-D float tensor, found element type {elem} and shape {}",
-            describe(&in_dims)
-        ))));
+    let name = &input.name;
+    let (elem, dims) = dims(input).ok_or_else(|| format!("input `{name}` is not a tensor with a shape"))?;
+    if elem != FLOAT || dims.len() != 4 {
+        return Err(format!(
+            "input `{name}` must be a 4-D float tensor, found element type {elem} and shape {}",
+            describe(&dims)
+        )
+        .into());
     }
-    let channels = request.variant.channels() as i64;
-    let detected = match (&in_dims[1], &in_dims[3]) {
+    let layout = input_layout(name, &dims, channels, request.layout)?;
+    if let Dim::Fixed(n) = dims[0] {
+        return Err(format!(
+            "input `{name}` has a fixed batch size {n}; re-export it with a dynamic batch axis (torch.onnx.export \
+             dynamic_axes / dynamo dynamic_shapes, tf2onnx --inputs name:0[-1,...]) so the server can batch"
+        )
+        .into());
+    }
+    let (h, w) = match layout {
+        Layout::Nchw => (&dims[2], &dims[3]),
+        Layout::Nhwc => (&dims[1], &dims[2]),
+    };
+    let size = input_size(name, h, w, request.input_size)?;
+    Ok(ImageInput { value: (*input).clone(), layout, size })
+}
+
+/// The layout of a 4-D input: the axis whose fixed size is the variant's channel count, or what the request says
+/// when no axis tells; a channels-last input needs `--layout nhwc` said out loud.
+fn input_layout(name: &str, dims: &[Dim], channels: i64, asked: Option<Layout>) -> Result<Layout, Cause> {
+    let detected = match (&dims[1], &dims[3]) {
         (Dim::Fixed(c), _) if *c == channels => Some(Layout::Nchw),
         (_, Dim::Fixed(c)) if *c == channels => Some(Layout::Nhwc),
         (Dim::Fixed(c), _) | (_, Dim::Fixed(c)) if *c == 1 || *c == 3 => {
-            return Err(graph_err(Cause::Check(format!(
-                "input `{input_name}` {} has {c} channel(s); adopt it as --variant {}",
-                describe(&in_dims),
+            return Err(format!(
+                "input `{name}` {} has {c} channel(s); adopt it as --variant {}",
+                describe(dims),
                 if *c == 1 { "gray" } else { "color" }
-            ))));
+            )
+            .into());
         }
         _ => None,
     };
-    let layout = match (detected, request.layout) {
-        (Some(Layout::Nhwc), None) => {
-            return Err(graph_err(Cause::Check(format!(
-                "input `{input_name}` {} is channels-last (NHWC); the served interface is NCHW: pass --layout nhwc to \
-                 insert a transpose",
-                describe(&in_dims)
-            ))));
-        }
+    match (detected, asked) {
+        (Some(Layout::Nhwc), None) => Err(format!(
+            "input `{name}` {} is channels-last (NHWC); the served interface is NCHW: pass --layout nhwc to insert a \
+             transpose",
+            describe(dims)
+        )
+        .into()),
         (Some(d), Some(asked)) if d != asked => {
-            return Err(graph_err(Cause::Check(format!(
-                "input `{input_name}` {} is {d:?}, not {asked:?}",
-                describe(&in_dims)
-            ))));
+            Err(format!("input `{name}` {} is {d:?}, not {asked:?}", describe(dims)).into())
         }
-        (Some(d), _) => d,
-        (None, Some(asked)) => asked,
-        (None, None) => {
-            return Err(graph_err(Cause::Check(format!(
-                "cannot tell the layout of input `{input_name}` {} (no fixed channel axis of size {channels}); pass \
-                 --layout nchw or nhwc",
-                describe(&in_dims)
-            ))));
-        }
-    };
-    if let Dim::Fixed(n) = in_dims[0] {
-        return Err(graph_err(Cause::Check(format!(
-            "input `{input_name}` has a fixed batch size {n}; re-export it with a dynamic batch axis (torch.onnx.export \
-             dynamic_axes / dynamo dynamic_shapes, tf2onnx --inputs name:0[-1,...]) so the server can batch"
-        ))));
+        (Some(d), _) => Ok(d),
+        (None, Some(asked)) => Ok(asked),
+        (None, None) => Err(format!(
+            "cannot tell the layout of input `{name}` {} (no fixed channel axis of size {channels}); pass --layout \
+             nchw or nhwc",
+            describe(dims)
+        )
+        .into()),
     }
-    let (h, w) = match layout {
-        Layout::Nchw => (&in_dims[2], &in_dims[3]),
-        Layout::Nhwc => (&in_dims[1], &in_dims[2]),
-    };
+}
+
+/// The square size to serve: the graph's fixed height / width, which `--input-size` must match (and must name
+/// when it is not 299), or `--input-size` (default 299) for a symbolic one.
+fn input_size(name: &str, h: &Dim, w: &Dim, asked: Option<usize>) -> Result<usize, Cause> {
     let size = match (h, w) {
         (Dim::Fixed(h), Dim::Fixed(w)) if h != w => {
-            return Err(graph_err(Cause::Check(format!(
-                "input `{input_name}` is {h}×{w}; the served interface is square"
-            ))));
+            return Err(format!("input `{name}` is {h}×{w}; the served interface is square").into());
         }
         (Dim::Fixed(s), _) | (_, Dim::Fixed(s)) => {
             let s = *s as usize;
-            match request.input_size {
+            match asked {
                 Some(asked) if asked != s => {
-                    return Err(graph_err(Cause::Check(format!(
-                        "input `{input_name}` is {s}×{s}, not --input-size {asked}"
-                    ))));
+                    return Err(format!("input `{name}` is {s}×{s}, not --input-size {asked}").into());
                 }
                 None if s != INPUT_SIZE => {
-                    return Err(graph_err(Cause::Check(format!(
-                        "input `{input_name}` is {s}×{s}; the served interface is {INPUT_SIZE}×{INPUT_SIZE}: pass \
+                    return Err(format!(
+                        "input `{name}` is {s}×{s}; the served interface is {INPUT_SIZE}×{INPUT_SIZE}: pass \
                          --input-size {s} to serve it at {s} (the server preprocesses to the card's size)"
-                    ))));
+                    )
+                    .into());
                 }
                 _ => s,
             }
         }
-        _ => request.input_size.unwrap_or(INPUT_SIZE),
+        _ => asked.unwrap_or(INPUT_SIZE),
     };
     if !(crate::model::MIN_INPUT_SIZE..=4096).contains(&size) {
-        return Err(graph_err(Cause::Check(format!(
-            "input size {size} is outside {}..=4096",
-            crate::model::MIN_INPUT_SIZE
-        ))));
+        return Err(format!("input size {size} is outside {}..=4096", crate::model::MIN_INPUT_SIZE).into());
     }
+    Ok(size)
+}
 
-    // The output.
+/// The graph output the adoption builds on.
+struct ClassifierOutput {
+    /// Its column count when the graph fixes it.
+    columns: Option<usize>,
+    /// The tensor that holds the logits, or the probabilities when `is_logits` is false.
+    logits_source: String,
+    is_logits: bool,
+}
+
+/// The chosen output (`--output`, or the only one), checked to be `[batch, labels]`; the logits are the input of
+/// its final `Sigmoid` when it has one (through `Identity` nodes), and a `Softmax` is refused unless the request
+/// says what the output holds.
+fn classifier_output(graph: &onnx_ir::GraphProto, request: &AdoptRequest) -> Result<ClassifierOutput, Cause> {
     let outputs: Vec<(String, Option<TensorShape>)> = graph.output.iter().map(|o| (o.name.clone(), dims(o))).collect();
-    let chosen = match &request.output {
+    let (output_name, shape) = match &request.output {
         Some(name) => outputs.iter().find(|(n, _)| n == name).ok_or_else(|| {
-            graph_err(Cause::Check(format!(
-                "no output `{name}`; outputs: {}",
-                outputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-            )))
+            let names: Vec<&str> = outputs.iter().map(|(n, _)| n.as_str()).collect();
+            format!("no output `{name}`; outputs: {}", names.join(", "))
         })?,
         None => match outputs.as_slice() {
             [one] => one,
@@ -407,79 +467,81 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
                     .iter()
                     .map(|(n, d)| format!("`{n}` {}", d.as_ref().map(|(_, d)| describe(d)).unwrap_or_default()))
                     .collect();
-                return Err(graph_err(Cause::Check(format!(
-                    "{} outputs ({}); choose one with --output",
-                    many.len(),
-                    list.join(", ")
-                ))));
+                return Err(format!("{} outputs ({}); choose one with --output", many.len(), list.join(", ")).into());
             }
         },
     };
-    let output_name = chosen.0.clone();
-    let columns = match &chosen.1 {
+    let columns = match shape {
         Some((FLOAT, d)) if d.len() == 2 => match d[1] {
             Dim::Fixed(k) => Some(k as usize),
             Dim::Symbolic => None,
         },
         Some((_, d)) => {
-            return Err(graph_err(Cause::Check(format!(
-                "output `{output_name}` {} must be a 2-D float tensor [batch, labels]",
-                describe(d)
-            ))));
+            return Err(
+                format!("output `{output_name}` {} must be a 2-D float tensor [batch, labels]", describe(d)).into()
+            );
         }
         None => None,
     };
-    let gather = label_columns(request, columns)?;
     let producer_of = |name: &str| graph.node.iter().find(|n| n.output.iter().any(|o| o == name));
     // Follow `Identity` nodes back to the operator that computed the output.
     let mut source = output_name.clone();
     while let Some(n) = producer_of(&source).filter(|n| n.op_type == "Identity") {
         source = n.input[0].clone();
     }
-    let final_op = producer_of(&source).map(|n| (n.op_type.clone(), n.input.first().cloned().unwrap_or_default()));
-    if let Some((op, _)) = &final_op
-        && op == "Softmax"
+    let final_op = producer_of(&source).map(|n| (n.op_type.as_str(), n.input.first().cloned().unwrap_or_default()));
+    if let Some(("Softmax", _)) = final_op
         && request.output_kind == OutputKind::Auto
     {
-        return Err(graph_err(Cause::Check(format!(
+        return Err(format!(
             "output `{output_name}` comes from a Softmax: mutually exclusive classes, not {NUM_LABELS} independent \
              findings; choose the logits before it with --output, or say --output-kind logits|probabilities"
-        ))));
+        )
+        .into());
     }
-    // (tensor holding logits, whether it already is logits)
-    let (logits_source, is_logits) = match (request.output_kind, &final_op) {
+    let (logits_source, is_logits) = match (request.output_kind, final_op) {
         (OutputKind::Logits, _) => (output_name.clone(), true),
-        (OutputKind::Auto | OutputKind::Probabilities, Some((op, x))) if op == "Sigmoid" => (x.clone(), true),
+        (OutputKind::Auto | OutputKind::Probabilities, Some(("Sigmoid", x))) => (x, true),
         (OutputKind::Probabilities, _) => (output_name.clone(), false),
         (OutputKind::Auto, _) => (output_name.clone(), true),
     };
+    Ok(ClassifierOutput { columns, logits_source, is_logits })
+}
 
-    // Free the interface names if the graph uses them internally.
-    for reserved in [INPUT_NAME, PROBABILITIES_NAME, LOGITS_NAME] {
-        rename_tensor(graph, reserved, &format!("{PREFIX}original_{reserved}"));
+/// Renames the graph's own uses of the interface names (`image`, `probabilities`, `logits`) out of the way and
+/// returns the new names of the original input and of the logits source.
+fn free_interface_names(graph: &mut onnx_ir::GraphProto, input: &str, logits_source: &str) -> (String, String) {
+    let reserved = [INPUT_NAME, PROBABILITIES_NAME, LOGITS_NAME];
+    for name in reserved {
+        rename_tensor(graph, name, &format!("{PREFIX}original_{name}"));
     }
-    let input_name = if input_name == INPUT_NAME { format!("{PREFIX}original_{INPUT_NAME}") } else { input_name };
-    let logits_source = if [INPUT_NAME, PROBABILITIES_NAME, LOGITS_NAME].contains(&logits_source.as_str()) {
-        format!("{PREFIX}original_{logits_source}")
-    } else {
-        logits_source
+    let moved = |name: &str| {
+        if reserved.contains(&name) { format!("{PREFIX}original_{name}") } else { name.to_string() }
     };
+    (moved(input), moved(logits_source))
+}
 
-    // Front: image → [normalisation] → [transpose] → the original input.
-    let per_channel = |values: &Option<Vec<f32>>, default: f32, what: &str| -> Result<Vec<f32>, AdoptError> {
+/// The nodes in front of the graph: `image` → [normalisation to the model's mean / std] → [transpose to NHWC] →
+/// the original input (an `Identity` when nothing else is needed).
+fn front_nodes(
+    graph: &mut onnx_ir::GraphProto,
+    request: &AdoptRequest,
+    layout: Layout,
+    channels: i64,
+    input_name: &str,
+) -> Result<Vec<NodeProto>, Cause> {
+    let per_channel = |values: &Option<Vec<f32>>, default: f32, what: &str| -> Result<Vec<f32>, Cause> {
         match values {
             None => Ok(vec![default; channels as usize]),
             Some(v) if v.len() == 1 => Ok(vec![v[0]; channels as usize]),
             Some(v) if v.len() == channels as usize => Ok(v.clone()),
-            Some(v) => {
-                Err(graph_err(Cause::Check(format!("--input-{what} has {} values for {channels} channel(s)", v.len()))))
-            }
+            Some(v) => Err(format!("--input-{what} has {} values for {channels} channel(s)", v.len()).into()),
         }
     };
     let mean = per_channel(&request.input_mean, 0.5, "mean")?;
     let std = per_channel(&request.input_std, 0.5, "std")?;
     if let Some(s) = std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
-        return Err(graph_err(Cause::Check(format!("--input-std must be positive, got {s}"))));
+        return Err(format!("--input-std must be positive, got {s}").into());
     }
     let mut front: Vec<NodeProto> = Vec::new();
     let mut current = INPUT_NAME.to_string();
@@ -502,27 +564,31 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
         current = t;
     }
     match front.last_mut() {
-        Some(last) => last.output = vec![input_name.clone()],
-        None => front.push(node("Identity", "input", &[&current], &input_name, vec![])),
+        Some(last) => last.output = vec![input_name.to_string()],
+        None => front.push(node("Identity", "input", &[&current], input_name, vec![])),
     }
+    Ok(front)
+}
 
-    // Back: logits (reordered to NIH order) and their sigmoid.
+/// The nodes behind the graph: [`logits = log(p / (1 - p))` for a probabilities output] → [a `Gather` to NIH order
+/// by the label file] → `logits` and `probabilities = Sigmoid(logits)`.
+fn back_nodes(
+    graph: &mut onnx_ir::GraphProto,
+    logits_source: &str,
+    is_logits: bool,
+    gather: &[i64],
+    columns: Option<usize>,
+) -> Vec<NodeProto> {
     let mut back: Vec<NodeProto> = Vec::new();
     let identity: Vec<i64> = (0..NUM_LABELS as i64).collect();
-    let mut logits = logits_source.clone();
+    let mut logits = logits_source.to_string();
     if !is_logits {
-        // logits = log(p / (1 - p)).
         let one = format!("{PREFIX}one");
+        let (one_minus_p, odds) = (format!("{PREFIX}one_minus_p"), format!("{PREFIX}odds"));
         graph.initializer.push(float_tensor(&one, vec![], vec![1.0]));
-        back.push(node("Sub", "one_minus_p", &[&one, &logits_source], &format!("{PREFIX}one_minus_p"), vec![]));
-        back.push(node(
-            "Div",
-            "odds",
-            &[&logits_source, &format!("{PREFIX}one_minus_p")],
-            &format!("{PREFIX}odds"),
-            vec![],
-        ));
-        back.push(node("Log", "log_odds", &[&format!("{PREFIX}odds")], &format!("{PREFIX}logits_all"), vec![]));
+        back.push(node("Sub", "one_minus_p", &[&one, logits_source], &one_minus_p, vec![]));
+        back.push(node("Div", "odds", &[logits_source, &one_minus_p], &odds, vec![]));
+        back.push(node("Log", "log_odds", &[&odds], &format!("{PREFIX}logits_all"), vec![]));
         logits = format!("{PREFIX}logits_all");
     }
     if gather != identity || columns != Some(NUM_LABELS) {
@@ -531,7 +597,7 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
         t.name = indices.clone();
         t.data_type = INT64;
         t.dims = vec![NUM_LABELS as i64];
-        t.int64_data = gather.clone();
+        t.int64_data = gather.to_vec();
         graph.initializer.push(t);
         let selected = format!("{PREFIX}nih_logits");
         back.push(node("Gather", "nih_order", &[&logits, &indices], &selected, vec![attribute_int("axis", 1)]));
@@ -539,12 +605,24 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
     }
     back.push(node("Identity", "logits", &[&logits], LOGITS_NAME, vec![]));
     back.push(node("Sigmoid", "probabilities", &[&logits], PROBABILITIES_NAME, vec![]));
+    back
+}
 
+/// Puts the front and back nodes around the graph's own and declares the served input and outputs.
+fn set_interface(
+    graph: &mut onnx_ir::GraphProto,
+    front: Vec<NodeProto>,
+    mut back: Vec<NodeProto>,
+    mut image: ValueInfoProto,
+    input_name: &str,
+    channels: i64,
+    size: usize,
+) {
     let mut nodes = front;
     nodes.append(&mut graph.node);
     nodes.append(&mut back);
     graph.node = nodes;
-    let mut image = input;
+    let initializers: std::collections::HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
     set_shape(&mut image, INPUT_NAME, &[None, Some(channels), Some(size as i64), Some(size as i64)]);
     graph.input.retain(|v| initializers.contains(&v.name));
     graph.input.insert(0, image);
@@ -555,19 +633,6 @@ pub fn adopt(request: &AdoptRequest, out_dir: &Path) -> Result<ExportedModel, Ad
     graph.output = vec![probabilities, logits_info];
     // Shapes recorded for the old input / output no longer hold for the renamed tensors; ONNX Runtime re-infers.
     graph.value_info.retain(|v| v.name != input_name);
-    let parameters: u64 = graph
-        .initializer
-        .iter()
-        .filter(|t| !t.name.starts_with(PREFIX))
-        .map(|t| t.dims.iter().map(|d| (*d).max(0) as u64).product::<u64>())
-        .sum();
-
-    let file = request.onnx.file_name().map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
-    let card = adopted_card(request, &file, &sha256, size, parameters, &producer, &producer_version);
-    card.validate().map_err(|e| graph_err(e.into()))?;
-    embed_card(&mut model, &card);
-    let out = model.write_to_bytes().map_err(crate::export::ExportError::from)?;
-    Ok(write_model(out_dir, &card, &out, 0.0)?)
 }
 
 fn adopted_card(

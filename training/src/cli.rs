@@ -1,14 +1,19 @@
-//! The `cxr-train` command line: one [`Cli`] (clap derive + env) and [`run`], which dispatches to the library.
+//! The `cxr-train` command line: one [`Cli`] (clap derive + env) and [`run`], which hands each command to the
+//! library through one small function per command. Nothing here decides a setting: a hyperparameter left unset
+//! takes the task's paper value ([`Task::paper_defaults`]) and every seed defaults to [`DEFAULT_SEED`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 use cxr_core::card::{ModelSelection, ModelVariant};
 
-use crate::data::{DataError, indiana, nih};
-use crate::eval::{EvalError, delong};
+use crate::bench::{BenchConfig, PyTorchPrecision, PyTorchSide};
+use crate::data::{DataError, indiana, nih, scores};
+use crate::device::{DeviceSpec, default_workers, open_all};
 use crate::export::{ExportError, export_untrained};
+use crate::roc::RocError;
+use crate::run::{DEFAULT_SEED, DatasetSpec, OptimizerKind, Task, TrainConfig, TrainError};
 
 /// Train, evaluate and export the color (3-channel) and gray (1-channel) Inception-V3 chest X-ray classifiers.
 #[derive(Debug, Parser)]
@@ -24,84 +29,22 @@ pub enum Command {
     /// Export seeded (untrained) Inception-V3 classifiers to ONNX with their model cards.
     ///
     /// The same seed always gives byte-identical files. Cards say `"trained": false`.
-    Export {
-        /// Which variant(s) to export.
-        #[arg(long, env = "CXR_VARIANT", value_enum, default_value = "both")]
-        variant: ModelSelection,
-        /// Seed of the weight initialisation.
-        #[arg(long, env = "CXR_SEED", default_value_t = 20180908)]
-        seed: u64,
-        /// Output directory for `<name>.onnx` and `<name>.json`.
-        #[arg(long, env = "CXR_MODELS_DIR", default_value = "models")]
-        out: PathBuf,
-        /// Export this NIH fine-tuning run (after `evaluate`) instead of a seeded initialisation: the card says
-        /// `trained: true` and carries the run's metrics and thresholds. `--variant` and `--seed` are ignored.
-        #[arg(long)]
-        run: Option<PathBuf>,
-        /// Also write `<name>.fp16.onnx` beside each model: FP16 weights and arithmetic, FP32 input and outputs, for
-        /// `cxr-serve --precision fp16` on a GPU (slower than FP32 on x86 CPUs, which lack FP16 kernels).
-        #[arg(long, env = "CXR_EXPORT_FP16")]
-        fp16: bool,
-    },
+    Export(ExportArgs),
     /// Pretrain on an ImageNet-layout folder (softmax over the class folders; Inception augmentation).
-    Pretrain {
-        /// `train/<class>/*.JPEG`.
-        #[arg(long)]
-        train: PathBuf,
-        /// Validation: class folders, or a flat folder with `--val-ground-truth`.
-        #[arg(long)]
-        val: PathBuf,
-        /// The devkit's `ILSVRC2012_validation_ground_truth.txt` for a flat validation folder (ids are taken as
-        /// 1-based indices of the sorted training class folders).
-        #[arg(long)]
-        val_ground_truth: Option<PathBuf>,
-        /// Train the gray model: Luma (0.299, 0.587, 0.114) after augmentation, 1 input channel. The same as
-        /// `--variant gray` (the default; `--variant color` trains on RGB).
-        #[arg(long, conflicts_with = "variant")]
-        grayscale: bool,
-        #[command(flatten)]
-        args: TrainArgs,
-    },
+    Pretrain(PretrainArgs),
     /// Fine-tune on NIH ChestX-ray14 (14 sigmoid outputs) or Indiana (normal vs abnormal), usually from a
     /// pretraining run (`--init-from`), with a new head.
-    Finetune {
-        #[arg(long, value_enum)]
-        task: FinetuneTask,
-        /// The pretraining run directory whose kept model starts the weights (the head is replaced).
-        #[arg(long)]
-        init_from: Option<PathBuf>,
-        /// NIH: `Data_Entry_2017*.csv[.gz]`.
-        #[arg(long, required_if_eq("task", "nih"))]
-        csv: Option<PathBuf>,
-        /// NIH: the official `train_val_list.txt` (with `--test-list`); otherwise a seeded patient split.
-        #[arg(long, requires = "test_list")]
-        train_val_list: Option<PathBuf>,
-        /// NIH: the official `test_list.txt`.
-        #[arg(long, requires = "train_val_list")]
-        test_list: Option<PathBuf>,
-        /// Indiana: `NLMCXR_reports.tgz` or its folder of XML reports.
-        #[arg(long, required_if_eq("task", "indiana"))]
-        reports: Option<PathBuf>,
-        /// Indiana: the DICOM metadata table.
-        #[arg(long, required_if_eq("task", "indiana"))]
-        metadata: Option<PathBuf>,
-        /// The image folder (NIH PNGs by `Image Index`; Indiana DICOMs by the table's file name, or `<id>.png`).
-        #[arg(long)]
-        images: PathBuf,
-        /// Seed of the patient-disjoint 70/10/20 split.
-        #[arg(long, default_value_t = 20180908)]
-        split_seed: u64,
-        #[command(flatten)]
-        args: TrainArgs,
-    },
+    #[command(subcommand)]
+    Finetune(FinetuneCommand),
     /// Evaluate a finished fine-tuning run on its test split: per-class AUC with 95 % CI, mean AUC (and accuracy
     /// for Indiana), Youden thresholds on validation; writes evaluation.json and the prediction CSVs.
     Evaluate {
         /// The run directory.
         #[arg(long)]
         run: PathBuf,
+        /// The Burn device (see `finetune nih --help`).
         #[arg(long, default_value = "flex")]
-        device: String,
+        device: DeviceSpec,
     },
     /// Compare two evaluated runs on the same test set: per-class DeLong test, written as a Table-2-style
     /// markdown table and JSON.
@@ -135,49 +78,7 @@ pub enum Command {
     },
     /// Benchmark (not a test): training images/s at `--input-size` per variant and batch size on a device, and
     /// loader images/s (decode + preprocess + augmentation) on the fixture images; prints a markdown table.
-    Bench {
-        #[arg(long, default_value = "flex")]
-        device: String,
-        #[arg(long, value_delimiter = ',', default_value = "1,8")]
-        batch_sizes: Vec<usize>,
-        #[arg(long, default_value_t = 299)]
-        input_size: usize,
-        /// Timed training steps per row (after one warm-up step).
-        #[arg(long, default_value_t = 2)]
-        steps: usize,
-        /// Images for the loader rows (default: the repository's fixtures in tests/data).
-        #[arg(long, default_value = "tests/data")]
-        images: PathBuf,
-        /// Decoding threads of the loader rows (default: CPUs).
-        #[arg(long)]
-        workers: Option<usize>,
-        /// Also train the same Inception-V3 (torchvision's, same head, loss, RMSProp, batch and input) in PyTorch
-        /// with this Python (it needs `torch` and `torchvision`), and print both images/s and the ratio.
-        #[arg(long, value_name = "PYTHON")]
-        compare_pytorch: Option<PathBuf>,
-        /// PyTorch's device (default: `cuda:N` for a GPU `--device`, else `cpu`).
-        #[arg(long)]
-        pytorch_device: Option<String>,
-        /// PyTorch's precision: `fp32`, `tf32` (CUDA), `bf16` or `fp16` (autocast).
-        #[arg(long, default_value = "fp32", value_parser = ["fp32", "tf32", "bf16", "fp16"])]
-        pytorch_precision: String,
-        /// PyTorch in channels-last (NHWC) memory format.
-        #[arg(long)]
-        pytorch_channels_last: bool,
-        /// PyTorch's intra-op CPU threads (default: the threads Burn's CPU backend uses, `RAYON_NUM_THREADS` or
-        /// the CPUs).
-        #[arg(long)]
-        pytorch_threads: Option<usize>,
-        /// Also write every row as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Time training only (no loader rows).
-        #[arg(long, conflicts_with = "no_training")]
-        no_loader: bool,
-        /// Time the loader only (no training rows).
-        #[arg(long)]
-        no_training: bool,
-    },
+    Bench(BenchArgs),
     /// Reads a dataset's metadata and prints what the pipeline derives from it (counts and split sizes) as JSON.
     #[command(subcommand)]
     Data(DataCommand),
@@ -187,27 +88,8 @@ pub enum Command {
     /// Keys are torchvision's (`AuxLogits.*` optional, `num_batches_tracked` ignored); any head size. Missing,
     /// unexpected or mis-shaped keys end the import with one error that lists them.
     Import {
-        /// The state dict file.
-        #[arg(long)]
-        from: PathBuf,
-        #[arg(long, value_enum)]
-        variant: ModelVariant,
-        /// Build the gray model's 1-channel first convolution from the color file's: `sum` (exactly the color model
-        /// on a gray image stacked three times) or `luma` (0.299/0.587/0.114 weighting). See README.
-        #[arg(long, value_enum)]
-        gray_from_color: Option<crate::import::GrayFromColor>,
-        /// Check that the file's head has this many classes.
-        #[arg(long, conflicts_with = "new_head")]
-        num_classes: Option<usize>,
-        /// Replace the head by a fresh (seeded) one with this many classes, e.g. 14 to export or fine-tune on NIH.
-        #[arg(long)]
-        new_head: Option<usize>,
-        /// State that the file's 14-class head was trained for the NIH findings (the exported card says so).
-        #[arg(long)]
-        trained: bool,
-        /// Seed of a fresh head.
-        #[arg(long, default_value_t = 20180908)]
-        seed: u64,
+        #[command(flatten)]
+        request: crate::import::ImportRequest,
         /// The import directory to create.
         #[arg(long)]
         out: PathBuf,
@@ -223,14 +105,94 @@ pub enum Command {
     },
 }
 
-/// The fine-tuning datasets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FinetuneTask {
-    Nih,
-    Indiana,
+/// `cxr-train export`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExportArgs {
+    /// Which variant(s) to export.
+    #[arg(long, env = "CXR_VARIANT", value_enum, default_value = "both")]
+    pub variant: ModelSelection,
+    /// Seed of the weight initialisation.
+    #[arg(long, env = "CXR_SEED", default_value_t = DEFAULT_SEED)]
+    pub seed: u64,
+    /// Output directory for `<name>.onnx` and `<name>.json`.
+    #[arg(long, env = "CXR_MODELS_DIR", default_value = "models")]
+    pub out: PathBuf,
+    /// Export this NIH fine-tuning run (after `evaluate`) instead of a seeded initialisation: the card says
+    /// `trained: true` and carries the run's metrics and thresholds. `--variant` and `--seed` are ignored.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Also write `<name>.fp16.onnx` beside each model: FP16 weights and arithmetic, FP32 input and outputs, for
+    /// `cxr-serve --precision fp16` on a GPU (slower than FP32 on x86 CPUs, which lack FP16 kernels).
+    #[arg(long, env = "CXR_EXPORT_FP16")]
+    pub fp16: bool,
 }
 
-cxr_core::keywords!(clap FinetuneTask, "fine-tuning task", { Nih => "nih", Indiana => "indiana" });
+/// `cxr-train pretrain`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PretrainArgs {
+    /// `train/<class>/*.JPEG`.
+    #[arg(long)]
+    pub train: PathBuf,
+    /// Validation: class folders, or a flat folder with `--val-ground-truth`.
+    #[arg(long)]
+    pub val: PathBuf,
+    /// The devkit's `ILSVRC2012_validation_ground_truth.txt` for a flat validation folder (ids are taken as
+    /// 1-based indices of the sorted training class folders).
+    #[arg(long)]
+    pub val_ground_truth: Option<PathBuf>,
+    /// Train the gray model: Luma (0.299, 0.587, 0.114) after augmentation, 1 input channel. The same as
+    /// `--variant gray` (the default; `--variant color` trains on RGB).
+    #[arg(long, conflicts_with = "variant")]
+    pub grayscale: bool,
+    #[command(flatten)]
+    pub args: TrainArgs,
+}
+
+/// `cxr-train finetune nih|indiana`: each dataset with the files it needs.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FinetuneCommand {
+    /// NIH ChestX-ray14: 14 independent findings (sigmoid, binary cross-entropy).
+    Nih {
+        /// `Data_Entry_2017*.csv[.gz]`.
+        #[arg(long)]
+        csv: PathBuf,
+        /// The official `train_val_list.txt` (with `--test-list`); otherwise a seeded patient split.
+        #[arg(long, requires = "test_list")]
+        train_val_list: Option<PathBuf>,
+        /// The official `test_list.txt`.
+        #[arg(long, requires = "train_val_list")]
+        test_list: Option<PathBuf>,
+        #[command(flatten)]
+        common: FinetuneArgs,
+    },
+    /// Indiana University / OpenI: normal vs abnormal (2-class softmax).
+    Indiana {
+        /// `NLMCXR_reports.tgz` or its folder of XML reports.
+        #[arg(long)]
+        reports: PathBuf,
+        /// The DICOM metadata table.
+        #[arg(long)]
+        metadata: PathBuf,
+        #[command(flatten)]
+        common: FinetuneArgs,
+    },
+}
+
+/// The flags every fine-tuning dataset shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FinetuneArgs {
+    /// The pretraining run directory whose kept model starts the weights (the head is replaced).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// The image folder (NIH PNGs by `Image Index`; Indiana DICOMs by the table's file name, or `<id>.png`).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Seed of the patient-disjoint 70/10/20 split.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    pub split_seed: u64,
+    #[command(flatten)]
+    pub args: TrainArgs,
+}
 
 /// Hyperparameters shared by `pretrain` and `finetune`; unset ones take the paper's value for the task.
 #[derive(Debug, Clone, clap::Args)]
@@ -253,7 +215,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 100)]
     pub epochs: usize,
     #[arg(long, value_enum, default_value = "rmsprop")]
-    pub optimizer: crate::train::OptimizerKind,
+    pub optimizer: OptimizerKind,
     /// Learning rate (paper: 0.01 pretraining, 1e-4 fine-tuning).
     #[arg(long)]
     pub lr: Option<f64>,
@@ -279,7 +241,7 @@ pub struct TrainArgs {
     /// pretraining).
     #[arg(long)]
     pub patience: Option<usize>,
-    #[arg(long, default_value_t = 20180908)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
     /// Decoding threads (default: CPUs).
     #[arg(long)]
@@ -290,8 +252,55 @@ pub struct TrainArgs {
     /// Burn device(s), comma-separated: `flex` (CPU; always built), `tch` / `tch-cuda[:N]` (LibTorch), `vulkan[:N]`,
     /// `cuda[:N]` (crate features).
     /// Several devices train data-parallel.
+    #[arg(long, value_delimiter = ',', default_value = "flex")]
+    pub device: Vec<DeviceSpec>,
+}
+
+/// `cxr-train bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// The Burn device (see `finetune nih --help`).
     #[arg(long, default_value = "flex")]
-    pub device: String,
+    pub device: DeviceSpec,
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    pub batch_sizes: Vec<usize>,
+    #[arg(long, default_value_t = 299)]
+    pub input_size: usize,
+    /// Timed training steps per row (after one warm-up step).
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    /// Images for the loader rows (default: the repository's fixtures in tests/data).
+    #[arg(long, default_value = "tests/data")]
+    pub images: PathBuf,
+    /// Decoding threads of the loader rows (default: CPUs).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Also train the same Inception-V3 (torchvision's, same head, loss, RMSProp, batch and input) in PyTorch
+    /// with this Python (it needs `torch` and `torchvision`), and print both images/s and the ratio.
+    #[arg(long, value_name = "PYTHON")]
+    pub compare_pytorch: Option<PathBuf>,
+    /// PyTorch's device (default: `cuda:N` for a GPU `--device`, else `cpu`).
+    #[arg(long)]
+    pub pytorch_device: Option<String>,
+    /// PyTorch's precision (`tf32` on CUDA; `bf16` and `fp16` by autocast).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub pytorch_precision: PyTorchPrecision,
+    /// PyTorch in channels-last (NHWC) memory format.
+    #[arg(long)]
+    pub pytorch_channels_last: bool,
+    /// PyTorch's intra-op CPU threads (default: the threads Burn's CPU backend uses, `RAYON_NUM_THREADS` or
+    /// the CPUs).
+    #[arg(long)]
+    pub pytorch_threads: Option<usize>,
+    /// Also write every row as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Time training only (no loader rows).
+    #[arg(long, conflicts_with = "no_training")]
+    pub no_loader: bool,
+    /// Time the loader only (no training rows).
+    #[arg(long)]
+    pub no_training: bool,
 }
 
 /// `cxr-train data ...`: dataset metadata checks.
@@ -303,7 +312,7 @@ pub enum DataCommand {
         #[arg(long)]
         csv: PathBuf,
         /// Seed of the patient-disjoint 70/10/20 split.
-        #[arg(long, default_value_t = 20180908)]
+        #[arg(long, default_value_t = DEFAULT_SEED)]
         split_seed: u64,
     },
     /// Indiana University (OpenI): reports, frontal images, patients, normal/abnormal.
@@ -317,7 +326,7 @@ pub enum DataCommand {
     },
 }
 
-/// Errors surfaced by the command line.
+/// Errors surfaced by the command line: the library's, unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
@@ -325,304 +334,238 @@ pub enum CliError {
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
-    Eval(#[from] EvalError),
+    Roc(#[from] RocError),
     #[error(transparent)]
-    Train(#[from] crate::train::TrainError),
+    Train(#[from] TrainError),
     #[error(transparent)]
     Import(#[from] crate::import::ImportError),
     #[error(transparent)]
     Adopt(#[from] crate::adopt::AdoptError),
-    #[error("{0}")]
-    Input(String),
-}
-
-/// Writes the FP16 file beside an exported model and says where.
-fn print_fp16(onnx_path: &std::path::Path) -> Result<(), CliError> {
-    let (path, bytes) = crate::fp16::write_fp16(onnx_path)?;
-    println!("  + FP16 -> {} ({:.1} MB)", path.display(), bytes as f64 / 1e6);
-    Ok(())
 }
 
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Export { run: Some(run), out, fp16, .. } => {
-            let exported = crate::export::export_run(&run, &out, &Device::flex())?;
-            println!(
-                "exported {} (trained: {}, input {}², test mean AUC {:.4}) -> {}",
-                exported.card.name,
-                exported.card.trained,
-                exported.card.input_size,
-                exported.card.evaluation.as_ref().and_then(|e| e.test.get("mean_auc")).copied().unwrap_or(f64::NAN),
-                exported.onnx_path.display()
-            );
-            if fp16 {
-                print_fp16(&exported.onnx_path)?;
-            }
-            Ok(())
-        }
-        Command::Pretrain { train, val, val_ground_truth, grayscale, mut args } => {
-            if grayscale {
-                args.variant = ModelVariant::Gray;
-            }
-            let classes = crate::data::imagefolder::scan_class_folders(&train)?.classes;
-            let spec = crate::train::DatasetSpec::ImageFolder { train, val, val_ground_truth, classes };
-            run_training(crate::train::Task::Pretrain, spec, None, args)
-        }
-        Command::Finetune {
-            task,
-            init_from,
-            csv,
-            train_val_list,
-            test_list,
-            reports,
-            metadata,
-            images,
-            split_seed,
-            args,
-        } => {
-            let missing = |flag: &str| CliError::Input(format!("--{flag} is required for this task"));
-            let (task, spec) = match task {
-                FinetuneTask::Nih => (
-                    crate::train::Task::Nih,
-                    crate::train::DatasetSpec::Nih {
-                        csv: csv.ok_or_else(|| missing("csv"))?,
-                        images,
-                        split_seed,
-                        train_val_list,
-                        test_list,
-                    },
-                ),
-                FinetuneTask::Indiana => (
-                    crate::train::Task::Indiana,
-                    crate::train::DatasetSpec::Indiana {
-                        reports: reports.ok_or_else(|| missing("reports"))?,
-                        metadata: metadata.ok_or_else(|| missing("metadata"))?,
-                        images,
-                        split_seed,
-                    },
-                ),
-            };
-            run_training(task, spec, init_from, args)
-        }
+        Command::Export(args) => export(args),
+        Command::Pretrain(args) => pretrain(args),
+        Command::Finetune(command) => finetune(command),
         Command::Evaluate { run, device } => {
-            let evaluation = crate::train::evaluate::evaluate_run(&run, &crate::train::device(&device)?)?;
-            println!("{}", serde_json::to_string_pretty(&evaluation).expect("JSON"));
+            print_json(&crate::report::evaluate::evaluate_run(&run, &device.open()?)?);
             Ok(())
         }
         Command::Compare { a, b, out } => {
-            let report = crate::train::compare::compare_runs(&a, &b, &out)?;
-            println!("{report}");
+            println!("{}", crate::report::compare::compare_runs(&a, &b, &out)?);
             Ok(())
         }
-        Command::Export { variant, seed, out, run: None, fp16 } => {
+        Command::Delong { csv, truth, a, b } => {
+            let columns = scores::read_score_columns(&csv, &truth, &a, &b)?;
+            let test = crate::roc::delong(&columns.truth, &columns.a, &columns.b)?;
+            println!("{}", serde_json::json!({ "auc_a": test.auc_a, "auc_b": test.auc_b, "z": test.z, "p": test.p }));
+            Ok(())
+        }
+        Command::Bench(args) => bench(args),
+        Command::Data(command) => data(command),
+        Command::Import { request, out } => {
+            print_json(&crate::import::import_to_dir(&request, &out, &Device::flex())?);
+            Ok(())
+        }
+        Command::Adopt { request, out } => {
+            let adopted = crate::adopt::adopt(&request, &out)?;
+            let card = &adopted.card;
+            println!(
+                "adopted {} ({} channel(s), {}² input, trained: {}) -> {}",
+                card.name,
+                card.channels,
+                card.input_size,
+                card.trained,
+                adopted.onnx_path.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Prints a result as pretty JSON on stdout (the machine-readable answer of most commands).
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("results serialise to JSON"));
+}
+
+/// `export`: a finished run (`--run`), or the seeded initialisation of each selected variant.
+fn export(args: ExportArgs) -> Result<(), CliError> {
+    let exported = match &args.run {
+        Some(run) => {
+            let exported = crate::export::export_run(run, &args.out, &Device::flex())?;
+            let card = &exported.card;
+            let mean_auc = card.evaluation.as_ref().and_then(|e| e.test.get("mean_auc")).copied();
+            println!(
+                "exported {} (trained: {}, input {}², test mean AUC {:.4}) -> {}",
+                card.name,
+                card.trained,
+                card.input_size,
+                mean_auc.unwrap_or(f64::NAN),
+                exported.onnx_path.display()
+            );
+            vec![exported]
+        }
+        None => {
             let device = Device::default();
-            for &variant in variant.variants() {
-                let exported = export_untrained(variant, seed, &out, &device)?;
+            let mut all = Vec::new();
+            for &variant in args.variant.variants() {
+                let exported = export_untrained(variant, args.seed, &args.out, &device)?;
+                let card = &exported.card;
                 println!(
                     "exported {} ({} channel(s), {} trainable parameters, trained: {}) -> {} ({:.1} MB) in {:.2} s",
-                    exported.card.name,
-                    exported.card.channels,
-                    exported.card.parameters,
-                    exported.card.trained,
+                    card.name,
+                    card.channels,
+                    card.parameters,
+                    card.trained,
                     exported.onnx_path.display(),
                     exported.bytes as f64 / 1e6,
                     exported.export_seconds,
                 );
-                if fp16 {
-                    print_fp16(&exported.onnx_path)?;
-                }
+                all.push(exported);
             }
-            Ok(())
+            all
         }
-        Command::Bench {
-            device,
-            batch_sizes,
-            input_size,
-            steps,
-            images,
-            workers,
-            compare_pytorch,
-            pytorch_device,
-            pytorch_precision,
-            pytorch_channels_last,
-            pytorch_threads,
-            json,
-            no_loader,
-            no_training,
-        } => {
-            use crate::train::bench::{BenchConfig, PyTorchSide, pytorch_device_for};
-            let dev = crate::train::device(&device)?;
-            let pytorch = compare_pytorch.map(|python| PyTorchSide {
-                python,
-                threads: pytorch_threads.unwrap_or_else(rayon::current_num_threads),
-                device: pytorch_device.unwrap_or_else(|| pytorch_device_for(&device)),
-                precision: pytorch_precision,
-                channels_last: pytorch_channels_last,
-            });
-            let config = BenchConfig {
-                workers: workers.unwrap_or_else(crate::train::default_workers),
-                device_name: device,
-                batch_sizes,
-                input_size,
-                steps,
-                images,
-                pytorch,
-                json,
-                no_loader,
-                no_training,
-            };
-            crate::train::bench::print_table(&config, &dev)?;
-            Ok(())
+    };
+    if args.fp16 {
+        for model in &exported {
+            print_fp16(&model.onnx_path)?;
         }
-        Command::Delong { csv, truth, a, b } => {
-            let (truth, a, b) = read_delong_columns(&csv, &truth, &a, &b)?;
-            let test = delong(&truth, &a, &b)?;
-            println!("{}", serde_json::json!({ "auc_a": test.auc_a, "auc_b": test.auc_b, "z": test.z, "p": test.p }));
-            Ok(())
+    }
+    Ok(())
+}
+
+/// Writes the FP16 file beside an exported model and says where.
+fn print_fp16(onnx_path: &Path) -> Result<(), CliError> {
+    let (path, bytes) = crate::fp16::write_fp16(onnx_path)?;
+    println!("  + FP16 -> {} ({:.1} MB)", path.display(), bytes as f64 / 1e6);
+    Ok(())
+}
+
+/// `pretrain`: the class folders of `--train` are the classes.
+fn pretrain(PretrainArgs { train, val, val_ground_truth, grayscale, mut args }: PretrainArgs) -> Result<(), CliError> {
+    if grayscale {
+        args.variant = ModelVariant::Gray;
+    }
+    let classes = crate::data::imagefolder::scan_class_folders(&train)?.classes;
+    let spec = DatasetSpec::ImageFolder { train, val, val_ground_truth, classes };
+    train_run(Task::Pretrain, spec, None, args)
+}
+
+/// `finetune nih|indiana`.
+fn finetune(command: FinetuneCommand) -> Result<(), CliError> {
+    match command {
+        FinetuneCommand::Nih { csv, train_val_list, test_list, common } => {
+            let FinetuneArgs { init_from, images, split_seed, args } = common;
+            let spec = DatasetSpec::Nih { csv, images, split_seed, train_val_list, test_list };
+            train_run(Task::Nih, spec, init_from, args)
         }
-        Command::Data(DataCommand::Nih { csv, split_seed }) => {
+        FinetuneCommand::Indiana { reports, metadata, common } => {
+            let FinetuneArgs { init_from, images, split_seed, args } = common;
+            train_run(Task::Indiana, DatasetSpec::Indiana { reports, metadata, images, split_seed }, init_from, args)
+        }
+    }
+}
+
+/// Trains one run from the flags and prints its kept checkpoint.
+fn train_run(task: Task, dataset: DatasetSpec, init_from: Option<PathBuf>, args: TrainArgs) -> Result<(), CliError> {
+    let devices = open_all(&args.device)?;
+    let (out, resume) = (args.out.clone(), args.resume);
+    let config = args.into_config(task, dataset, init_from);
+    print_json(&crate::train::run(config, &out, resume, &devices)?);
+    Ok(())
+}
+
+impl TrainArgs {
+    /// The run's config: these flags, and the task's paper value for each one left unset.
+    fn into_config(self, task: Task, dataset: DatasetSpec, init_from: Option<PathBuf>) -> TrainConfig {
+        let paper = task.paper_defaults();
+        TrainConfig {
+            task,
+            variant: self.variant,
+            num_classes: crate::train::dataset::class_names(&dataset).len(),
+            input_size: self.input_size,
+            batch_size: self.batch_size.unwrap_or(paper.batch_size),
+            epochs: self.epochs,
+            optimizer: self.optimizer,
+            learning_rate: self.lr.unwrap_or(paper.learning_rate),
+            lr_decay: self.lr_decay.unwrap_or(paper.lr_decay),
+            lr_decay_epochs: self.lr_decay_epochs,
+            rmsprop_decay: self.rmsprop_decay,
+            momentum: self.momentum,
+            epsilon: self.epsilon,
+            weight_decay: self.weight_decay,
+            dropout: self.dropout,
+            patience: self.patience.unwrap_or(paper.patience),
+            seed: self.seed,
+            workers: self.workers.unwrap_or_else(default_workers),
+            max_bad_fraction: self.max_bad_fraction,
+            init_from,
+            dataset,
+            fingerprints: Default::default(),
+            git_commit: None,
+            producer: String::new(),
+        }
+    }
+}
+
+/// `bench`: the flags resolved (defaults that depend on the machine or the device) and the table printed.
+fn bench(args: BenchArgs) -> Result<(), CliError> {
+    let device = args.device.open()?;
+    let pytorch = args.compare_pytorch.map(|python| PyTorchSide {
+        python,
+        threads: args.pytorch_threads.unwrap_or_else(rayon::current_num_threads),
+        device: args.pytorch_device.unwrap_or_else(|| args.device.pytorch_device()),
+        precision: args.pytorch_precision,
+        channels_last: args.pytorch_channels_last,
+    });
+    let config = BenchConfig {
+        workers: args.workers.unwrap_or_else(default_workers),
+        device: args.device,
+        batch_sizes: args.batch_sizes,
+        input_size: args.input_size,
+        steps: args.steps,
+        images: args.images,
+        pytorch,
+        json: args.json,
+        no_loader: args.no_loader,
+        no_training: args.no_training,
+    };
+    crate::bench::print_table(&config, &device)?;
+    Ok(())
+}
+
+/// `data nih|indiana`: what the pipeline derives from a dataset's metadata.
+fn data(command: DataCommand) -> Result<(), CliError> {
+    match command {
+        DataCommand::Nih { csv, split_seed } => {
             let records = nih::read_nih_csv(&csv)?;
             let facts = nih::facts(&records);
             let split = nih::split_by_patient(&records, (0.7, 0.1), split_seed);
             let per_label: serde_json::Map<String, serde_json::Value> =
                 cxr_core::labels::LABELS.iter().zip(facts.per_label).map(|(l, n)| (l.to_string(), n.into())).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "images": facts.images,
-                    "patients": facts.patients,
-                    "no_finding": facts.no_finding,
-                    "per_label": per_label,
-                    "views": facts.views,
-                    "split": { "seed": split_seed, "train": split.train.len(), "val": split.val.len(), "test": split.test.len() },
-                }))
-                .expect("JSON")
-            );
-            Ok(())
+            print_json(&serde_json::json!({
+                "images": facts.images,
+                "patients": facts.patients,
+                "no_finding": facts.no_finding,
+                "per_label": per_label,
+                "views": facts.views,
+                "split": { "seed": split_seed, "train": split.train.len(), "val": split.val.len(), "test": split.test.len() },
+            }));
         }
-        Command::Import { from, variant, gray_from_color, num_classes, new_head, trained, seed, out } => {
-            let request =
-                crate::import::ImportRequest { from, variant, gray_from_color, num_classes, new_head, seed, trained };
-            let report = crate::import::import_to_dir(&request, &out, &Device::flex())?;
-            println!("{}", serde_json::to_string_pretty(&report).expect("JSON"));
-            Ok(())
-        }
-        Command::Adopt { request, out } => {
-            let adopted = crate::adopt::adopt(&request, &out)?;
-            println!(
-                "adopted {} ({} channel(s), {}² input, trained: {}) -> {}",
-                adopted.card.name,
-                adopted.card.channels,
-                adopted.card.input_size,
-                adopted.card.trained,
-                adopted.onnx_path.display()
-            );
-            Ok(())
-        }
-        Command::Data(DataCommand::Indiana { reports, metadata }) => {
+        DataCommand::Indiana { reports, metadata } => {
             let (_, counts) = indiana::derive(&indiana::read_reports(&reports)?, &indiana::read_metadata(&metadata)?);
-            println!("{}", serde_json::to_string_pretty(&counts).expect("JSON"));
-            Ok(())
+            print_json(&counts);
         }
     }
-}
-
-/// Builds the run's config from the flags (the paper's values where a flag is unset) and trains it.
-fn run_training(
-    task: crate::train::Task,
-    dataset: crate::train::DatasetSpec,
-    init_from: Option<PathBuf>,
-    a: TrainArgs,
-) -> Result<(), CliError> {
-    use crate::train::{Task, TrainConfig, dataset::class_names, dataset::splits_for, describe, train};
-    let pretrain = task == Task::Pretrain;
-    let config = TrainConfig {
-        task,
-        variant: a.variant,
-        num_classes: class_names(&dataset).len(),
-        input_size: a.input_size,
-        batch_size: a.batch_size.unwrap_or(if pretrain { 64 } else { 32 }),
-        epochs: a.epochs,
-        optimizer: a.optimizer,
-        learning_rate: a.lr.unwrap_or(if pretrain { 0.01 } else { 1e-4 }),
-        lr_decay: a.lr_decay.unwrap_or(if pretrain { 0.94 } else { 1.0 }),
-        lr_decay_epochs: a.lr_decay_epochs,
-        rmsprop_decay: a.rmsprop_decay,
-        momentum: a.momentum,
-        epsilon: a.epsilon,
-        weight_decay: a.weight_decay,
-        dropout: a.dropout,
-        patience: a.patience.unwrap_or(if pretrain { 0 } else { 5 }),
-        seed: a.seed,
-        workers: a.workers.unwrap_or_else(crate::train::default_workers),
-        max_bad_fraction: a.max_bad_fraction,
-        init_from,
-        dataset,
-        fingerprints: Default::default(),
-        git_commit: None,
-        producer: String::new(),
-    };
-    let splits = splits_for(&config.dataset)?;
-    eprintln!(
-        "{:?} {}: {} train / {} val / {} test images, {} classes, input {}², batch {}",
-        task,
-        config.variant,
-        splits.train.len(),
-        splits.val.len(),
-        splits.test.len(),
-        config.num_classes,
-        config.input_size,
-        config.batch_size
-    );
-    let config = describe(config, &splits);
-    let devices = crate::train::devices(&a.device)?;
-    let best = train(config, &splits, &a.out, a.resume, &devices)?;
-    println!("{}", serde_json::to_string_pretty(&best).expect("JSON"));
     Ok(())
-}
-
-/// Reads the truth and two score columns of a CSV; truth must be 0 or 1, scores finite numbers.
-/// The truth column and the two score columns of a predictions file.
-type DelongColumns = (Vec<bool>, Vec<f64>, Vec<f64>);
-
-fn read_delong_columns(path: &std::path::Path, truth: &str, a: &str, b: &str) -> Result<DelongColumns, CliError> {
-    let text = crate::data::read_text(path)?;
-    let mut reader = csv::Reader::from_reader(text.as_bytes());
-    let headers = reader.headers().map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?.clone();
-    let column = |name: &str| {
-        headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            CliError::Input(format!(
-                "{}: no column `{name}` (columns: {})",
-                path.display(),
-                headers.iter().collect::<Vec<_>>().join(", ")
-            ))
-        })
-    };
-    let (t, ca, cb) = (column(truth)?, column(a)?, column(b)?);
-    let (mut truths, mut xs, mut ys) = (Vec::new(), Vec::new(), Vec::new());
-    for (line, row) in reader.records().enumerate() {
-        let row = row.map_err(|e| CliError::Input(format!("{}: {e}", path.display())))?;
-        let at = |i: usize| row.get(i).unwrap_or("").trim();
-        let bad = |what: &str, v: &str| CliError::Input(format!("{} row {}: {what} `{v}`", path.display(), line + 2));
-        truths.push(match at(t) {
-            "1" | "1.0" => true,
-            "0" | "0.0" => false,
-            v => return Err(bad("truth must be 0 or 1, got", v)),
-        });
-        for (col, out) in [(ca, &mut xs), (cb, &mut ys)] {
-            let v: f64 = at(col).parse().map_err(|_| bad("not a number:", at(col)))?;
-            if !v.is_finite() {
-                return Err(bad("not a finite number:", at(col)));
-            }
-            out.push(v);
-        }
-    }
-    Ok((truths, xs, ys))
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
     /// `docs/configuration.md` holds exactly this binary's `--help`, every subcommand included (`make docs`
@@ -632,5 +575,66 @@ mod tests {
         let markdown = cxr_core::clidoc::help_markdown(<Cli as clap::CommandFactory>::command());
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
         cxr_core::clidoc::check_generated(&path, "cxr-train", &markdown).unwrap();
+    }
+
+    /// Each dataset's own files are required by clap (one check, before any code runs), and unset
+    /// hyperparameters become the task's paper values.
+    #[test]
+    fn finetune_requires_each_datasets_files_and_fills_in_the_paper_values() {
+        let missing = Cli::try_parse_from(["cxr-train", "finetune", "nih", "--images", "i", "--out", "o"]).unwrap_err();
+        assert!(missing.to_string().contains("--csv"), "{missing}");
+        let missing = Cli::try_parse_from(["cxr-train", "finetune", "indiana", "--reports", "r", "--images", "i"]);
+        assert!(missing.unwrap_err().to_string().contains("--metadata"));
+        let cli = Cli::try_parse_from([
+            "cxr-train",
+            "finetune",
+            "nih",
+            "--csv",
+            "d.csv",
+            "--images",
+            "i",
+            "--out",
+            "o",
+            "--device",
+            "flex",
+        ])
+        .unwrap();
+        let Command::Finetune(FinetuneCommand::Nih { common, .. }) = cli.command else { panic!("{cli:?}") };
+        assert_eq!(common.split_seed, DEFAULT_SEED);
+        assert_eq!(common.args.device, [DeviceSpec::FLEX]);
+        let spec = DatasetSpec::Nih {
+            csv: "d.csv".into(),
+            images: "i".into(),
+            split_seed: common.split_seed,
+            train_val_list: None,
+            test_list: None,
+        };
+        let config = common.args.into_config(Task::Nih, spec, None);
+        let paper = Task::Nih.paper_defaults();
+        assert_eq!((config.batch_size, config.learning_rate, config.patience), (32, 1e-4, 5));
+        assert_eq!((config.lr_decay, config.num_classes, config.seed), (paper.lr_decay, 14, DEFAULT_SEED));
+    }
+
+    #[test]
+    fn devices_and_precisions_are_parsed_by_clap() {
+        let bad = Cli::try_parse_from(["cxr-train", "bench", "--device", "gpu"]).unwrap_err().to_string();
+        assert!(bad.contains("flex, tch, tch-cuda, cuda, vulkan"), "{bad}");
+        let bad = Cli::try_parse_from(["cxr-train", "bench", "--pytorch-precision", "int8"]).unwrap_err().to_string();
+        assert!(bad.contains("fp32") && bad.contains("bf16"), "{bad}");
+        let cli = Cli::try_parse_from([
+            "cxr-train",
+            "pretrain",
+            "--train",
+            "t",
+            "--val",
+            "v",
+            "--out",
+            "o",
+            "--device",
+            "flex,vulkan:1",
+        ])
+        .unwrap();
+        let Command::Pretrain(PretrainArgs { args, .. }) = cli.command else { panic!("{cli:?}") };
+        assert_eq!(args.device.iter().map(|d| d.to_string()).collect::<Vec<_>>(), ["flex", "vulkan:1"]);
     }
 }

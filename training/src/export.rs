@@ -229,7 +229,7 @@ pub fn export_run(run: &Path, out_dir: &Path, device: &Device) -> Result<Exporte
         )));
     };
     debug_assert_eq!(config.task, Task::Nih);
-    let evaluation = crate::train::evaluate::read_evaluation(run).map_err(failed)?;
+    let evaluation = crate::report::evaluate::read_evaluation(run).map_err(failed)?;
     let best = BestCheckpoint::read(run).map_err(failed)?;
     let mut test = std::collections::BTreeMap::from([("mean_auc".to_string(), evaluation.test_mean_auc)]);
     for (label, estimate) in &evaluation.test_auc {
@@ -490,4 +490,101 @@ fn check_and_name_dims(value: &mut ValueInfoProto, expected: &[Option<i64>]) -> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InceptionV3Config, init_seeded};
+
+    const SEED: u64 = 20_240_601;
+
+    /// What [`export_onnx`] builds on: burn-onnx's capture of [`InceptionV3::forward`] (the gray model), before
+    /// [`finalize`] — deterministic weights and ops, torchvision's operator counts and attributes, a symbolic batch
+    /// axis and every trainable parameter embedded.
+    #[test]
+    fn burn_onnx_captures_the_network_with_a_dynamic_batch() {
+        use onnx_ir::{Message, ModelProto};
+
+        let device = Device::default();
+        let model = init_seeded(&InceptionV3Config::for_variant(ModelVariant::Gray, 14), SEED, &device);
+        let sample = Tensor::<4>::zeros([1, 1, INPUT_SIZE, INPUT_SIZE], &device);
+        let validation = Tensor::<4>::zeros([2, 1, INPUT_SIZE, INPUT_SIZE], &device);
+        let specs =
+            [InputSpec::new([AxisSpec::dynamic("batch"), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
+        let export = |model: &InceptionV3| {
+            OnnxExporter::new()
+                .export_dynamic(model, sample.clone(), validation.clone(), &specs, |m: &InceptionV3, x| m.forward(x))
+                .expect("export")
+        };
+        let onnx = export(&model);
+        // Same seed, fresh model: byte-identical file.
+        let again = export(&init_seeded(&InceptionV3Config::for_variant(ModelVariant::Gray, 14), SEED, &device));
+        {
+            // burn-onnx 0.22 names intermediate tensors `tensor_<capture id>` with ids from a process-wide counter,
+            // so two exports in one process differ in those names; the embedded weights and the ops must not.
+            let a = ModelProto::parse_from_bytes(onnx.as_bytes()).expect("valid ModelProto");
+            let b = ModelProto::parse_from_bytes(again.as_bytes()).expect("valid ModelProto");
+            let ops = |m: &ModelProto| m.graph.node.iter().map(|n| n.op_type.clone()).collect::<Vec<_>>();
+            assert_eq!(ops(&a), ops(&b));
+            let weights = |m: &ModelProto| {
+                let mut inits = m
+                    .graph
+                    .initializer
+                    .iter()
+                    .filter(|t| !t.name.starts_with("tensor_") && !t.name.starts_with("node_"))
+                    .map(|t| (t.name.clone(), t.raw_data.clone(), t.float_data.clone()))
+                    .collect::<Vec<_>>();
+                inits.sort_by(|x, y| x.0.cmp(&y.0));
+                inits
+            };
+            let (wa, wb) = (weights(&a), weights(&b));
+            assert_eq!(wa.len(), 94 * 5 + 2, "named parameters embedded");
+            assert!(wa == wb, "same seed must embed identical weights");
+        }
+
+        let proto = ModelProto::parse_from_bytes(onnx.as_bytes()).expect("valid ModelProto");
+        let ops = proto.graph.node.iter().map(|node| node.op_type.as_str()).collect::<Vec<_>>();
+        let count = |op: &str| ops.iter().filter(|o| **o == op).count();
+        assert_eq!(count("Conv"), 94);
+        assert_eq!(count("GlobalAveragePool"), 1);
+        assert_eq!(count("AveragePool"), 3 + 4 + 2);
+        assert_eq!(count("MaxPool"), 4);
+        assert_eq!(count("BatchNormalization"), 94);
+        assert_eq!(count("Relu"), 94);
+        // Branch concatenations along channels (the exporter adds an axis-0 Concat for the dynamic flatten shape).
+        let channel_concats = proto
+            .graph
+            .node
+            .iter()
+            .filter(|node| node.op_type == "Concat")
+            .filter(|node| node.attribute.iter().any(|a| a.name == "axis" && a.i == 1))
+            .count();
+        assert_eq!(channel_concats, 3 + 1 + 4 + 1 + 2 * 3);
+        let attribute = |node: &onnx_ir::NodeProto, name: &str| node.attribute.iter().find(|a| a.name == name).cloned();
+        for node in proto.graph.node.iter() {
+            match node.op_type.as_str() {
+                "AveragePool" => {
+                    assert_eq!(attribute(node, "count_include_pad").map(|a| a.i), Some(1));
+                }
+                "BatchNormalization" => {
+                    let epsilon = attribute(node, "epsilon").map(|a| a.f).unwrap_or(1e-5);
+                    assert!((epsilon - 1e-3).abs() < 1e-9, "epsilon {epsilon}");
+                }
+                _ => {}
+            }
+        }
+        assert!(!ops.contains(&"Dropout"));
+        assert_eq!(proto.graph.input.len(), 1);
+        let dims = &proto.graph.input[0].type_.tensor_type().shape.dim;
+        assert_eq!(dims.len(), 4);
+        assert_eq!(dims[0].dim_param(), "batch");
+        assert_eq!(
+            dims[1..].iter().map(|d| d.dim_value()).collect::<Vec<_>>(),
+            [1, INPUT_SIZE as i64, INPUT_SIZE as i64]
+        );
+        // Weights are embedded: at least all trainable parameters as float32.
+        let embedded = proto.graph.initializer.iter().map(|t| t.raw_data.len() / 4 + t.float_data.len()).sum::<usize>();
+        assert!(embedded >= model.num_trainable_params(), "{embedded}");
+    }
 }

@@ -29,7 +29,7 @@ use sha2::Digest;
 
 use crate::cause::Cause;
 use crate::model::{INPUT_SIZE, InceptionV3, InceptionV3Config};
-pub use crate::run::GrayFromColor;
+use crate::run::GrayFromColor;
 use crate::run::{DatasetSpec, Fingerprints, OptimizerKind, PRODUCER, Task, TrainConfig, TrainError, read_run_file};
 
 /// Errors of the import layer.
@@ -54,21 +54,30 @@ pub enum ImportError {
     },
 }
 
-/// What to import and how.
-#[derive(Debug, Clone)]
+/// What to import and how (also the flags of `cxr-train import`).
+#[derive(Debug, Clone, clap::Args)]
 pub struct ImportRequest {
-    /// A `.pth` / `.pt` / `.bin` (PyTorch pickle) or `.safetensors` file.
+    /// The state dict file: `.pth` / `.pt` / `.bin` (PyTorch pickle) or `.safetensors`.
+    #[arg(long)]
     pub from: PathBuf,
-    /// The variant to produce. A gray model from a color file needs `gray_from_color`.
+    /// The variant to produce. A gray model from a color file needs `--gray-from-color`.
+    #[arg(long, value_enum)]
     pub variant: ModelVariant,
+    /// Build the gray model's 1-channel first convolution from the color file's: `sum` (exactly the color model
+    /// on a gray image stacked three times) or `luma` (0.299/0.587/0.114 weighting). See docs/training.md.
+    #[arg(long, value_enum)]
     pub gray_from_color: Option<GrayFromColor>,
-    /// The head size the file must have (checked); `None` takes it from the file.
+    /// Check that the file's head has this many classes (unset: take it from the file).
+    #[arg(long, conflicts_with = "new_head")]
     pub num_classes: Option<usize>,
-    /// Replace the head by a fresh one of this many classes (seeded), e.g. 14 before fine-tuning on NIH.
+    /// Replace the head by a fresh (seeded) one with this many classes, e.g. 14 to export or fine-tune on NIH.
+    #[arg(long)]
     pub new_head: Option<usize>,
-    /// Seed of the fresh head (and of the initialisation the file's weights overwrite).
+    /// Seed of a fresh head (and of the initialisation the file's weights overwrite).
+    #[arg(long, default_value_t = crate::run::DEFAULT_SEED)]
     pub seed: u64,
-    /// The user states that the file's head was trained for the 14 NIH findings (written to the card on export).
+    /// State that the file's 14-class head was trained for the NIH findings (the exported card says so).
+    #[arg(long)]
     pub trained: bool,
 }
 

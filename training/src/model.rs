@@ -747,10 +747,6 @@ fn uniform_values(seed: u64, key: &str, n: usize, bound: f32) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
-    use burn_onnx::export::{AxisSpec, InputSpec, OnnxExporter};
-
     use super::*;
 
     const SEED: u64 = 20_240_601;
@@ -1026,115 +1022,5 @@ mod tests {
         let (logits, aux) = without.forward_train(input());
         assert!(aux.is_none());
         assert_eq!(to_vec(logits), to_vec(model.forward(input())));
-    }
-
-    #[test]
-    fn exports_gray_model_with_dynamic_batch() {
-        use onnx_ir::{Message, ModelProto};
-
-        let device = Device::default();
-        let model = init_seeded(&InceptionV3Config::for_variant(ModelVariant::Gray, 14), SEED, &device);
-        let sample = Tensor::<4>::zeros([1, 1, INPUT_SIZE, INPUT_SIZE], &device);
-        let validation = Tensor::<4>::zeros([2, 1, INPUT_SIZE, INPUT_SIZE], &device);
-        let specs =
-            [InputSpec::new([AxisSpec::dynamic("batch"), AxisSpec::Static, AxisSpec::Static, AxisSpec::Static])];
-        let export = |model: &InceptionV3| {
-            OnnxExporter::new()
-                .export_dynamic(model, sample.clone(), validation.clone(), &specs, |m: &InceptionV3, x| m.forward(x))
-                .expect("export")
-        };
-        let started = Instant::now();
-        let onnx = export(&model);
-        let seconds = started.elapsed().as_secs_f64();
-        // Same seed, fresh model: byte-identical file.
-        let again = export(&init_seeded(&InceptionV3Config::for_variant(ModelVariant::Gray, 14), SEED, &device));
-        {
-            // burn-onnx 0.22 names intermediate tensors `tensor_<capture id>` with ids from a process-wide counter,
-            // so two exports in one process differ in those names; the embedded weights and the ops must not.
-            let a = ModelProto::parse_from_bytes(onnx.as_bytes()).expect("valid ModelProto");
-            let b = ModelProto::parse_from_bytes(again.as_bytes()).expect("valid ModelProto");
-            let ops = |m: &ModelProto| m.graph.node.iter().map(|n| n.op_type.clone()).collect::<Vec<_>>();
-            assert_eq!(ops(&a), ops(&b));
-            let weights = |m: &ModelProto| {
-                let mut inits = m
-                    .graph
-                    .initializer
-                    .iter()
-                    .filter(|t| !t.name.starts_with("tensor_") && !t.name.starts_with("node_"))
-                    .map(|t| (t.name.clone(), t.raw_data.clone(), t.float_data.clone()))
-                    .collect::<Vec<_>>();
-                inits.sort_by(|x, y| x.0.cmp(&y.0));
-                inits
-            };
-            let (wa, wb) = (weights(&a), weights(&b));
-            assert_eq!(wa.len(), 94 * 5 + 2, "named parameters embedded");
-            assert!(wa == wb, "same seed must embed identical weights");
-        }
-        println!("ONNX export (gray, dynamic batch): {seconds:.2} s, {} bytes", onnx.as_bytes().len());
-
-        let proto = ModelProto::parse_from_bytes(onnx.as_bytes()).expect("valid ModelProto");
-        let ops = proto.graph.node.iter().map(|node| node.op_type.as_str()).collect::<Vec<_>>();
-        let count = |op: &str| ops.iter().filter(|o| **o == op).count();
-        let mut histogram = std::collections::BTreeMap::<&str, usize>::new();
-        for op in &ops {
-            *histogram.entry(op).or_default() += 1;
-        }
-        println!("ONNX ops: {histogram:?}");
-        assert_eq!(count("Conv"), 94);
-        assert_eq!(count("GlobalAveragePool"), 1);
-        assert_eq!(count("AveragePool"), 3 + 4 + 2);
-        assert_eq!(count("MaxPool"), 4);
-        assert_eq!(count("BatchNormalization"), 94);
-        assert_eq!(count("Relu"), 94);
-        // Branch concatenations along channels (the exporter adds an axis-0 Concat for the dynamic flatten shape).
-        let channel_concats = proto
-            .graph
-            .node
-            .iter()
-            .filter(|node| node.op_type == "Concat")
-            .filter(|node| node.attribute.iter().any(|a| a.name == "axis" && a.i == 1))
-            .count();
-        assert_eq!(channel_concats, 3 + 1 + 4 + 1 + 2 * 3);
-        let attribute = |node: &onnx_ir::NodeProto, name: &str| node.attribute.iter().find(|a| a.name == name).cloned();
-        for node in proto.graph.node.iter() {
-            match node.op_type.as_str() {
-                "AveragePool" => {
-                    assert_eq!(attribute(node, "count_include_pad").map(|a| a.i), Some(1));
-                }
-                "BatchNormalization" => {
-                    let epsilon = attribute(node, "epsilon").map(|a| a.f).unwrap_or(1e-5);
-                    assert!((epsilon - 1e-3).abs() < 1e-9, "epsilon {epsilon}");
-                }
-                _ => {}
-            }
-        }
-        assert!(!ops.contains(&"Dropout"));
-        assert_eq!(proto.graph.input.len(), 1);
-        let dims = &proto.graph.input[0].type_.tensor_type().shape.dim;
-        assert_eq!(dims.len(), 4);
-        assert_eq!(dims[0].dim_param(), "batch");
-        assert_eq!(
-            dims[1..].iter().map(|d| d.dim_value()).collect::<Vec<_>>(),
-            [1, INPUT_SIZE as i64, INPUT_SIZE as i64]
-        );
-        // Weights are embedded: at least all trainable parameters as float32.
-        let embedded = proto.graph.initializer.iter().map(|t| t.raw_data.len() / 4 + t.float_data.len()).sum::<usize>();
-        assert!(embedded >= model.num_trainable_params(), "{embedded}");
-    }
-
-    /// Not an assertion: the Burn `flex` CPU forward time per 299×299 image at batch 1.
-    #[test]
-    fn measure_forward_time() {
-        let device = Device::default();
-        let model = init_seeded(&InceptionV3Config::for_variant(ModelVariant::Gray, 14), SEED, &device);
-        let input = test_input([1, 1, INPUT_SIZE, INPUT_SIZE], 0.0, &device);
-        let _ = to_vec(model.forward(input.clone())); // warm-up
-        let runs = 3;
-        let started = Instant::now();
-        for _ in 0..runs {
-            let _ = to_vec(model.forward(input.clone()));
-        }
-        let per_image = started.elapsed().as_secs_f64() / runs as f64;
-        println!("Burn flex forward, gray, batch 1, 299x299: {:.3} s per image", per_image);
     }
 }

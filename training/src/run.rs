@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::cause::Cause;
 use crate::data::loader::LoaderConfig;
 use crate::data::{Augment, DataError};
-use crate::eval::EvalError;
 use crate::model::{InceptionV3, InceptionV3Config};
+use crate::roc::RocError;
 
 /// Producer written into every run, import and exported model.
 pub const PRODUCER: &str = concat!("cxr-train ", env!("CARGO_PKG_VERSION"));
@@ -28,7 +28,7 @@ pub enum TrainError {
     #[error(transparent)]
     Data(#[from] DataError),
     #[error(transparent)]
-    Eval(#[from] EvalError),
+    Roc(#[from] RocError),
     #[error("{path}: {cause}")]
     RunDir {
         path: String,
@@ -74,6 +74,32 @@ impl Task {
     pub fn is_softmax(self) -> bool {
         !matches!(self, Task::Nih)
     }
+
+    /// The paper's settings for this task, used for every hyperparameter the user leaves unset (docs/PAPER.md:
+    /// pretraining at batch 64 with lr 0.01 × 0.94 every 2 epochs; fine-tuning at batch 32 with a constant lr 1e-4,
+    /// here with early stopping after 5 epochs without a lower validation loss).
+    pub fn paper_defaults(self) -> PaperDefaults {
+        match self {
+            Task::Pretrain => PaperDefaults { batch_size: 64, learning_rate: 0.01, lr_decay: 0.94, patience: 0 },
+            Task::Nih | Task::Indiana | Task::Imported => {
+                PaperDefaults { batch_size: 32, learning_rate: 1e-4, lr_decay: 1.0, patience: 5 }
+            }
+        }
+    }
+}
+
+/// The seed of every seeded step (weights, splits, augmentation, fresh heads) when none is given.
+pub const DEFAULT_SEED: u64 = 20180908;
+
+/// The hyperparameters whose paper value depends on the task ([`Task::paper_defaults`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PaperDefaults {
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// The learning-rate factor every `lr_decay_epochs` (1.0: constant).
+    pub lr_decay: f64,
+    /// Early stopping: epochs without a lower validation loss (0: off).
+    pub patience: usize,
 }
 
 /// The optimizer of a run.

@@ -25,7 +25,7 @@ use common::{CARDIOMEGALY, EFFUSION, cxr_train, json, nih_subset, run};
 
 fn finetune(device: &str, csv: &Path, images: &Path, out: &Path, epochs: usize, dropout: &str) {
     run(cxr_train()
-        .args(["finetune", "--task", "nih", "--variant", "gray", "--device", device, "--csv"])
+        .args(["finetune", "nih", "--variant", "gray", "--device", device, "--csv"])
         .arg(csv)
         .arg("--images")
         .arg(images)

@@ -1,7 +1,7 @@
 //! Training is reproducible: the same seed and data give bit-identical losses and weights whatever the thread
 //! count, on the CPU backend (`flex`).
 //!
-//! Three short fine-tuning runs of `cxr-train finetune --task nih` (seeded initialisation, dropout, flip
+//! Three short fine-tuning runs of `cxr-train finetune nih` (seeded initialisation, dropout, flip
 //! augmentation, Adam) on the same generated NIH stand-in ([`common::nih_subset`]: real label rows, synthetic
 //! images with a drawn disk for Cardiomegaly and a band for Effusion): one with 1 compute thread and 1 decoding
 //! thread, one with every CPU, and one oversubscribed (more compute threads than CPUs, so rayon splits and steals
@@ -34,7 +34,7 @@ struct Outcome {
 fn finetune(csv: &Path, images: &Path, out: &Path, compute_threads: usize, workers: usize) -> Outcome {
     run(cxr_train()
         .env("RAYON_NUM_THREADS", compute_threads.to_string())
-        .args(["finetune", "--task", "nih", "--variant", "gray", "--csv"])
+        .args(["finetune", "nih", "--variant", "gray", "--csv"])
         .arg(csv)
         .arg("--images")
         .arg(images)

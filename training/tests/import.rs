@@ -18,8 +18,9 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor, TensorData};
 use cxr_core::card::ModelVariant;
 use cxr_core::decode::LUMA;
-use cxr_train::import::{GrayFromColor, ImportRequest, gray_from_color, load_torchvision};
+use cxr_train::import::{ImportRequest, gray_from_color, load_torchvision};
 use cxr_train::model::{INPUT_SIZE, InceptionV3};
+use cxr_train::run::GrayFromColor;
 use sha2::Digest;
 
 use common::{cxr_train, fixture_batch, json, max_abs_diff, ort_probabilities, ort_session, run};
@@ -272,9 +273,9 @@ fn import_directory_starts_finetuning_and_exports_to_the_served_interface() {
     );
 
     // Fine-tuning from it keeps every backbone weight and replaces the head.
-    let (_, imported) = cxr_train::train::load_best(&out, &Device::flex()).unwrap();
-    let mut config = cxr_train::train::TrainConfig::read(&out).unwrap();
-    config.task = cxr_train::train::Task::Nih;
+    let (_, imported) = cxr_train::run::load_best(&out, &Device::flex()).unwrap();
+    let mut config = cxr_train::run::TrainConfig::read(&out).unwrap();
+    config.task = cxr_train::run::Task::Nih;
     config.init_from = Some(out.clone());
     config.seed = 99;
     let start = config.build_model(&Device::flex()).unwrap();

@@ -56,7 +56,7 @@ fn indiana_finetune_separates_normal_from_abnormal() {
 
     let finetune = |out: &str, extra: &[&str]| {
         let mut cmd = cxr_train();
-        cmd.args(["finetune", "--task", "indiana", "--reports"])
+        cmd.args(["finetune", "indiana", "--reports"])
             .arg(&reports)
             .arg("--metadata")
             .arg(&metadata)

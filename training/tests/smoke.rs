@@ -1,5 +1,5 @@
 //! The CI proof that the training pipeline learns, end to end, through the real binaries:
-//! `cxr-train pretrain` → `finetune --task nih` → `evaluate`, for the gray and the color variant, then `compare`
+//! `cxr-train pretrain` → `finetune nih` → `evaluate`, for the gray and the color variant, then `compare`
 //! (the Table-2 DeLong table) and `export --run` of both → `cxr-serve` on the two exports.
 //!
 //! How the data is made (no real images can be downloaded here):
@@ -143,7 +143,7 @@ fn the_pipeline_learns_and_the_export_is_served() {
         let pretrain_took = t0.elapsed();
         let finetune = root.join(format!("runs/nih-{variant}"));
         run(cxr_train()
-            .args(["finetune", "--task", "nih", "--variant", variant, "--csv"])
+            .args(["finetune", "nih", "--variant", variant, "--csv"])
             .arg(&csv)
             .arg("--images")
             .arg(root.join("nih/images"))

@@ -1,6 +1,6 @@
 //! The repository's own checks, run by `make test` (`xtask check`): the module layering of each crate
-//! ([`layers`]), the codemap of `ARCHITECTURE.md` ([`codemap`]), the generated option reference ([`docs`]), and,
-//! on request, the length of every function ([`functions`]). Each check returns its problems as messages that
+//! ([`layers`]), the codemap of `ARCHITECTURE.md` ([`codemap`]), the generated option reference ([`docs`]) and
+//! the length of every function ([`functions`]). Each check returns its problems as messages that
 //! start with the file and line they are about; an empty list is a pass.
 
 pub mod codemap;
@@ -15,20 +15,18 @@ mod testing;
 
 use std::path::Path;
 
-/// One check: its name on the command line, whether `xtask check` runs it without being asked, and its
-/// function.
+/// One check: its name on the command line and its function.
 pub struct Check {
     pub name: &'static str,
-    pub default: bool,
     pub run: fn(&Path) -> Vec<String>,
 }
 
-/// Every check. The function-length check is not in the default set yet: `xtask check --functions` adds it.
+/// Every check; `xtask check` runs them all, in this order.
 pub const CHECKS: &[Check] = &[
-    Check { name: "layers", default: true, run: layers::check },
-    Check { name: "codemap", default: true, run: codemap::check },
-    Check { name: "docs", default: true, run: docs::check },
-    Check { name: "functions", default: false, run: functions::check },
+    Check { name: "layers", run: layers::check },
+    Check { name: "codemap", run: codemap::check },
+    Check { name: "docs", run: docs::check },
+    Check { name: "functions", run: functions::check },
 ];
 
 /// The nearest folder at or above `start` whose `Cargo.toml` has a `[workspace]` table.

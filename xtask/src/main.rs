@@ -21,12 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The default checks: layers, codemap, docs.
-    Check {
-        /// Also the function-length check.
-        #[arg(long)]
-        functions: bool,
-    },
+    /// Every check: layers, codemap, docs, functions.
+    Check,
     /// Each crate's modules import only their own layer and those below, without cycles (ARCHITECTURE.md).
     Layers,
     /// ARCHITECTURE.md names every source file, script and Python check, and only existing files.
@@ -54,7 +50,7 @@ fn main() -> ExitCode {
     };
     let named = |name: &str| -> Vec<&Check> { CHECKS.iter().filter(|c| c.name == name).collect() };
     let checks = match cli.command {
-        Command::Check { functions } => CHECKS.iter().filter(|c| c.default || functions).collect(),
+        Command::Check => CHECKS.iter().collect(),
         Command::Layers => named("layers"),
         Command::Codemap => named("codemap"),
         Command::Docs => named("docs"),

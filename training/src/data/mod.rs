@@ -4,6 +4,7 @@
 //! - [`imagefolder`]: ImageNet in the LSVRC2012 layout, with Inception augmentation (pretraining).
 //! - [`nih`]: NIH ChestX-ray14 metadata, labels and the patient-disjoint split (fine-tuning, 14 labels).
 //! - [`indiana`]: the Indiana University / OpenI collection, normal vs abnormal (fine-tuning, 2 classes).
+//! - [`scores`]: a truth and two score columns of any CSV (`cxr-train delong`).
 //! - [`loader`]: batches of `[N, C, S, S]` inputs with their targets; corrupt or missing files are counted, named
 //!   and skipped, and a run fails once they exceed `--max-bad-fraction`.
 
@@ -11,6 +12,7 @@ pub mod imagefolder;
 pub mod indiana;
 pub mod loader;
 pub mod nih;
+pub mod scores;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,8 @@ use crate::data::indiana;
 use crate::data::nih;
 use crate::data::{DataError, Sample, Split, Target};
 
-use super::{DatasetSpec, Splits};
+use super::Splits;
+use crate::run::DatasetSpec;
 
 /// The fractions of the paper's split: 70 % train, 10 % validation, the rest test.
 pub const SPLIT_FRACTIONS: (f64, f64) = (0.7, 0.1);

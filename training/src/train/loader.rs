@@ -9,10 +9,10 @@ use burn::data::dataloader::{DataLoader, DataLoaderIterator, Progress};
 use burn::data::dataset::DatasetError;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::Task;
 use super::steps::TrainBatch;
 use crate::data::Target;
 use crate::data::loader::{Batch, EpochIter, Loader};
+use crate::run::Task;
 
 /// A [`Loader`] on a device, counting epochs.
 pub struct BurnLoader {

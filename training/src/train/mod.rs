@@ -6,12 +6,8 @@
 //! burn-train's `checkpoint/`, `train/` and `valid/` metric logs and `experiment.log`, this crate's
 //! `metrics.csv` (one row per epoch) and, once training ends, `best.bpk` (the kept model) and `best.json`.
 
-pub mod bench;
-pub mod compare;
 pub mod dataset;
-pub mod evaluate;
 pub mod loader;
-pub mod plot;
 pub mod renderer;
 pub mod steps;
 
@@ -33,10 +29,7 @@ use crate::cause::Cause;
 use crate::data::loader::Loader;
 use crate::data::{Sample, fingerprint};
 use crate::model::InceptionV3;
-use crate::run::PRODUCER;
-pub use crate::run::{
-    BestCheckpoint, DatasetSpec, Fingerprints, OptimizerKind, Task, TrainConfig, TrainError, load_best,
-};
+use crate::run::{BestCheckpoint, Fingerprints, OptimizerKind, PRODUCER, TrainConfig, TrainError};
 use loader::BurnLoader;
 use renderer::ProgressRenderer;
 use steps::{MultiLabelClassifier, SoftmaxClassifier};
@@ -106,29 +99,7 @@ pub fn train(
     devices: &[Device],
 ) -> Result<BestCheckpoint, TrainError> {
     let device = devices.first().ok_or_else(|| TrainError::Config("no device".into()))?;
-    if config.batch_size == 0 || config.epochs == 0 || config.input_size < crate::model::MIN_INPUT_SIZE {
-        return Err(TrainError::Config(format!(
-            "batch size and epochs must be ≥ 1 and the input size ≥ {} (got {}, {}, {})",
-            crate::model::MIN_INPUT_SIZE,
-            config.batch_size,
-            config.epochs,
-            config.input_size
-        )));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::run_dir(dir, e))?;
-    let start_epoch = if resume {
-        let previous = TrainConfig::read(dir)?;
-        if previous.fingerprints != config.fingerprints {
-            return Err(TrainError::run_dir(dir, "--resume with a different dataset than the run was started on"));
-        }
-        last_checkpoint(dir).ok_or_else(|| TrainError::run_dir(dir, "--resume: no checkpoint/model-N.bpk to resume"))?
-    } else {
-        if dir.join("config.json").exists() {
-            return Err(TrainError::run_dir(dir, "already holds a run; use --resume or another --out"));
-        }
-        0
-    };
-    config.write(dir)?;
+    let start_epoch = prepare_run_dir(&config, dir, resume)?;
     device.seed(config.seed);
 
     let train_loader = Loader::new(splits.train.clone(), config.loader_config(true))?;
@@ -211,6 +182,55 @@ pub fn train(
     keep_best(&config, dir, device)
 }
 
+/// Checks the settings and the run directory and returns the epoch training starts after: 0 for a new run (the
+/// directory must not hold one), the last checkpoint's for `resume` (on the same data as before). Writes
+/// `config.json`.
+fn prepare_run_dir(config: &TrainConfig, dir: &Path, resume: bool) -> Result<usize, TrainError> {
+    if config.batch_size == 0 || config.epochs == 0 || config.input_size < crate::model::MIN_INPUT_SIZE {
+        return Err(TrainError::Config(format!(
+            "batch size and epochs must be ≥ 1 and the input size ≥ {} (got {}, {}, {})",
+            crate::model::MIN_INPUT_SIZE,
+            config.batch_size,
+            config.epochs,
+            config.input_size
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::run_dir(dir, e))?;
+    let start_epoch = if resume {
+        let previous = TrainConfig::read(dir)?;
+        if previous.fingerprints != config.fingerprints {
+            return Err(TrainError::run_dir(dir, "--resume with a different dataset than the run was started on"));
+        }
+        last_checkpoint(dir).ok_or_else(|| TrainError::run_dir(dir, "--resume: no checkpoint/model-N.bpk to resume"))?
+    } else {
+        if dir.join("config.json").exists() {
+            return Err(TrainError::run_dir(dir, "already holds a run; use --resume or another --out"));
+        }
+        0
+    };
+    config.write(dir)?;
+    Ok(start_epoch)
+}
+
+/// A whole run from its config: the dataset's splits, a one-line summary on stderr, the fingerprints, then
+/// [`train`] in `dir` on `devices`.
+pub fn run(config: TrainConfig, dir: &Path, resume: bool, devices: &[Device]) -> Result<BestCheckpoint, TrainError> {
+    let splits = dataset::splits_for(&config.dataset)?;
+    eprintln!(
+        "{:?} {}: {} train / {} val / {} test images, {} classes, input {}², batch {}",
+        config.task,
+        config.variant,
+        splits.train.len(),
+        splits.val.len(),
+        splits.test.len(),
+        config.num_classes,
+        config.input_size,
+        config.batch_size
+    );
+    let config = describe(config, &splits);
+    train(config, &splits, dir, resume, devices)
+}
+
 /// Copies the checkpoint with the lowest validation loss to `best.bpk` and describes it in `best.json`.
 fn keep_best(config: &TrainConfig, dir: &Path, device: &Device) -> Result<BestCheckpoint, TrainError> {
     let losses = validation_losses(dir);
@@ -265,83 +285,3 @@ pub fn load_net(config: &TrainConfig, path: &Path, device: &Device) -> Result<In
         MultiLabelClassifier { net }.try_load_record(record).map(|m| m.net).map_err(|e| err(e.into()))
     }
 }
-
-/// The Burn devices named on the command line, comma-separated: `flex` (the CPU backend, always built),
-/// `cuda[:N]` (feature `cuda`) or `vulkan[:N]` (feature `vulkan`, N-th discrete GPU). Several devices train
-/// data-parallel (burn-train's multi-device strategy; gradients are summed over devices, so scale `--lr`).
-pub fn devices(spec: &str) -> Result<Vec<Device>, TrainError> {
-    spec.split(',').map(|d| device(d.trim())).collect()
-}
-
-/// Loader threads when not set: one per CPU.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// One device of [`devices`].
-pub fn device(name: &str) -> Result<Device, TrainError> {
-    let (kind, index) = match name.split_once(':') {
-        Some((k, i)) => {
-            (k, i.parse::<usize>().map_err(|_| TrainError::Config(format!("bad device index in `{name}`")))?)
-        }
-        None => (name, 0),
-    };
-    if matches!(kind, "flex" | "cpu") {
-        return Ok(Device::flex());
-    }
-    match feature_device(kind, index) {
-        Some(device) => probe(name, device),
-        None => Err(TrainError::Config(format!(
-            "device `{kind}` is not built into this binary (built: {}); see README \"Training backends\"",
-            BUILT_DEVICES.join(", ")
-        ))),
-    }
-}
-
-/// The device of a feature-gated kind this binary was built with.
-#[allow(deprecated)] // Burn 0.22 marks its LibTorch devices deprecated; they are still the fastest CNN path.
-fn feature_device(kind: &str, index: usize) -> Option<Device> {
-    #[cfg(feature = "tch")]
-    match kind {
-        "tch" | "tch-cpu" => return Some(Device::libtorch()),
-        "tch-cuda" => return Some(Device::libtorch_cuda(index)),
-        _ => {}
-    }
-    #[cfg(feature = "cuda")]
-    if kind == "cuda" {
-        return Some(Device::cuda(index));
-    }
-    #[cfg(feature = "vulkan")]
-    if kind == "vulkan" {
-        return Some(Device::vulkan(burn::tensor::DeviceKind::DiscreteGpu(index)));
-    }
-    let _ = (kind, index);
-    None
-}
-
-/// GPU devices come up lazily and panic on first use when the machine has no such adapter: try one tiny tensor
-/// first, so a missing GPU is an error that names the device instead of a panic in the middle of a run.
-fn probe(name: &str, device: Device) -> Result<Device, TrainError> {
-    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        burn::tensor::Tensor::<1>::ones([1], &device).into_data().try_into_vec_as::<f32>().ok()
-    }));
-    match attempt {
-        Ok(Some(v)) if v == [1.0] => Ok(device),
-        _ => Err(TrainError::Config(format!(
-            "device `{name}` is not available on this machine (no such GPU or driver; see the log above)"
-        ))),
-    }
-}
-
-/// The device kinds this binary was built with.
-pub const BUILT_DEVICES: &[&str] = &[
-    "flex",
-    #[cfg(feature = "cuda")]
-    "cuda",
-    #[cfg(feature = "vulkan")]
-    "vulkan",
-    #[cfg(feature = "tch")]
-    "tch",
-    #[cfg(feature = "tch")]
-    "tch-cuda",
-];

@@ -12,11 +12,12 @@ use burn::tensor::{Device, Distribution, Int, Tensor};
 use cxr_core::card::{ModelVariant, Normalization};
 use cxr_core::labels::NUM_LABELS;
 
-use super::TrainError;
 use crate::cause::Cause;
 use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::{Augment, Sample, Target};
+use crate::device::DeviceSpec;
 use crate::model::InceptionV3Config;
+use crate::run::TrainError;
 
 /// Images/s of `steps` timed training steps after one warm-up step.
 pub fn training_throughput(
@@ -87,8 +88,8 @@ pub fn loader_throughput(
 /// What `cxr-train bench` measures (the CLI's `bench` arguments, resolved).
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// The `--device` spelling, printed in the table.
-    pub device_name: String,
+    /// The Burn device, printed in the table.
+    pub device: DeviceSpec,
     pub batch_sizes: Vec<usize>,
     pub input_size: usize,
     /// Timed training steps per row (after one warm-up step).
@@ -107,6 +108,25 @@ pub struct BenchConfig {
     pub no_training: bool,
 }
 
+/// The arithmetic of the PyTorch side (`bench/python/train_pytorch.py --precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PyTorchPrecision {
+    Fp32,
+    /// TF32 matrix multiplies (CUDA).
+    Tf32,
+    /// bfloat16 autocast.
+    Bf16,
+    /// float16 autocast.
+    Fp16,
+}
+
+cxr_core::keywords!(clap PyTorchPrecision, "PyTorch precision", {
+    Fp32 => "fp32",
+    Tf32 => "tf32",
+    Bf16 => "bf16",
+    Fp16 => "fp16",
+});
+
 /// How the PyTorch side of the comparison runs.
 #[derive(Debug, Clone)]
 pub struct PyTorchSide {
@@ -115,22 +135,13 @@ pub struct PyTorchSide {
     pub threads: usize,
     /// `cpu` or `cuda[:N]`.
     pub device: String,
-    /// `fp32`, `tf32`, `bf16` or `fp16` (PyTorch's side only; the Burn side runs FP32).
-    pub precision: String,
+    /// PyTorch's side only; the Burn side runs FP32.
+    pub precision: PyTorchPrecision,
     pub channels_last: bool,
 }
 
 /// The PyTorch script the comparison runs, embedded so that the table always runs this exact code.
-const PYTORCH_SCRIPT: &str = include_str!("../../../bench/python/train_pytorch.py");
-
-/// The PyTorch device that matches a Burn `--device`: CUDA for the GPU backends, the CPU otherwise.
-pub fn pytorch_device_for(burn_device: &str) -> String {
-    let (kind, index) = burn_device.split_once(':').unwrap_or((burn_device, "0"));
-    match kind {
-        "cuda" | "vulkan" | "tch-cuda" => format!("cuda:{index}"),
-        _ => "cpu".to_string(),
-    }
-}
+const PYTORCH_SCRIPT: &str = include_str!("../../bench/python/train_pytorch.py");
 
 /// Images/s of the same training steps in PyTorch (see `bench/python/train_pytorch.py`).
 pub fn pytorch_training_throughput(
@@ -144,7 +155,7 @@ pub fn pytorch_training_throughput(
     command.arg("-c").arg(PYTORCH_SCRIPT).args(["--variant", variant.as_str()]);
     command.args(["--batch", &batch.to_string(), "--input-size", &input_size.to_string()]);
     command.args(["--steps", &steps.to_string(), "--threads", &side.threads.to_string()]);
-    command.args(["--device", &side.device, "--precision", &side.precision]);
+    command.args(["--device", &side.device, "--precision", side.precision.as_str()]);
     if side.channels_last {
         command.arg("--channels-last");
     }
@@ -173,7 +184,7 @@ pub fn pytorch_training_throughput(
 /// PyTorch's at the same settings when asked, with the ratio), then the loader with and without Inception
 /// augmentation on the PNG/JPEG/DICOM files under `images/{images,dicom}`.
 pub fn print_table(config: &BenchConfig, device: &Device) -> Result<(), TrainError> {
-    let BenchConfig { device_name, input_size, steps, workers, .. } = config;
+    let BenchConfig { device: device_name, input_size, steps, workers, .. } = config;
     let mut rows = Vec::new();
     let batch_sizes: &[usize] = if config.no_training { &[] } else { &config.batch_sizes };
     if !batch_sizes.is_empty() {
@@ -195,7 +206,7 @@ pub fn print_table(config: &BenchConfig, device: &Device) -> Result<(), TrainErr
         for &batch in batch_sizes {
             let rate = training_throughput(variant, batch, *input_size, *steps, device)?;
             let mut row = serde_json::json!({
-                "what": "training step", "device": device_name, "variant": variant.as_str(), "batch": batch,
+                "what": "training step", "device": device_name.to_string(), "variant": variant.as_str(), "batch": batch,
                 "input_size": input_size, "steps": steps, "burn_images_per_second": rate,
             });
             match &config.pytorch {
@@ -207,7 +218,7 @@ pub fn print_table(config: &BenchConfig, device: &Device) -> Result<(), TrainErr
                     );
                     row["pytorch_images_per_second"] = torch.into();
                     row["pytorch_device"] = side.device.clone().into();
-                    row["pytorch_precision"] = side.precision.clone().into();
+                    row["pytorch_precision"] = side.precision.as_str().into();
                     row["pytorch_threads"] = side.threads.into();
                     row["ratio"] = (rate / torch).into();
                 }

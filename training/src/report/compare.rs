@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use super::TrainError;
 use super::evaluate::Predictions;
 use super::plot::{Curve, roc_png};
-use crate::eval::{ComparisonRow, compare_models, comparison_markdown, roc_curve};
+use crate::roc::{ComparisonRow, compare_models, comparison_markdown, roc_curve};
+use crate::run::TrainError;
 
 /// Compares the `test_predictions.csv` of runs `a` and `b`; returns the markdown table.
 pub fn compare_runs(a: &Path, b: &Path, out: &Path) -> Result<String, TrainError> {

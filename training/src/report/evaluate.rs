@@ -10,13 +10,13 @@ use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{class_names, splits_for};
-use super::{TrainConfig, TrainError, load_best};
 use crate::cause::Cause;
 use crate::data::loader::{Loader, file_name};
 use crate::data::{Sample, Target};
-use crate::eval::{AucEstimate, auc_with_ci, youden_threshold};
 use crate::model::InceptionV3;
+use crate::roc::{AucEstimate, auc_with_ci, youden_threshold};
+use crate::run::{TrainConfig, TrainError, load_best};
+use crate::train::dataset::{class_names, splits_for};
 
 /// Scores of one split: one row per usable image.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,4 +1,4 @@
-//! Evaluation statistics: ROC AUC with DeLong confidence intervals, DeLong's test for two correlated ROC curves
+//! ROC statistics: ROC AUC with DeLong confidence intervals, DeLong's test for two correlated ROC curves
 //! (the paper's per-disease comparison), ROC curves and Youden operating thresholds.
 //!
 //! DeLong uses the fast algorithm of Sun & Xu (2014, *IEEE Signal Processing Letters* 21(11)): the structural
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a statistic cannot be computed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EvalError {
+pub enum RocError {
     #[error("{what}: {truth} labels but {scores} scores")]
     Length { what: &'static str, truth: usize, scores: usize },
     #[error("{0}: AUC needs at least one positive and one negative case")]
@@ -83,17 +83,17 @@ fn midranks(x: &[f64]) -> Vec<f64> {
     ranks
 }
 
-fn check(what: &'static str, truth: &[bool], scores: &[f64]) -> Result<(usize, usize), EvalError> {
+fn check(what: &'static str, truth: &[bool], scores: &[f64]) -> Result<(usize, usize), RocError> {
     if truth.len() != scores.len() {
-        return Err(EvalError::Length { what, truth: truth.len(), scores: scores.len() });
+        return Err(RocError::Length { what, truth: truth.len(), scores: scores.len() });
     }
     if scores.iter().any(|s| s.is_nan()) {
-        return Err(EvalError::NaN(what));
+        return Err(RocError::NaN(what));
     }
     let m = truth.iter().filter(|&&t| t).count();
     let n = truth.len() - m;
     if m == 0 || n == 0 {
-        return Err(EvalError::OneClass(what));
+        return Err(RocError::OneClass(what));
     }
     Ok((m, n))
 }
@@ -134,13 +134,13 @@ fn auc_cov(v10a: &[f64], v01a: &[f64], v10b: &[f64], v01b: &[f64]) -> f64 {
 }
 
 /// ROC AUC (probability that a random positive scores above a random negative, ties counting ½).
-pub fn roc_auc(truth: &[bool], scores: &[f64]) -> Result<f64, EvalError> {
+pub fn roc_auc(truth: &[bool], scores: &[f64]) -> Result<f64, RocError> {
     let (m, n) = check("roc_auc", truth, scores)?;
     Ok(components(truth, scores, m, n).0)
 }
 
 /// AUC with DeLong's variance and a 95 % confidence interval.
-pub fn auc_with_ci(truth: &[bool], scores: &[f64]) -> Result<AucEstimate, EvalError> {
+pub fn auc_with_ci(truth: &[bool], scores: &[f64]) -> Result<AucEstimate, RocError> {
     let (m, n) = check("auc_with_ci", truth, scores)?;
     let (auc, v10, v01) = components(truth, scores, m, n);
     let variance = auc_cov(&v10, &v01, &v10, &v01).max(0.0);
@@ -174,7 +174,7 @@ fn test_from(a: (f64, Vec<f64>, Vec<f64>), b: (f64, Vec<f64>, Vec<f64>)) -> DeLo
 }
 
 /// Fast DeLong test (Sun & Xu 2014): O((m + n) log(m + n)).
-pub fn delong(truth: &[bool], a: &[f64], b: &[f64]) -> Result<DeLongTest, EvalError> {
+pub fn delong(truth: &[bool], a: &[f64], b: &[f64]) -> Result<DeLongTest, RocError> {
     let (m, n) = check("delong (a)", truth, a)?;
     check("delong (b)", truth, b)?;
     Ok(test_from(components(truth, a, m, n), components(truth, b, m, n)))
@@ -182,7 +182,7 @@ pub fn delong(truth: &[bool], a: &[f64], b: &[f64]) -> Result<DeLongTest, EvalEr
 
 /// DeLong's test from its definition: the kernel ψ(x, y) = 1 if x > y, ½ if equal, 0 otherwise over every
 /// positive/negative pair. O(m·n); the oracle for [`delong`].
-pub fn delong_brute_force(truth: &[bool], a: &[f64], b: &[f64]) -> Result<DeLongTest, EvalError> {
+pub fn delong_brute_force(truth: &[bool], a: &[f64], b: &[f64]) -> Result<DeLongTest, RocError> {
     let (m, n) = check("delong_brute_force (a)", truth, a)?;
     check("delong_brute_force (b)", truth, b)?;
     let psi = |x: f64, y: f64| {
@@ -221,7 +221,7 @@ pub struct RocPoint {
 }
 
 /// The ROC curve, from (0, 0) at threshold +∞ to (1, 1), one point per distinct score.
-pub fn roc_curve(truth: &[bool], scores: &[f64]) -> Result<Vec<RocPoint>, EvalError> {
+pub fn roc_curve(truth: &[bool], scores: &[f64]) -> Result<Vec<RocPoint>, RocError> {
     let (m, n) = check("roc_curve", truth, scores)?;
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
@@ -244,7 +244,7 @@ pub fn roc_curve(truth: &[bool], scores: &[f64]) -> Result<Vec<RocPoint>, EvalEr
 }
 
 /// The operating threshold maximising Youden's J = TPR − FPR (the first, i.e. highest, threshold on ties).
-pub fn youden_threshold(truth: &[bool], scores: &[f64]) -> Result<f64, EvalError> {
+pub fn youden_threshold(truth: &[bool], scores: &[f64]) -> Result<f64, RocError> {
     let curve = roc_curve(truth, scores)?;
     let best = curve
         .iter()
@@ -273,7 +273,7 @@ pub fn compare_models(
     truth: &[Vec<bool>],
     a: &[Vec<f64>],
     b: &[Vec<f64>],
-) -> Result<Vec<ComparisonRow>, EvalError> {
+) -> Result<Vec<ComparisonRow>, RocError> {
     let mut rows = Vec::new();
     for (k, label) in labels.iter().enumerate() {
         match delong(&truth[k], &a[k], &b[k]) {
@@ -283,7 +283,7 @@ pub fn compare_models(
                 b: auc_with_ci(&truth[k], &b[k])?,
                 test,
             }),
-            Err(EvalError::OneClass(_)) => continue,
+            Err(RocError::OneClass(_)) => continue,
             Err(e) => return Err(e),
         }
     }
@@ -379,9 +379,9 @@ mod tests {
         assert_eq!(roc_auc(&truth, &[0.5, 0.5, 0.5, 0.5]).unwrap(), 0.5);
         // Pairs (pos, neg): (0.9,0.7)=1 (0.9,0.3)=1 (0.3,0.7)=0 (0.3,0.3)=½ → 2.5/4.
         assert_eq!(roc_auc(&truth, &[0.9, 0.3, 0.7, 0.3]).unwrap(), 0.625);
-        assert!(matches!(roc_auc(&[true, true], &[0.1, 0.2]), Err(EvalError::OneClass(_))));
-        assert!(matches!(roc_auc(&[true, false], &[0.1]), Err(EvalError::Length { .. })));
-        assert!(matches!(roc_auc(&[true, false], &[0.1, f64::NAN]), Err(EvalError::NaN(_))));
+        assert!(matches!(roc_auc(&[true, true], &[0.1, 0.2]), Err(RocError::OneClass(_))));
+        assert!(matches!(roc_auc(&[true, false], &[0.1]), Err(RocError::Length { .. })));
+        assert!(matches!(roc_auc(&[true, false], &[0.1, f64::NAN]), Err(RocError::NaN(_))));
     }
 
     #[test]

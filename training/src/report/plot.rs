@@ -11,7 +11,7 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use crate::cause::Cause;
-use crate::eval::RocPoint;
+use crate::roc::RocPoint;
 
 const FONT_CANDIDATES: [&str; 4] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
