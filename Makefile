@@ -75,9 +75,11 @@ test-rust: ort models
 	$(CARGO) test $(PROFILE) --workspace --no-fail-fast
 
 test-python: ort models
+	@scripts/setup-system.sh --with-pacs
 	@py=$$(scripts/setup-python.sh) && $$py tests/python/check_models.py $(MODELS_DIR) && \
 	  $$py tests/python/check_deploy.py && \
 	  $$py tests/python/oip_tritonclient.py --server $(BIN)/cxr-serve --models $(MODELS_DIR) --ort-dylib $(ORT_DYLIB_PATH) && \
+	  $$py tests/python/check_pacs.py --server $(BIN)/cxr-serve --models $(MODELS_DIR) --ort-dylib $(ORT_DYLIB_PATH) && \
 	  tests/python/schemathesis.sh $$py $(BIN)/cxr-serve $(MODELS_DIR) $(ORT_DYLIB_PATH)
 
 torch:

@@ -55,6 +55,10 @@ pub enum ProblemKind {
     MethodNotAllowed,
     /// A bug; details are in the server log under the request id.
     Internal,
+    /// `POST /dicomweb/studies` without `--dicomweb-push`: the results would have nowhere to go.
+    DicomWebNotConfigured,
+    /// `?format=sr|sc` on an input that is not DICOM (a PNG or JPEG has no study to report into).
+    DicomRequired,
 }
 
 /// One row of the catalogue.
@@ -67,7 +71,7 @@ struct Row {
 
 /// The catalogue: each kind's slug, title and status, in declaration order (row `i` is the kind whose discriminant
 /// is `i`, checked by a test), so a kind is added in two places — its variant and its row.
-const TABLE: [Row; 19] = [
+const TABLE: [Row; 21] = [
     Row {
         kind: ProblemKind::UnsupportedMediaType,
         slug: "unsupported-media-type",
@@ -166,6 +170,18 @@ const TABLE: [Row; 19] = [
         slug: "internal",
         title: "Internal server error",
         status: StatusCode::INTERNAL_SERVER_ERROR,
+    },
+    Row {
+        kind: ProblemKind::DicomWebNotConfigured,
+        slug: "dicomweb-not-configured",
+        title: "DICOMweb intake is not configured",
+        status: StatusCode::SERVICE_UNAVAILABLE,
+    },
+    Row {
+        kind: ProblemKind::DicomRequired,
+        slug: "dicom-required",
+        title: "A DICOM input is required",
+        status: StatusCode::BAD_REQUEST,
     },
 ];
 

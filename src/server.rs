@@ -140,12 +140,27 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         return Err(ServeError::Load(error));
     }
     served?;
+    wind_down(state, grace).await;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// After the last request: the results still on their way to the PACS get the same grace as the requests had, then
+/// the engine's workers stop.
+async fn wind_down(state: AppState, grace: Duration) {
+    if let Some(delivery) = state.delivery() {
+        let left = delivery.drain(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "DICOMweb results still queued at shutdown are lost (the PACS did not take them in time)"
+            );
+        }
+    }
     // Dropping the engine waits for its workers; keep that off the async threads.
     if let Some(engine) = state.into_engine() {
         let _ = tokio::task::spawn_blocking(move || drop(engine)).await;
     }
-    tracing::info!("shut down cleanly");
-    Ok(())
 }
 
 /// SIGTERM and SIGINT, registered up front so that a signal arriving during startup is not lost (or fatal).

@@ -15,6 +15,7 @@ use cxr_core::decode::DecodeLimits;
 use tokio::sync::Semaphore;
 
 use crate::config::{ApiKeys, Config, Explain};
+use crate::delivery::Delivery;
 use crate::telemetry::ab::AbStats;
 use crate::telemetry::metrics::Metrics;
 use cxr_engine::EngineSettings;
@@ -109,15 +110,20 @@ struct Shared {
     cors_origins: Vec<String>,
     metrics: Arc<Metrics>,
     ab: Arc<AbStats>,
+    /// The outbound queue of DICOM results (`--dicomweb-push`).
+    delivery: Option<Delivery>,
 }
 
 impl AppState {
     /// State without models: `/healthz` answers, `/readyz` and `/predict` say 503 until [`AppState::set_engine`].
-    /// Every state has its own metrics registry and A/B window.
+    /// Every state has its own metrics registry and A/B window. With `--dicomweb-push`, starts the delivery task:
+    /// call it inside a Tokio runtime then.
     pub fn new(config: &Config) -> AppState {
         if let Err(error) = config.validate() {
             tracing::error!(%error, "invalid configuration: shadow runs are disabled");
         }
+        let metrics = Arc::new(Metrics::new());
+        let delivery = config.dicomweb.url.as_ref().map(|_| Delivery::start(&config.dicomweb, Arc::clone(&metrics)));
         AppState {
             shared: Arc::new(Shared {
                 engine: OnceLock::new(),
@@ -141,8 +147,9 @@ impl AppState {
                 metrics_elsewhere: config.metrics_bind.is_some(),
                 body_timeout: Duration::from_secs(config.body_timeout_secs as u64),
                 cors_origins: config.cors_origins.clone(),
-                metrics: Arc::new(Metrics::new()),
+                metrics,
                 ab: Arc::new(AbStats::default()),
+                delivery,
             }),
         }
     }
@@ -297,6 +304,11 @@ impl AppState {
     /// This server's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.shared.metrics
+    }
+
+    /// The outbound queue of DICOM results, when `--dicomweb-push` is set.
+    pub fn delivery(&self) -> Option<&Delivery> {
+        self.shared.delivery.as_ref()
     }
 
     /// This server's A/B window.

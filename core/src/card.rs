@@ -283,10 +283,10 @@ impl ModelCard {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn card(variant: ModelVariant) -> ModelCard {
+    pub(crate) fn card(variant: ModelVariant) -> ModelCard {
         ModelCard {
             schema_version: CARD_SCHEMA_VERSION,
             name: variant.file_stem(),
@@ -314,7 +314,7 @@ mod tests {
         }
     }
 
-    fn trained(variant: ModelVariant) -> ModelCard {
+    pub(crate) fn trained(variant: ModelVariant) -> ModelCard {
         let mut c = card(variant);
         c.trained = true;
         c.provenance.trained = true;

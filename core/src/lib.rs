@@ -10,6 +10,8 @@
 //! - `clidoc` (feature `clap`): `docs/configuration.md` generated from the binaries' `--help`.
 //! - [`stats`]: the one percentile definition (linear between closest ranks).
 //! - [`cam`]: class activation maps placed on the original image (the letterbox undone) and drawn over it.
+//! - [`results`]: results as DICOM — the TID 1500 structured report, the overlay Secondary Capture, their UIDs and
+//!   the STOW-RS answer.
 //!
 //! Architecture invariant: this crate knows nothing about HTTP, ONNX Runtime or Burn.
 
@@ -22,4 +24,5 @@ pub mod image;
 pub mod keywords;
 pub mod labels;
 pub mod preprocess;
+pub mod results;
 pub mod stats;

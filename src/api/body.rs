@@ -5,6 +5,7 @@
 //! - [`read_upload`]: `POST /predict`'s file — the raw body (any `Content-Type`), or the `file` field of a
 //!   `multipart/form-data` body.
 //! - [`read_bytes`]: a whole body as bytes (`/v2` inference requests).
+//! - [`RelatedParts`]: the parts of a `multipart/related` body one at a time, as they arrive (STOW-RS).
 //! - [`discard`]: reads and drops a body, frame by frame: an HTTP/1.1 client still sending its file would otherwise
 //!   get a broken pipe instead of the answer.
 
@@ -99,6 +100,102 @@ async fn read_upload_untimed(request: Request, state: &AppState) -> Result<Uploa
     }
 }
 
+/// The parts of a `multipart/related; type="application/dicom"` body (a STOW-RS request), read one at a time as
+/// they arrive, within the body size limit and the body timeout (counted from the start of the request).
+pub struct RelatedParts {
+    multipart: multer::Multipart<'static>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    limit: usize,
+}
+
+/// One part of a `multipart/related` body.
+pub struct RelatedPart {
+    /// Its `Content-Type`, lower case, without parameters.
+    pub content_type: Option<String>,
+    pub bytes: Bytes,
+}
+
+impl RelatedParts {
+    /// Checks the request's media type (`multipart/related` with a boundary, and a `type` parameter, if any, of
+    /// `application/dicom`) and declared length; a refused request's body is drained first.
+    pub async fn new(request: Request, state: &AppState) -> Result<RelatedParts, ApiError> {
+        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let checked = refuse_declared_excess(&request, state).and_then(|()| related_boundary(content_type));
+        let boundary = match checked {
+            Ok(boundary) => boundary,
+            Err(error) => {
+                discard(request.into_body(), state).await;
+                return Err(error);
+            }
+        };
+        let limit = state.max_body_bytes();
+        let constraints = multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(limit as u64));
+        let stream = request.into_body().into_data_stream();
+        let timeout = state.body_timeout();
+        Ok(RelatedParts {
+            multipart: multer::Multipart::with_constraints(stream, boundary, constraints),
+            deadline: tokio::time::Instant::now() + timeout,
+            timeout,
+            limit,
+        })
+    }
+
+    /// The next part, or `None` after the last one.
+    pub async fn next(&mut self) -> Result<Option<RelatedPart>, ApiError> {
+        let (deadline, timeout) = (self.deadline, self.timeout);
+        let read = async {
+            let Some(field) = self.multipart.next_field().await.map_err(|e| self.multipart_error(e))? else {
+                return Ok(None);
+            };
+            let content_type = field.content_type().map(|m| essence(m.as_ref()));
+            let bytes = field.bytes().await.map_err(|e| self.multipart_error(e))?;
+            Ok(Some(RelatedPart { content_type, bytes }))
+        };
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(result) => result,
+            Err(_) => Err(ApiError::RequestTimeout(timeout.as_secs())),
+        }
+    }
+
+    fn multipart_error(&self, error: multer::Error) -> ApiError {
+        match error {
+            multer::Error::StreamSizeExceeded { .. } => ApiError::payload_too_large(Some(self.limit)),
+            other => ApiError::InvalidMultipart(format!("malformed multipart/related body: {other}")),
+        }
+    }
+}
+
+/// The boundary of a `multipart/related` media type whose `type` parameter, when present, is `application/dicom`.
+/// multer's own `parse_boundary` accepts only `multipart/form-data`, so the parameters are read here.
+fn related_boundary(content_type: &str) -> Result<String, ApiError> {
+    let refuse = |why: &str| {
+        ApiError::UnsupportedMediaType(format!(
+            "{why}: STOW-RS takes Content-Type: multipart/related; type=\"application/dicom\"; boundary=…"
+        ))
+    };
+    if essence(content_type) != "multipart/related" {
+        return Err(refuse("not a multipart/related body"));
+    }
+    if let Some(kind) = media_type_parameter(content_type, "type")
+        && !kind.eq_ignore_ascii_case("application/dicom")
+    {
+        return Err(refuse(&format!("parts of type {kind} are not stored here (only application/dicom)")));
+    }
+    media_type_parameter(content_type, "boundary").filter(|b| !b.is_empty()).ok_or_else(|| refuse("no boundary"))
+}
+
+/// The value of parameter `name` of a media type (case-insensitive name; a quoted value unquoted).
+fn media_type_parameter(media_type: &str, name: &str) -> Option<String> {
+    media_type.split(';').skip(1).find_map(|parameter| {
+        let (key, value) = parameter.split_once('=')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| {
+            let value = value.trim();
+            value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value).to_string()
+        })
+    })
+}
+
 /// The `type/subtype` of a media type, lower case, without parameters.
 pub fn essence(media_type: &str) -> String {
     media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
@@ -111,5 +208,23 @@ mod tests {
     #[test]
     fn media_type_essence_drops_parameters() {
         assert_eq!(essence("Multipart/Form-Data; boundary=x"), "multipart/form-data");
+    }
+
+    #[test]
+    fn stow_bodies_need_multipart_related_of_dicom_with_a_boundary() {
+        let ok = |ct: &str| related_boundary(ct).unwrap();
+        assert_eq!(ok("multipart/related; type=\"application/dicom\"; boundary=abc"), "abc");
+        assert_eq!(ok("Multipart/Related; Boundary=\"a b\"; type=application/dicom"), "a b");
+        assert_eq!(ok("multipart/related; boundary=x"), "x");
+        for bad in [
+            "application/dicom",
+            "multipart/form-data; boundary=x",
+            "multipart/related; type=\"application/dicom+xml\"; boundary=x",
+            "multipart/related; type=\"application/dicom\"",
+            "multipart/related; boundary=",
+        ] {
+            let error = related_boundary(bad).unwrap_err();
+            assert!(matches!(error, ApiError::UnsupportedMediaType(_)), "{bad}: {error:?}");
+        }
     }
 }

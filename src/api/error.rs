@@ -105,6 +105,16 @@ pub enum ApiError {
     /// A bug; the message is logged but never sent.
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(
+        "DICOMweb intake needs a PACS to send its results to: start the server with --dicomweb-push URL \
+         (CXR_DICOMWEB_PUSH)"
+    )]
+    DicomWebNotConfigured,
+    #[error("{0}")]
+    DicomRequired(String),
+    /// A body of a media type the route does not take (STOW-RS: anything but `multipart/related` of DICOM).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 impl ApiError {
@@ -132,6 +142,9 @@ impl ApiError {
             ApiError::NotFound(_) => ProblemKind::NotFound,
             ApiError::MethodNotAllowed { .. } => ProblemKind::MethodNotAllowed,
             ApiError::Internal(_) => ProblemKind::Internal,
+            ApiError::DicomWebNotConfigured => ProblemKind::DicomWebNotConfigured,
+            ApiError::DicomRequired(_) => ProblemKind::DicomRequired,
+            ApiError::UnsupportedMediaType(_) => ProblemKind::UnsupportedMediaType,
         }
     }
 

@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dicomweb;
 pub mod error;
 pub mod middleware;
 pub mod predict;
@@ -75,6 +76,10 @@ pub enum Endpoint {
     V2ModelReady,
     /// `POST /v2/models/{name}/infer`: inference on preprocessed tensors.
     V2Infer,
+    /// `POST /dicomweb/studies`: STOW-RS intake of instances of any study.
+    DicomWebStore,
+    /// `POST /dicomweb/studies/{study}`: STOW-RS intake of one study's instances.
+    DicomWebStoreStudy,
 }
 
 /// One row of the route table.
@@ -91,7 +96,7 @@ struct Route {
 
 /// The route table, in the order of [`Endpoint`]'s variants (row `i` is the endpoint whose discriminant is `i`,
 /// checked by a test): adding a route is a variant and a row.
-const ROUTES: [Route; 13] = [
+const ROUTES: [Route; 15] = [
     Route {
         endpoint: Endpoint::Predict,
         method: "POST",
@@ -156,6 +161,26 @@ const ROUTES: [Route; 13] = [
         protected: true,
         handler: |state| {
             post(v2::infer).layer(axum::middleware::from_fn_with_state(state.clone(), v2::limit_concurrency))
+        },
+    },
+    Route {
+        endpoint: Endpoint::DicomWebStore,
+        method: "POST",
+        path: "/dicomweb/studies",
+        protected: true,
+        handler: |state| {
+            post(dicomweb::store)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_concurrency))
+        },
+    },
+    Route {
+        endpoint: Endpoint::DicomWebStoreStudy,
+        method: "POST",
+        path: "/dicomweb/studies/{study}",
+        protected: true,
+        handler: |state| {
+            post(dicomweb::store_in_study)
+                .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::limit_concurrency))
         },
     },
 ];

@@ -24,12 +24,20 @@ use cxr_core::labels::LABELS;
 use cxr_engine::Provider;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use axum::body::Bytes;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use cxr_core::results::ResultsError;
+use cxr_core::results::source::SourceInstance;
+use cxr_core::results::stow::multipart_related;
+
 use super::body::read_upload;
 use super::error::ApiError;
 use super::middleware::RequestId;
 use crate::config::Explain;
 use crate::inference::explain::{ExplainRequest, Explanation, Overlay};
 use crate::inference::{self, ImageInput, ModelRun};
+use crate::pacs::{PacsError, ResultKind, make_objects};
 use crate::state::AppState;
 use crate::telemetry::millis;
 
@@ -44,7 +52,20 @@ pub struct PredictParams {
     pub overlay: Option<Overlay>,
     /// How many findings `overlay=png` draws, the most probable first (1 to 14, default 3).
     pub top: Option<usize>,
+    /// `json` (the default), or for a DICOM input the result as DICOM: `sr` (the TID 1500 structured report) or
+    /// `sc` (the Secondary Capture of the class activation overlays), one per model.
+    pub format: Option<ResultFormat>,
 }
+
+/// What `POST /predict` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultFormat {
+    Json,
+    Sr,
+    Sc,
+}
+
+cxr_core::keywords!(ResultFormat, "result format", { Json => "json", Sr => "sr", Sc => "sc" });
 
 /// `?model=`, parsed by the keyword table with its failure kept: an unknown model is a 404 `unknown-model`, not a
 /// malformed query string.
@@ -131,7 +152,7 @@ pub async fn predict(
     State(state): State<AppState>,
     query: Result<Query<PredictParams>, QueryRejection>,
     request: Request,
-) -> Result<Json<PredictResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let request_id = request.extensions().get::<RequestId>().cloned().unwrap_or_else(RequestId::generate);
     // The body is read (within its size and time limits) before any other check can refuse the request: an HTTP/1.1
     // client still uploading would otherwise see the connection reset instead of the answer.
@@ -143,6 +164,14 @@ pub async fn predict(
     };
     let explain = ExplainRequest::resolve(params.explain, params.overlay, params.top, state.default_explain())
         .map_err(ApiError::BadRequest)?;
+    let kind = match params.format.unwrap_or(ResultFormat::Json) {
+        ResultFormat::Json => None,
+        ResultFormat::Sr => Some(ResultKind::Sr),
+        ResultFormat::Sc => Some(ResultKind::Sc),
+    };
+    if let Some(kind) = kind {
+        return dicom_results(&state, upload.bytes, selection, kind).await;
+    }
     let declared = declared_type_warning(upload.declared_type.as_deref(), decode::sniff(&upload.bytes));
     let input = ImageInput { bytes: upload.bytes, selection, explain };
     let classification = inference::classify(&state, input).await?;
@@ -161,7 +190,54 @@ pub async fn predict(
             "prediction done"
         );
     }
-    Ok(Json(PredictResponse { request_id: request_id.0, input: classification.info, results, warnings }))
+    Ok(Json(PredictResponse { request_id: request_id.0, input: classification.info, results, warnings })
+        .into_response())
+}
+
+/// `?format=sr|sc`: the result objects of a DICOM input, `application/dicom` for one model and
+/// `multipart/related; type="application/dicom"` (one part per model) for `model=both`.
+async fn dicom_results(
+    state: &AppState,
+    bytes: Bytes,
+    selection: ModelSelection,
+    kind: ResultKind,
+) -> Result<Response, ApiError> {
+    if decode::sniff(&bytes).is_some_and(|format| format != ImageFormat::Dicom) {
+        return Err(ApiError::DicomRequired(format!(
+            "format={kind} makes a DICOM object in the input's study and series: send a DICOM file (a PNG or JPEG \
+             has no study to report into)"
+        )));
+    }
+    let limits = state.decode_limits();
+    let header = bytes.clone();
+    let source = match state.cpu_work(move || SourceInstance::read(&header, &limits)).await? {
+        (Ok(source), _) => source,
+        (Err(ResultsError::Decode(error)), _) => return Err(error.into()),
+        (Err(error), _) => return Err(ApiError::BadRequest(error.to_string())),
+    };
+    if !source.has_pixels {
+        return Err(ApiError::DicomRequired("the DICOM object has no pixel data: send an image".into()));
+    }
+    // The overlays need the class activation maps of the same run.
+    let explain = (kind == ResultKind::Sc).then_some(ExplainRequest { overlays: 0 });
+    let classification = inference::classify(state, ImageInput { bytes, selection, explain }).await?;
+    let objects = make_objects(state, source, classification, &[kind]).await.map_err(|error| match error {
+        PacsError::State(error) => ApiError::from(error),
+        PacsError::Results(error) => ApiError::Internal(error.to_string()),
+    })?;
+    let dicom = HeaderValue::from_static("application/dicom");
+    match objects.as_slice() {
+        [] => Err(ApiError::BadRequest(format!(
+            "format={kind}: the model has no class activation maps to draw (an adopted model); ask for format=sr"
+        ))),
+        [one] => Ok(([(header::CONTENT_TYPE, dicom)], one.bytes.clone()).into_response()),
+        many => {
+            let parts: Vec<&[u8]> = many.iter().map(|object| object.bytes.as_slice()).collect();
+            let (content_type, body) = multipart_related(&parts);
+            let content_type = HeaderValue::from_str(&content_type).map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+        }
+    }
 }
 
 /// One model's run as the response shows it.

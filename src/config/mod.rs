@@ -8,6 +8,7 @@
 //! crate; every other layer may use its plain types ([`ApiKeys`], [`Explain`]). The engine's settings types live in
 //! `cxr-engine`, which parses nothing.
 
+mod dicomweb;
 mod keys;
 
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use cxr_core::card::{ModelSelection, ModelVariant};
 use cxr_engine::{BatchSizes, ConvSearch, Device, EngineSettings, IoBindingMode, Precision};
 
+pub use self::dicomweb::DicomWebPush;
 pub use self::keys::{ApiKey, ApiKeys, InvalidKey, KeyFileError, KeyFileProblem, MIN_KEY_LEN};
 
 /// What a prediction explains (`--explain`, `?explain=`).
@@ -178,6 +180,9 @@ pub struct Config {
     /// Log format: `text` (human-readable) or `json` (one object per line).
     #[arg(long, env = "CXR_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub dicomweb: DicomWebPush,
 }
 
 impl Config {
@@ -193,6 +198,7 @@ impl Config {
 
     /// Checks the rules that involve several options; the server refuses to start when one is broken.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.dicomweb.check().map_err(ConfigError::DicomWebPush)?;
         match (self.shadow, self.default_model) {
             (Some(_), ModelSelection::Both) => Err(ConfigError::ShadowWithBoth),
             (Some(shadow), selection) if selection.single() == Some(shadow) => {
@@ -238,6 +244,8 @@ pub enum ConfigError {
     ShadowIsDefault { shadow: ModelVariant },
     #[error("--shadow cannot be combined with --default-model both, which already runs both models on every request")]
     ShadowWithBoth,
+    #[error("{0}")]
+    DicomWebPush(String),
 }
 
 /// Format of the log lines written to stderr.

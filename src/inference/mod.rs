@@ -63,6 +63,8 @@ pub struct ImageInput {
 pub struct Classification {
     /// Technical facts about the decoded input (no patient data).
     pub info: InputInfo,
+    /// The decoded image (what the overlays of a DICOM result are drawn on).
+    pub image: Arc<GrayImage>,
     /// Decoding took this long (once, for every model).
     pub decode: Duration,
     /// One run per model of the selection, color before gray.
@@ -121,7 +123,8 @@ pub async fn classify(state: &AppState, input: ImageInput) -> Result<Classificat
     });
 
     let (image, info, decode_time) = decode_image(state, input.bytes, input.selection, &mut warnings).await?;
-    let job = Job { state, image: Arc::new(image), received, explain: input.explain, metrics: state.metrics() };
+    let image = Arc::new(image);
+    let job = Job { state, image: Arc::clone(&image), received, explain: input.explain, metrics: state.metrics() };
     let mut admissions = admissions.into_iter();
     let runs = match (admissions.next(), admissions.next()) {
         (Some(only), None) => vec![job.run(only, shadow).await?],
@@ -142,7 +145,7 @@ pub async fn classify(state: &AppState, input: ImageInput) -> Result<Classificat
             run.model.info().card.version
         ));
     }
-    Ok(Classification { info, decode: decode_time, runs, warnings })
+    Ok(Classification { info, image, decode: decode_time, runs, warnings })
 }
 
 /// Decodes the file on the image-work slots and records the decode time for each model of `selection`.

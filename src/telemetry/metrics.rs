@@ -96,6 +96,72 @@ pub struct Metrics {
     shadow_skipped: IntCounterVec,
     ab_abs_diff: HistogramVec,
     ab_top_finding: IntCounterVec,
+    dicomweb: DicomWebMetrics,
+}
+
+/// What happened to a result object on its way to the PACS (`cxr_dicomweb_results_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// Entered the outbound queue.
+    Queued,
+    /// Accepted by the PACS.
+    Pushed,
+    /// Refused by the PACS for good (a 4xx other than 408 / 429).
+    Failed,
+    /// Never queued: the queue was full.
+    Dropped,
+}
+
+cxr_core::keywords!(DeliveryOutcome, "delivery outcome", {
+    Queued => "queued",
+    Pushed => "pushed",
+    Failed => "failed",
+    Dropped => "dropped",
+});
+
+/// The DICOMweb intake's and the delivery's metrics.
+#[derive(Debug, Clone)]
+struct DicomWebMetrics {
+    instances: IntCounterVec,
+    results: IntCounterVec,
+    retries: IntCounter,
+    queue: IntGauge,
+    push_duration: Histogram,
+}
+
+impl DicomWebMetrics {
+    fn new(r: &Registrar) -> DicomWebMetrics {
+        DicomWebMetrics {
+            instances: r.counter(
+                "cxr_dicomweb_instances_total",
+                "Instances received by STOW-RS, by outcome (accepted, or the failure reason's name).",
+                &["outcome"],
+            ),
+            results: r.counter(
+                "cxr_dicomweb_results_total",
+                "Result objects (SR, Secondary Capture) by delivery outcome: queued, pushed, failed, dropped.",
+                &["outcome"],
+            ),
+            retries: r.add(
+                IntCounter::new("cxr_dicomweb_push_retries_total", "Pushes to the PACS that will be retried.")
+                    .expect("valid metric definition"),
+            ),
+            queue: r.add(
+                IntGauge::new("cxr_dicomweb_queue_depth", "Result objects waiting to be pushed to the PACS.")
+                    .expect("valid metric definition"),
+            ),
+            push_duration: r.add(
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "cxr_dicomweb_push_duration_seconds",
+                        "Time of one successful STOW-RS push of a result object to the PACS.",
+                    )
+                    .buckets(latency_buckets()),
+                )
+                .expect("valid metric definition"),
+            ),
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -193,6 +259,7 @@ impl Metrics {
                 "Paired results by whether both models ranked the same finding highest.",
                 &["agree", "source"],
             ),
+            dicomweb: DicomWebMetrics::new(&r),
             registry,
         };
         metrics
@@ -231,6 +298,13 @@ impl Metrics {
             for agree in ["true", "false"] {
                 self.ab_top_finding.with_label_values(&[agree, source.as_str()]);
             }
+        }
+        for outcome in DeliveryOutcome::ALL {
+            self.dicomweb.results.with_label_values(&[outcome.as_str()]);
+        }
+        self.dicomweb.instances.with_label_values(&["accepted"]);
+        for reason in cxr_core::results::stow::FailureReason::ALL {
+            self.dicomweb.instances.with_label_values(&[reason.as_str()]);
         }
     }
 
@@ -326,6 +400,31 @@ impl Metrics {
     /// A shadow run of `variant` skipped because its queue was full.
     pub fn shadow_skipped(&self, variant: ModelVariant) {
         self.shadow_skipped.with_label_values(&[variant.as_str()]).inc();
+    }
+
+    /// An instance received by STOW-RS: `accepted`, or the failure reason's name.
+    pub fn dicomweb_instance(&self, outcome: &str) {
+        self.dicomweb.instances.with_label_values(&[outcome]).inc();
+    }
+
+    /// `n` result objects that met `outcome` on their way to the PACS.
+    pub fn delivery(&self, outcome: DeliveryOutcome, n: u64) {
+        self.dicomweb.results.with_label_values(&[outcome.as_str()]).inc_by(n);
+    }
+
+    /// A push that failed for now and will be retried.
+    pub fn delivery_retry(&self) {
+        self.dicomweb.retries.inc();
+    }
+
+    /// The objects waiting in the outbound queue.
+    pub fn set_delivery_queue(&self, queued: usize) {
+        self.dicomweb.queue.set(saturating_i64(queued));
+    }
+
+    /// One successful push.
+    pub fn observe_push(&self, elapsed: Duration) {
+        self.dicomweb.push_duration.observe(elapsed.as_secs_f64());
     }
 
     /// Records the agreement of one pair of color and gray results.

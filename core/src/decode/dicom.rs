@@ -147,6 +147,20 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, Dec
     Ok(Decoded { image, info })
 }
 
+/// The whole data set of a DICOM Part 10 file, after the same structural checks as [`decode`] and with a parser
+/// panic turned into [`DecodeError::Corrupt`]: what `crate::results` refers to and copies from. Pixel data is not
+/// decoded.
+pub(crate) fn parse(bytes: &[u8], limits: &DecodeLimits) -> Result<dicom_object::DefaultDicomObject, DecodeError> {
+    dicom_guard::check(bytes, limits.max_decoded_bytes())
+        .map_err(|reason| corrupt(format!("malformed DICOM structure: {reason}")))?;
+    guard_panics(FORMAT, || {
+        OpenFileOptions::new()
+            .read_preamble(ReadPreamble::Always)
+            .from_reader(bytes)
+            .map_err(|_| corrupt("cannot parse the DICOM data set"))
+    })
+}
+
 fn corrupt(reason: impl Into<String>) -> DecodeError {
     DecodeError::corrupt(FORMAT, reason)
 }

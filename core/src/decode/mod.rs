@@ -210,6 +210,18 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Decoded, DecodeErro
     }
 }
 
+/// The data set of a DICOM Part 10 file (no pixel decoding), for the result objects made from it. Crate-private:
+/// header values are PHI and leave `cxr-core` only inside those objects.
+pub(crate) fn parse_dicom(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<dicom_object::DefaultDicomObject, DecodeError> {
+    match sniff(bytes) {
+        Some(ImageFormat::Dicom) => dicom::parse(bytes, limits),
+        _ => Err(DecodeError::UnsupportedFormat),
+    }
+}
+
 /// Decodes a file into its R, G and B planes in [0, 1], for color training data (ImageNet pretraining). PNG and
 /// JPEG keep their color; a gray PNG/JPEG or a DICOM (always rendered gray) gives three equal planes.
 pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> Result<[GrayImage; 3], DecodeError> {
