@@ -128,7 +128,7 @@ mod tests {
         };
         let unreadable =
             InstanceOutcome::Failed { sop_class: None, sop_instance: None, reason: FailureReason::CannotUnderstand };
-        assert_eq!(status(&[accepted.clone()]), 200);
+        assert_eq!(status(std::slice::from_ref(&accepted)), 200);
         assert_eq!(status(&[accepted.clone(), refused.clone()]), 202);
         assert_eq!(status(&[refused.clone(), unreadable.clone()]), 409);
         let body = response(&[accepted, refused, unreadable]);
