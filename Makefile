@@ -17,7 +17,7 @@ DEVICE ?= cpu
 TARGET_DIR ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN := $(TARGET_DIR)/release
 
-.PHONY: all setup ort ort-gpu torch build models run test test-all check test-rust test-python test-tch lint docs bench bench-train clean help
+.PHONY: all setup ort ort-gpu torch build models run test test-all check test-rust test-python test-tch lint docs bench bench-train bench-pacs clean help
 
 all: build
 
@@ -32,6 +32,7 @@ help:
 	@echo "make ort-gpu    fetch onnxruntime-gpu for DEVICE=cuda"
 	@echo "make bench      benchmark: raw ONNX Runtime vs cxr-serve vs a Python server (BENCH_ARGS=--quick: 1-2 min)"
 	@echo "make bench-train  benchmark: Inception-V3 training img/s, Burn flex and tch vs PyTorch, same settings"
+	@echo "make bench-pacs   benchmark: STOW-RS intake to results in a real Orthanc, beside /predict (~1 min)"
 	@echo "make torch      PyTorch 2.9.0 from PyPI into .cache/torch-venv (the tch backend and the PyTorch comparison)"
 
 setup:
@@ -114,6 +115,15 @@ bench: ort models
 	@py=$$(scripts/setup-bench-python.sh $(ORT_FLAVOR) | tail -n1) && \
 	  $(BIN)/cxr-bench --models $(MODELS_DIR) --device $(DEVICE) \
 	  --python "$$py" $(BENCH_ARGS)
+
+# The DICOMweb benchmark (BENCHMARKS.md "DICOMweb"), not a test: STOW-RS intake → SR and Secondary Capture in a real
+# Orthanc at concurrency 1 and saturated, beside /predict on the same files, in one run. PACS_BENCH_ARGS adds
+# bench/python/pacs_bench.py flags (e.g. `--seconds 5`).
+PACS_BENCH_ARGS ?=
+bench-pacs: ort models
+	@scripts/setup-system.sh --with-pacs
+	@py=$$(scripts/setup-python.sh) && $$py bench/python/pacs_bench.py --server $(BIN)/cxr-serve --models $(MODELS_DIR) \
+	  --ort-dylib $(ORT_DYLIB_PATH) $(PACS_BENCH_ARGS)
 
 # The lint gates CI runs after the tests (clippy reuses the release build's dependencies).
 lint:
