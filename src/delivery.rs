@@ -193,3 +193,63 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(url: &str, queue: usize) -> DicomWebPush {
+        DicomWebPush {
+            url: Some(url.into()),
+            token: None,
+            user: None,
+            password: None,
+            queue,
+            retry_initial_ms: 60_000,
+            retry_max_secs: 60,
+            timeout_secs: 1,
+        }
+    }
+
+    fn object(uid: &str) -> Outbound {
+        Outbound { sop_instance: uid.into(), bytes: bytes::Bytes::from_static(b"DICM") }
+    }
+
+    fn count(metrics: &Metrics, outcome: &str) -> u64 {
+        let text = metrics.render(None).unwrap();
+        let prefix = format!("cxr_dicomweb_results_total{{outcome=\"{outcome}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok()).unwrap()
+    }
+
+    /// A PACS that never answers (a closed port): the first object waits in its retry, the queue holds the next
+    /// ones up to its bound, and a result that does not fit whole is dropped whole and counted.
+    #[tokio::test]
+    async fn a_result_that_does_not_fit_is_dropped_whole_and_counted() {
+        let metrics = Arc::new(Metrics::new());
+        let delivery = Delivery::start(&push("http://127.0.0.1:9/dicom-web/", 3), Arc::clone(&metrics));
+        delivery.enqueue(vec![object("1.1")]).unwrap();
+        // The pusher takes the first object off the queue and then waits a minute before its retry.
+        for _ in 0..1000 {
+            if delivery.queued() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(delivery.queued(), 0, "the pusher took the first object within 10 s");
+        delivery.enqueue(vec![object("2.1"), object("2.2")]).unwrap();
+        assert_eq!(delivery.queued(), 2);
+        let refused = delivery.enqueue(vec![object("3.1"), object("3.2")]).unwrap_err();
+        assert_eq!(refused, QueueFull { capacity: 3 });
+        assert_eq!(delivery.queued(), 2, "nothing of the refused result was queued");
+        assert_eq!((count(&metrics, "queued"), count(&metrics, "dropped"), count(&metrics, "pushed")), (3, 2, 0));
+    }
+
+    #[test]
+    fn the_base_url_gets_one_slash_and_https_is_refused_clearly() {
+        assert_eq!(push("http://pacs:8042/dicom-web", 1).base(), "http://pacs:8042/dicom-web/");
+        assert_eq!(push("http://pacs:8042/dicom-web//", 1).base(), "http://pacs:8042/dicom-web/");
+        assert!(push("https://pacs/dicom-web/", 1).check().unwrap_err().contains("no TLS"));
+        assert!(push("pacs:8042", 1).check().unwrap_err().contains("not an http:// URL"));
+        assert!(push("http://pacs/", 1).check().is_ok());
+    }
+}

@@ -16,17 +16,14 @@ Every image is a copy of tests/data/dicom/cxr_explicit_le.dcm with UIDs of its o
   the class activation maps, draws the overlays and writes two DICOM objects), and its pushes to Orthanc share the
   CPUs.
 """
-import argparse
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "python"))
-from pacs_harness import Orthanc, Server, copy_with_new_uids, fail, free_ports, http, multipart  # noqa: E402
+from pacs_harness import copy_with_new_uids, fail, multipart, pacs, server_arguments  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(ROOT, "tests", "data", "dicom", "cxr_explicit_le.dcm")
@@ -95,21 +92,12 @@ def saturate(send, images, clients, seconds):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--server", required=True)
-    parser.add_argument("--models", required=True)
-    parser.add_argument("--ort-dylib", required=True)
+    parser = server_arguments("The DICOMweb benchmark (see the module docs).")
     parser.add_argument("--latency-images", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
-    work = tempfile.mkdtemp(prefix="cxr-pacs-bench-")
-    orthanc_port, serve_port = free_ports(2)
-    orthanc = Orthanc(work, orthanc_port, serve_port)
-    server = None
-    try:
-        orthanc.start()
-        server = Server(args, serve_port, orthanc_port, os.path.join(work, "cxr-serve.log"), default_model="gray")
+    with pacs(args, default_model="gray") as (work, orthanc, server):
         warmup = [copy_with_new_uids(FIXTURE) for _ in range(3)]
         latency(orthanc, server, warmup)
         images = [copy_with_new_uids(FIXTURE) for _ in range(args.latency_images)]
@@ -137,12 +125,6 @@ def main():
               f"{percentile(intake, 0.95) / percentile(direct, 0.95):.2f} |")
         print(f"| saturated images/s ({args.clients} clients) | {intake_rate:.2f} (intake answered) | "
               f"{predict_rate:.2f} | {intake_rate / predict_rate:.2f} (goal ≥ 0.9) |")
-    finally:
-        if server:
-            server.stop()
-        orthanc.stop()
-        shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

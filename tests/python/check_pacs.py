@@ -24,20 +24,18 @@ SOP Instance UID, so each image sent here is a copy with UIDs of its own (pydico
    mix of good and bad is a 202, all-bad a 409, a body that is not multipart/related a 415 problem; no 5xx, and
    `/readyz` stays ready.
 """
-import argparse
 import json
 import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 
 import highdicom as hd
 import pydicom
 from pydicom.sr.codedict import codes
 
-from pacs_harness import PLUGIN, Orthanc, Server, copy_with_new_uids, fail, free_ports, http, multipart, wait_until
+from pacs_harness import PLUGIN, copy_with_new_uids, fail, http, multipart, pacs, server_arguments, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = os.path.join(ROOT, "tests", "data", "dicom", "cxr_explicit_le.dcm")
@@ -137,7 +135,7 @@ def stow_through_orthanc(orthanc, data):
     return time.time() - started
 
 
-def bad_inputs(server, orthanc_work, good, good_ds, own_sr):
+def bad_inputs(server, good, own_sr):
     def stow(parts, path="/dicomweb/studies", content_type="application/dicom"):
         body, ct = multipart(parts, content_type)
         return server.post(path, body, ct)
@@ -175,22 +173,12 @@ def bad_inputs(server, orthanc_work, good, good_ds, own_sr):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--server", required=True)
-    parser.add_argument("--models", required=True)
-    parser.add_argument("--ort-dylib", required=True)
+    parser = server_arguments("DICOMweb against a real Orthanc (see the module docs).")
     args = parser.parse_args()
     for tool in ("/usr/sbin/Orthanc", PLUGIN, shutil.which("dciodvfy") or "dciodvfy"):
         if not os.path.exists(tool):
             fail(f"{tool} is missing: run scripts/setup-system.sh --with-pacs")
-    work = tempfile.mkdtemp(prefix="cxr-pacs-")
-    orthanc_port, serve_port = free_ports(2)
-    orthanc = Orthanc(work, orthanc_port, serve_port)
-    server = None
-    try:
-        orthanc.start()
-        server = Server(args, serve_port, orthanc_port, os.path.join(work, "cxr-serve.log"))
-
+    with pacs(args) as (work, orthanc, server):
         # 1. Orthanc → cxr-serve → Orthanc.
         first, first_ds = copy_with_new_uids(FIXTURE)
         took = stow_through_orthanc(orthanc, first)
@@ -226,18 +214,12 @@ def main():
         own_sr_id = next(i["ID"] for i in orthanc.instances_of_study(first_ds.StudyInstanceUID)
                          if i["MainDicomTags"].get("SOPInstanceUID") == uids[SR_CLASS][0])
         own = http("GET", orthanc.url(f"/instances/{own_sr_id}/file"))[2]
-        bad_inputs(server, work, first, first_ds, own)
+        bad_inputs(server, first, own)
         metrics = server.get("/metrics")[1].decode()
         for outcome in ("queued", "pushed"):
             if not re.search(rf'^cxr_dicomweb_results_total{{outcome="{outcome}"}} [1-9]', metrics, re.M):
                 fail(f"cxr_dicomweb_results_total{{outcome=\"{outcome}\"}} is 0")
         print(f"python checks: {len(PASSED)} passed")
-    finally:
-        if server:
-            server.stop()
-        orthanc.stop()
-        shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()

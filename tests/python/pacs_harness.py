@@ -1,6 +1,8 @@
 """What the DICOMweb test (tests/python/check_pacs.py) and benchmark (bench/python/pacs_bench.py) share: Orthanc as a
 plain process on a free loopback port with a fresh database (as `nobody` when run as root), cxr-serve pushing to it,
-fixture copies with UIDs of their own, STOW-RS bodies and small HTTP helpers."""
+fixture copies with UIDs of their own, STOW-RS bodies and small HTTP helpers. With CXR_KEEP_PACS_WORK set, the work
+folder (both logs, Orthanc's database, the downloaded results) is kept for a look after a failure."""
+import contextlib
 import io
 import json
 import os
@@ -9,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -184,3 +187,33 @@ class Server:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def server_arguments(description):
+    """The command line of the DICOMweb test and benchmark: the server binary, the models and ONNX Runtime."""
+    import argparse
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--models", required=True)
+    parser.add_argument("--ort-dylib", required=True)
+    return parser
+
+
+@contextlib.contextmanager
+def pacs(args, default_model="both"):
+    """A fresh Orthanc and a cxr-serve routing to each other, as (work folder, Orthanc, Server); afterwards both are
+    stopped and the work folder is removed."""
+    work = tempfile.mkdtemp(prefix="cxr-pacs-")
+    orthanc_port, serve_port = free_ports(2)
+    orthanc = Orthanc(work, orthanc_port, serve_port)
+    server = None
+    try:
+        orthanc.start()
+        server = Server(args, serve_port, orthanc_port, os.path.join(work, "cxr-serve.log"), default_model)
+        yield work, orthanc, server
+    finally:
+        if server:
+            server.stop()
+        orthanc.stop()
+        if not os.environ.get("CXR_KEEP_PACS_WORK"):
+            shutil.rmtree(work, ignore_errors=True)
