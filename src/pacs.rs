@@ -11,8 +11,6 @@
 //! Architecture invariant: like the inference service below it, this layer knows nothing of HTTP; header values
 //! stay inside `cxr_core::results` (only UIDs and outcomes are logged).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use cxr_core::decode::DecodeError;
 use cxr_core::results::sc::{self, Maps};
@@ -124,8 +122,7 @@ pub fn result_objects(
                     let values: Vec<f32> =
                         explanation.maps.iter().flat_map(|m| m.values.iter().flatten().copied()).collect();
                     let maps = Maps { values: &values, grid: explanation.mapping.grid };
-                    let image = Arc::clone(&classification.image);
-                    objects.push(sc::secondary_capture(source, &result, &image, maps, &now)?);
+                    objects.push(sc::secondary_capture(source, &result, &classification.image, maps, &now)?);
                 }
             }
         }

@@ -171,6 +171,16 @@ fn contributing_equipment(card: &ModelCard, now: &chrono::DateTime<chrono::Utc>)
     ])
 }
 
+/// The UIDs of the result of `kind` (`sr`, `sc`) of `result` on `source`: (its series, the instance), derived from
+/// the source instance, the model's name and version, and the kind.
+pub fn result_uids(source: &source::SourceInstance, result: &ModelResult, kind: &str) -> (String, String) {
+    let (name, version) = (&result.card.name, &result.card.version);
+    (
+        uid::result_uid(&source.sop_instance, name, version, &format!("{kind}-series")),
+        uid::result_uid(&source.sop_instance, name, version, kind),
+    )
+}
+
 /// The device UID of a model version (the Device Observer UID of its SRs).
 fn device_uid(card: &ModelCard) -> String {
     uid::result_uid("device", &card.name, &card.version, "device")
@@ -293,9 +303,9 @@ mod tests {
         let source = SourceInstance::read(&bytes, &DecodeLimits::default()).unwrap();
         let (gray, color) = (card(ModelVariant::Gray), card(ModelVariant::Color));
         let p = probabilities();
-        let a = sr::uids(&source, &ModelResult { card: &gray, probabilities: &p });
-        let b = sr::uids(&source, &ModelResult { card: &gray, probabilities: &[0.5; 14] });
-        let c = sr::uids(&source, &ModelResult { card: &color, probabilities: &p });
+        let a = result_uids(&source, &ModelResult { card: &gray, probabilities: &p }, "sr");
+        let b = result_uids(&source, &ModelResult { card: &gray, probabilities: &[0.5; 14] }, "sr");
+        let c = result_uids(&source, &ModelResult { card: &color, probabilities: &p }, "sr");
         assert_eq!(a, b);
         assert_ne!(a.0, c.0);
         assert_ne!(a.1, c.1);

@@ -8,7 +8,9 @@ use dicom_dictionary_std::tags;
 use image::RgbImage;
 
 use super::source::SourceInstance;
-use super::{ModelResult, ResultObject, ResultsError, SC_STORAGE, common, element, object, sequence, uid, write};
+use super::{
+    ModelResult, ResultObject, ResultsError, SC_STORAGE, common, element, object, result_uids, sequence, write,
+};
 use crate::cam::{Film, GridMapping, OVERLAY_MAX_SIDE};
 use crate::image::GrayImage;
 use crate::labels::LABELS;
@@ -25,15 +27,6 @@ const GAP: u32 = 4;
 pub struct Maps<'a> {
     pub values: &'a [f32],
     pub grid: usize,
-}
-
-/// The UIDs of the Secondary Capture of `result` on `source`: (series, instance).
-pub fn uids(source: &SourceInstance, result: &ModelResult) -> (String, String) {
-    let (name, version) = (&result.card.name, &result.card.version);
-    (
-        uid::result_uid(&source.sop_instance, name, version, "sc-series"),
-        uid::result_uid(&source.sop_instance, name, version, "sc"),
-    )
 }
 
 /// Makes the Secondary Capture of `result` on `source`, whose decoded image is `image` and whose maps are `maps`.
@@ -58,7 +51,7 @@ pub fn secondary_capture(
     let picture = side_by_side(&overlays);
     let description: Vec<String> =
         drawn.iter().map(|&k| format!("{} {:.3}", LABELS[k], result.probabilities[k])).collect();
-    let (series, instance) = uids(source, result);
+    let (series, instance) = result_uids(source, result, "sc");
     let mut elements = common(source, result, (SC_STORAGE, &instance), ("OT", &series, SERIES_NUMBER), now);
     let (width, height) = (picture.width() as u16, picture.height() as u16);
     elements.extend([

@@ -11,21 +11,13 @@ use dicom_object::mem::InMemElement;
 use super::codes::{self, Code};
 use super::source::SourceInstance;
 use super::{
-    ModelResult, Object, ResultObject, ResultsError, SR_STORAGE, common, element, object, sequence, uid, write,
+    ModelResult, Object, ResultObject, ResultsError, SR_STORAGE, common, element, object, result_uids, sequence, uid,
+    write,
 };
 use crate::labels::LABELS;
 
 /// Series Number of the SRs (the overlays' series is [`super::sc::SERIES_NUMBER`]).
 pub const SERIES_NUMBER: u32 = 9_901;
-
-/// The UIDs of the SR of `result` on `source`: (series, instance).
-pub fn uids(source: &SourceInstance, result: &ModelResult) -> (String, String) {
-    let (name, version) = (&result.card.name, &result.card.version);
-    (
-        uid::result_uid(&source.sop_instance, name, version, "sr-series"),
-        uid::result_uid(&source.sop_instance, name, version, "sr"),
-    )
-}
 
 /// Makes the SR of `result` on `source`, dated `now`.
 pub fn structured_report(
@@ -36,7 +28,7 @@ pub fn structured_report(
     if result.probabilities.len() != LABELS.len() {
         return Err(ResultsError::Probabilities { got: result.probabilities.len(), expected: LABELS.len() });
     }
-    let (series, instance) = uids(source, result);
+    let (series, instance) = result_uids(source, result, "sr");
     let mut elements = common(source, result, (SR_STORAGE, &instance), ("SR", &series, SERIES_NUMBER), now);
     let thresholds = result.card.evaluation.as_ref().map(|e| e.thresholds.as_slice()).unwrap_or_default();
     let complete = thresholds.len() == LABELS.len() && thresholds.iter().all(Option::is_some);
