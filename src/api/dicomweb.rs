@@ -16,6 +16,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cxr_core::results::stow::{self, FailureReason, InstanceOutcome};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::body::{RelatedParts, discard};
 use super::error::ApiError;
@@ -67,7 +68,9 @@ async fn store_instances(state: AppState, study: Option<String>, request: Reques
             continue;
         }
         let (state, study) = (state.clone(), study.clone());
-        running.push_back(tokio::spawn(async move { crate::pacs::intake(&state, part.bytes, study.as_deref()).await }));
+        // The intake runs in the request's span, so its log lines carry the request id.
+        let intake = async move { crate::pacs::intake(&state, part.bytes, study.as_deref()).await };
+        running.push_back(tokio::spawn(intake.in_current_span()));
     }
     for task in running {
         outcomes.push(joined(task.await));
