@@ -54,12 +54,10 @@ pub async fn intake(state: &AppState, bytes: Bytes, study: Option<&str>) -> Inst
 }
 
 async fn intake_checked(state: &AppState, bytes: Bytes, study: Option<&str>) -> InstanceOutcome {
-    let limits = state.decode_limits();
-    let header = bytes.clone();
-    let source = match state.cpu_work(move || SourceInstance::read(&header, &limits)).await {
-        Ok((Ok(source), _)) => source,
-        Ok((Err(_), _)) => return refused(None, FailureReason::CannotUnderstand),
-        Err(_) => return refused(None, FailureReason::OutOfResources),
+    let source = match read_source(state, &bytes).await {
+        Ok(source) => source,
+        Err(PacsError::Results(_)) => return refused(None, FailureReason::CannotUnderstand),
+        Err(PacsError::State(_)) => return refused(None, FailureReason::OutOfResources),
     };
     let failed = |reason| refused(Some(&source), reason);
     if source.own_result || !source.has_pixels {
@@ -87,6 +85,13 @@ async fn intake_checked(state: &AppState, bytes: Bytes, study: Option<&str>) -> 
         Ok(()) => InstanceOutcome::Accepted { sop_class: source.sop_class, sop_instance: source.sop_instance },
         Err(_) => failed(FailureReason::OutOfResources),
     }
+}
+
+/// The header of a DICOM file (what its results refer to and copy), read on the image-work slots.
+pub async fn read_source(state: &AppState, bytes: &Bytes) -> Result<SourceInstance, PacsError> {
+    let (limits, bytes) = (state.decode_limits(), bytes.clone());
+    let (source, _) = state.cpu_work(move || SourceInstance::read(&bytes, &limits)).await?;
+    Ok(source?)
 }
 
 /// The result objects of `kinds` for every model run of `classification` (color before gray, an SR before its

@@ -28,7 +28,6 @@ use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use cxr_core::results::ResultsError;
-use cxr_core::results::source::SourceInstance;
 use cxr_core::results::stow::multipart_related;
 
 use super::body::read_upload;
@@ -37,7 +36,7 @@ use super::middleware::RequestId;
 use crate::config::Explain;
 use crate::inference::explain::{ExplainRequest, Explanation, Overlay};
 use crate::inference::{self, ImageInput, ModelRun};
-use crate::pacs::{PacsError, ResultKind, make_objects};
+use crate::pacs::{PacsError, ResultKind, make_objects, read_source};
 use crate::state::AppState;
 use crate::telemetry::millis;
 
@@ -208,12 +207,11 @@ async fn dicom_results(
              has no study to report into)"
         )));
     }
-    let limits = state.decode_limits();
-    let header = bytes.clone();
-    let source = match state.cpu_work(move || SourceInstance::read(&header, &limits)).await? {
-        (Ok(source), _) => source,
-        (Err(ResultsError::Decode(error)), _) => return Err(error.into()),
-        (Err(error), _) => return Err(ApiError::BadRequest(error.to_string())),
+    let source = match read_source(state, &bytes).await {
+        Ok(source) => source,
+        Err(PacsError::State(error)) => return Err(error.into()),
+        Err(PacsError::Results(ResultsError::Decode(error))) => return Err(error.into()),
+        Err(PacsError::Results(error)) => return Err(ApiError::BadRequest(error.to_string())),
     };
     if !source.has_pixels {
         return Err(ApiError::DicomRequired("the DICOM object has no pixel data: send an image".into()));
@@ -221,18 +219,18 @@ async fn dicom_results(
     // The overlays need the class activation maps of the same run.
     let explain = (kind == ResultKind::Sc).then_some(ExplainRequest { overlays: 0 });
     let classification = inference::classify(state, ImageInput { bytes, selection, explain }).await?;
-    let objects = make_objects(state, source, classification, &[kind]).await.map_err(|error| match error {
+    let mut objects = make_objects(state, source, classification, &[kind]).await.map_err(|error| match error {
         PacsError::State(error) => ApiError::from(error),
         PacsError::Results(error) => ApiError::Internal(error.to_string()),
     })?;
     let dicom = HeaderValue::from_static("application/dicom");
-    match objects.as_slice() {
-        [] => Err(ApiError::BadRequest(format!(
+    match objects.len() {
+        0 => Err(ApiError::BadRequest(format!(
             "format={kind}: the model has no class activation maps to draw (an adopted model); ask for format=sr"
         ))),
-        [one] => Ok(([(header::CONTENT_TYPE, dicom)], one.bytes.clone()).into_response()),
-        many => {
-            let parts: Vec<&[u8]> = many.iter().map(|object| object.bytes.as_slice()).collect();
+        1 => Ok(([(header::CONTENT_TYPE, dicom)], objects.remove(0).bytes).into_response()),
+        _ => {
+            let parts: Vec<&[u8]> = objects.iter().map(|object| object.bytes.as_slice()).collect();
             let (content_type, body) = multipart_related(&parts);
             let content_type = HeaderValue::from_str(&content_type).map_err(|e| ApiError::Internal(e.to_string()))?;
             Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
